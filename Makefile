@@ -1,0 +1,29 @@
+# replyd: `make run` starts a local daemon, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/replyd db upgrade
+	$(BIN)/replyd demo
+	$(BIN)/replyd serve
+
+test: $(STAMP)
+	$(BIN)/ruff check service tests bench
+	$(BIN)/mypy service
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/extraction.py
+
+clean:
+	rm -rf $(VENV) var

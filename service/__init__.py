@@ -1,0 +1,1 @@
+"""replyd: email replies in, blog comments and notification mail out."""

@@ -1,0 +1,1 @@
+"""Alembic schema history for replyd's database."""
