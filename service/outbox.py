@@ -1,0 +1,172 @@
+"""Delivers queued outbound mail to a local Maildir or an SMTP relay, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiosmtplib
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Outbound
+from service.models import OutboundEmail, OutboundStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=6)
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; `permanent` says whether trying again could help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """A claimed outbound message, detached from its database session."""
+
+    id: int
+    recipient: str
+    raw: bytes
+    attempts: int
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 30 s, 1 min, 2 min, ... capped at 6 h."""
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+
+
+class Outbox:
+    """Claims due outbound rows, delivers them, and records the result."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        outbound: Outbound,
+        *,
+        envelope_sender: str,
+        max_attempts: int,
+        local_hostname: str = "localhost",
+    ) -> None:
+        self.session_factory = session_factory
+        self.outbound = outbound
+        self.envelope_sender = envelope_sender
+        self.max_attempts = max_attempts
+        self.local_hostname = local_hostname
+
+    def claim_due(self, worker: str, limit: int = 20) -> list[Parcel]:
+        """Claim up to `limit` rows that are due (or whose sender died mid-delivery)."""
+        now = utcnow()
+        with self.session_factory.begin() as session:
+            rows = session.scalars(
+                select(OutboundEmail)
+                .where(
+                    or_(
+                        (OutboundEmail.status == OutboundStatus.QUEUED)
+                        & (OutboundEmail.next_attempt_at <= now),
+                        (OutboundEmail.status == OutboundStatus.SENDING)
+                        & (OutboundEmail.lease_until < now),
+                    )
+                )
+                .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            parcels = []
+            for row in rows:
+                row.status = OutboundStatus.SENDING
+                row.claimed_by = worker
+                row.lease_until = now + LEASE
+                row.attempts += 1
+                parcels.append(Parcel(row.id, row.recipient, row.raw, row.attempts))
+            return parcels
+
+    async def deliver(self, parcel: Parcel) -> None:
+        """Hand one message to the configured destination; raises DeliveryError."""
+        if self.outbound.kind == "maildir":
+            assert self.outbound.path is not None
+            try:
+                await asyncio.to_thread(_add_to_maildir, str(self.outbound.path), parcel.raw)
+            except OSError as exc:
+                raise DeliveryError(
+                    f"cannot write to the outbox Maildir: {exc}", permanent=False
+                ) from exc
+            return
+        try:
+            await aiosmtplib.send(
+                parcel.raw,
+                sender=self.envelope_sender,
+                recipients=[parcel.recipient],
+                hostname=self.outbound.host,
+                port=self.outbound.port,
+                username=self.outbound.username,
+                password=self.outbound.password,
+                start_tls=self.outbound.starttls,
+                local_hostname=self.local_hostname,
+                timeout=60,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [error.code for error in exc.recipients]
+            raise DeliveryError(
+                f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"relay unreachable: {exc}", permanent=False) from exc
+
+    def record(self, parcel: Parcel, worker: str, error: DeliveryError | None) -> str:
+        """Store the outcome of one attempt; returns the row's new status."""
+        now = utcnow()
+        with self.session_factory.begin() as session:
+            row = session.get(OutboundEmail, parcel.id)
+            if row is None or row.claimed_by != worker:
+                return "lost-claim"
+            row.claimed_by = None
+            row.lease_until = None
+            if error is None:
+                row.status = OutboundStatus.SENT
+                row.sent_at = now
+                row.last_error = None
+            elif error.permanent or row.attempts >= self.max_attempts:
+                row.status = OutboundStatus.FAILED
+                row.last_error = str(error)[:2000]
+            else:
+                row.status = OutboundStatus.QUEUED
+                row.next_attempt_at = now + backoff(row.attempts)
+                row.last_error = str(error)[:2000]
+            return row.status
+
+    async def run_once(self, worker: str) -> int:
+        """Deliver everything due now; returns how many attempts were made."""
+        parcels = await asyncio.to_thread(self.claim_due, worker)
+        for parcel in parcels:
+            error: DeliveryError | None = None
+            try:
+                await self.deliver(parcel)
+            except DeliveryError as exc:
+                error = exc
+            status = await asyncio.to_thread(self.record, parcel, worker, error)
+            if error is None:
+                log.info("outbound #%s delivered", parcel.id)
+            else:
+                log.warning(
+                    "outbound #%s attempt %s: %s -> %s", parcel.id, parcel.attempts, error, status
+                )
+        return len(parcels)
+
+
+def _add_to_maildir(path: str, raw: bytes) -> None:
+    # mailbox.Maildir writes into tmp/ and renames into new/, so readers never see half a file.
+    mailbox.Maildir(path, create=True).add(raw)

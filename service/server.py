@@ -1,0 +1,186 @@
+"""The daemon: SMTP edge, inbound workers and the outbox in one process, drained on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.addresses import AddressBook, Keyring
+from service.config import Settings
+from service.db import check_schema, make_engine, make_sessionmaker
+from service.inbox import claim_next, store_received
+from service.notify import Notifier
+from service.outbox import Outbox
+from service.pipeline import Pipeline
+from service.smtp import ReplyHandler, make_protocol
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
+
+
+@dataclass
+class Components:
+    """The long-lived objects a replyd process is built from, made once from Settings."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    book: AddressBook
+    keyring: Keyring
+
+    @classmethod
+    def build(cls, settings: Settings) -> Components:
+        """Build the database engine, address book and keyring from settings."""
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_sessionmaker(engine),
+            book=AddressBook(settings.domain, settings.reply_prefix, settings.reply_separator),
+            keyring=Keyring.from_strings(settings.secret, settings.old_secrets),
+        )
+
+    def notifier(self) -> Notifier:
+        """A notifier rendering with this deployment's addresses."""
+        return Notifier(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+        )
+
+
+class ReplydServer:
+    """Runs the listener and the workers on one event loop; CPU work goes to threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parts = Components.build(settings)
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.pipeline = Pipeline(
+            self.parts.session_factory,
+            self.parts.book,
+            self.parts.keyring,
+            self.parts.notifier(),
+            own_addresses={settings.from_address},
+            quotes_only=settings.quotes_only,
+        )
+        self.outbox = Outbox(
+            self.parts.session_factory,
+            settings.outbound,
+            envelope_sender=settings.from_address,
+            max_attempts=settings.outbound_max_attempts,
+            local_hostname=settings.domain,
+        )
+        self.handler = ReplyHandler(
+            self.parts.book,
+            self.parts.keyring,
+            lambda raw, sender, rcpts: store_received(
+                self.parts.session_factory, raw, sender, rcpts
+            ),
+            max_recipients=settings.max_recipients,
+            max_message_bytes=settings.max_message_bytes,
+            on_stored=self._wake_inbound,
+            lmtp=settings.protocol == "lmtp",
+        )
+        self._inbound_wakeup = asyncio.Event()
+        self._outbound_wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _wake_inbound(self) -> None:
+        self._inbound_wakeup.set()
+
+    async def start(self) -> None:
+        """Check the schema, bind the listener and start the workers."""
+        check_schema(self.parts.engine)
+        self._loop = asyncio.get_running_loop()
+        hostname = self.settings.domain
+        self._server = await self._loop.create_server(
+            lambda: make_protocol(self.handler, self.settings.protocol, hostname),
+            host=self.settings.smtp_host,
+            port=self.settings.smtp_port,
+        )
+        for number in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._inbound_worker(f"{self.node}/in{number}")))
+        self._tasks.append(asyncio.create_task(self._outbound_worker(f"{self.node}/out")))
+        log.info(
+            "replyd listening for %s on %s:%s (workers: %s, outbound: %s)",
+            self.settings.protocol.upper(),
+            self.settings.smtp_host,
+            self.settings.smtp_port,
+            self.settings.workers,
+            self.settings.outbound.kind,
+        )
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        """Sleep until woken, the poll interval passes, or we are stopping."""
+        try:
+            await asyncio.wait_for(event.wait(), IDLE_POLL_SECONDS)
+        except TimeoutError:
+            pass
+        event.clear()
+
+    async def _inbound_worker(self, name: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                row_id = await asyncio.to_thread(claim_next, self.parts.session_factory, name)
+                if row_id is None:
+                    await self._wait(self._inbound_wakeup)
+                    continue
+                outcome = await asyncio.to_thread(self.pipeline.process, row_id, name)
+                if outcome is not None and outcome.comment_id is not None:
+                    self._outbound_wakeup.set()
+            except Exception:
+                # The database may be briefly unavailable; the row's lease brings it back.
+                log.exception("inbound worker %s hit an error; retrying shortly", name)
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+
+    async def _outbound_worker(self, name: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                if not await self.outbox.run_once(name):
+                    await self._wait(self._outbound_wakeup)
+            except Exception:
+                log.exception("outbound worker hit an error; retrying shortly")
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+
+    @property
+    def port(self) -> int:
+        """The port the listener is bound to."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Drain: refuse new mail with 421, finish the message in hand, stop the workers."""
+        self.handler.draining = True
+        if self._server is not None:
+            self._server.close()
+        self._stopping.set()
+        self._inbound_wakeup.set()
+        self._outbound_wakeup.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.parts.engine.dispose()
+        log.info("replyd stopped")
+
+    async def serve_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("signal received; draining")
+        await self.stop()

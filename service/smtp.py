@@ -1,0 +1,153 @@
+"""The SMTP/LMTP edge: refuse bad recipients at RCPT, commit the raw message, then answer 250."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from service.addresses import AddressBook, Keyring, verify_token
+
+log = logging.getLogger(__name__)
+
+# Replies are data: every answer the edge gives, with its enhanced status code (RFC 3463).
+S250_RCPT_OK = "250 2.1.5 Recipient OK"
+S250_STORED = "250 2.0.0 Message accepted; it will appear as a comment shortly"
+S421_DRAINING = "421 4.3.2 This server is shutting down; please try again shortly"
+S451_STORE_FAILED = "451 4.3.0 Temporary failure storing your message; please try again later"
+S452_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients; send the rest in another message"
+S550_NOT_OURS = "550 5.1.1 <{address}>: this server only accepts replies to its own reply addresses"
+S550_BAD_TOKEN = (
+    "550 5.1.1 <{address}>: this reply address is not valid (changed or mistyped?); "
+    "reply to the notification email itself"
+)
+S552_TOO_BIG = "552 5.3.4 Message too big for this service (limit {limit} bytes)"
+S554_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+
+StoreFunction = Callable[[bytes, str, list[str]], list[int]]
+
+
+class ReplyHandler:
+    """aiosmtpd handler: checks reply addresses at RCPT and stores accepted mail at DATA."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        keyring: Keyring,
+        store: StoreFunction,
+        *,
+        max_recipients: int,
+        max_message_bytes: int,
+        on_stored: Callable[[], None] = lambda: None,
+        lmtp: bool = False,
+    ) -> None:
+        self.book = book
+        self.keyring = keyring
+        self.store = store
+        self.max_recipients = max_recipients
+        self.max_message_bytes = max_message_bytes
+        self.on_stored = on_stored
+        self.lmtp = lmtp
+        self.draining = False
+
+    def check_recipient(self, address: str) -> str | None:
+        """The refusal for an envelope recipient, or None when it is one of our addresses."""
+        token = self.book.token_of(address)
+        if token is None:
+            return S550_NOT_OURS.format(address=address)
+        # The bare prefix (no token) is accepted: the worker routes it by In-Reply-To.
+        if token and verify_token(token, self.keyring) is None:
+            return S550_BAD_TOKEN.format(address=address)
+        return None
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Refuse new transactions while draining; otherwise accept any sender."""
+        if self.draining:
+            return S421_DRAINING
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Accept only valid reply addresses, and at most max_recipients of them."""
+        if self.draining:
+            return S421_DRAINING
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return S452_TOO_MANY_RCPTS
+        refusal = self.check_recipient(address)
+        if refusal:
+            # The address itself is not logged: it carries a token.
+            log.info("refused a recipient at RCPT with %s", refusal[:9])
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return S250_RCPT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Commit the raw message (one row per recipient), and only then answer 250."""
+        raw = envelope.original_content or b""
+        if len(raw) > self.max_message_bytes:
+            return S552_TOO_BIG.format(limit=self.max_message_bytes)
+        if not envelope.rcpt_tos:
+            return S554_NO_RECIPIENTS
+        sender = envelope.mail_from or ""
+        if sender == "<>":
+            sender = ""
+        try:
+            # Off the event loop: a commit waits for fsync, and other sessions must not.
+            ids = await asyncio.to_thread(self.store, raw, sender, list(envelope.rcpt_tos))
+        except Exception:
+            log.exception("could not store an inbound message; answered 451")
+            return S451_STORE_FAILED
+        log.info("stored inbound message(s) %s from <%s>", ids, sender)
+        self.on_stored()
+        # LMTP answers DATA once per recipient (RFC 2033); all were stored in one commit.
+        return "\r\n".join([S250_STORED] * len(ids)) if self.lmtp else S250_STORED
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any unexpected error is temporary for the sender, and never shows our internals."""
+        log.error("error in SMTP session: %r", error)
+        return S451_STORE_FAILED
+
+
+class _EnhancedReplies:
+    """Rewrites aiosmtpd's built-in size refusals to carry enhanced status codes."""
+
+    max_message_bytes: int
+
+    async def push(self, status: Any) -> None:
+        """Send a reply line, swapping aiosmtpd's bare 552s for ours."""
+        if isinstance(status, str) and status.startswith("552 Error"):
+            status = S552_TOO_BIG.format(limit=self.max_message_bytes)
+        await super().push(status)  # type: ignore[misc]
+
+
+class ReplySMTP(_EnhancedReplies, SMTP):
+    """SMTP protocol with our size refusals."""
+
+
+class ReplyLMTP(_EnhancedReplies, LMTP):
+    """LMTP protocol (for an MTA such as Postfix in front) with our size refusals."""
+
+
+def make_protocol(handler: ReplyHandler, protocol: str, hostname: str) -> SMTP:
+    """One protocol instance per connection, as asyncio's create_server wants."""
+    cls = ReplyLMTP if protocol == "lmtp" else ReplySMTP
+    # hostname given: otherwise aiosmtpd calls getfqdn() on every connection.
+    server = cls(
+        handler,
+        hostname=hostname,
+        data_size_limit=handler.max_message_bytes,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+    )
+    server.max_message_bytes = handler.max_message_bytes
+    return server

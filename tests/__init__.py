@@ -1,0 +1,1 @@
+"""replyd's test suite."""

@@ -1,0 +1,123 @@
+"""The SMTP edge over a real connection: refusal codes, and 250 only once the mail is stored."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+
+import pytest
+from sqlalchemy import func, select
+
+from service.models import InboundEmail
+from tests.conftest import Blog, RunningServer, reply_message, send
+
+READER = "reader@example.org"
+
+
+def inbound_count(blog: Blog) -> int:
+    with blog.parts.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(InboundEmail)) or 0)
+
+
+def database_file(server: RunningServer) -> str:
+    return server.settings.database_url.removeprefix("sqlite:///")
+
+
+class TestRecipients:
+    def test_valid_reply_address_is_accepted_and_stored_before_250(self, server: RunningServer, blog: Blog) -> None:
+        """A valid reply gets 250, and by then its raw bytes are in the database."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(READER, address, "Nice post")
+        assert send(server.port, READER, [address], raw) == {}
+        with blog.parts.session_factory() as session:
+            row = session.scalars(select(InboundEmail)).one()
+            assert row.raw == raw
+            assert row.recipient == address
+            assert row.sender == READER
+
+    def test_foreign_domain_refused_at_rcpt(self, server: RunningServer) -> None:
+        """An address outside our domain is refused with 550 5.1.1 before DATA."""
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail(READER)
+            code, text = client.rcpt("someone@elsewhere.org")
+        assert code == 550
+        assert text.startswith(b"5.1.1 ")
+        assert b"only accepts replies" in text
+
+    def test_tampered_token_refused_at_rcpt(self, server: RunningServer, blog: Blog) -> None:
+        """A reply address with one character changed is refused with 550 5.1.1."""
+        address = blog.address(blog.post(), READER)
+        local, domain = address.split("@")
+        tampered = f"{local[:-1]}{'a' if local[-1] != 'a' else 'b'}@{domain}"
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(server.port, READER, [tampered], reply_message(READER, tampered, "hi"))
+        code, text = refused.value.recipients[tampered]
+        assert (code, text[:6]) == (550, b"5.1.1 ")
+        assert b"not valid" in text
+        assert inbound_count(blog) == 0
+
+    def test_too_many_recipients(self, server: RunningServer, blog: Blog) -> None:
+        """Recipients past the limit get 452 4.5.3; the ones before it are accepted."""
+        post = blog.post()
+        addresses = [blog.address(post, f"r{i}@example.org") for i in range(server.settings.max_recipients + 1)]
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail(READER)
+            codes = [client.rcpt(a) for a in addresses]
+        assert [c for c, _ in codes[:-1]] == [250] * server.settings.max_recipients
+        assert codes[-1][0] == 452
+        assert codes[-1][1].startswith(b"4.5.3")
+
+
+class TestData:
+    def test_store_failure_answers_451_and_recovers(self, server: RunningServer, blog: Blog) -> None:
+        """When the store fails the sender gets 451 4.3.0 (retry later), then 250 once it is back."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(READER, address, "Nice post")
+        with sqlite3.connect(database_file(server)) as db:
+            db.execute("ALTER TABLE inbound_emails RENAME TO inbound_emails_away")
+        with pytest.raises(smtplib.SMTPDataError) as failed:
+            send(server.port, READER, [address], raw)
+        assert failed.value.smtp_code == 451
+        assert failed.value.smtp_error.startswith(b"4.3.0 ")
+        assert b"Error" not in failed.value.smtp_error and b"sqlite" not in failed.value.smtp_error.lower()
+        with sqlite3.connect(database_file(server)) as db:
+            db.execute("ALTER TABLE inbound_emails_away RENAME TO inbound_emails")
+        assert send(server.port, READER, [address], raw) == {}
+        assert inbound_count(blog) == 1
+
+    def test_draining_server_refuses_new_mail_with_4xx(self, server: RunningServer, blog: Blog) -> None:
+        """While shutting down, new transactions get 421 4.3.2 so the sender retries elsewhere."""
+        server.server.handler.draining = True
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            code, text = client.mail(READER)
+        assert (code, text[:6]) == (421, b"4.3.2 ")
+
+
+
+class TestSizeLimit:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """A 2 KB limit, so a small test message is over it."""
+        return {"REPLYD_MAX_MESSAGE_BYTES": "2048"}
+
+    def test_oversized_message_refused_at_data(self, server: RunningServer, blog: Blog) -> None:
+        """A message over REPLYD_MAX_MESSAGE_BYTES gets 552 5.3.4 and is not stored."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(READER, address, "x" * 5000)
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail(READER)
+            client.rcpt(address)
+            code, text = client.data(raw)
+        assert (code, text[:6]) == (552, b"5.3.4 ")
+        assert inbound_count(blog) == 0
+
+    def test_oversized_message_refused_at_mail_from_size(self, server: RunningServer, blog: Blog) -> None:
+        """A client that announces SIZE= over the limit is refused before sending anything."""
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            code, text = client.mail(READER, ["SIZE=999999"])
+        assert (code, text[:6]) == (552, b"5.3.4 ")
