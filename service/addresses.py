@@ -1,4 +1,4 @@
-"""Make and verify reply addresses: reply+<token>@domain, bound to one thread and one person (pure)."""
+"""Make and verify reply addresses: reply+<token>@domain, bound to a thread and a person."""
 
 from __future__ import annotations
 

@@ -234,7 +234,8 @@ def cmd_address(args: argparse.Namespace) -> int:
             comment = session.get(Comment, args.comment)
             if comment is None or comment.post_id != post.id:
                 raise CommandError(
-                    f"post {args.post!r} has no comment {args.comment}; see `replyd comments --post {args.post}`."
+                    f"post {args.post!r} has no comment {args.comment}; "
+                    f"see `replyd comments --post {args.post}`."
                 )
         target = ReplyTarget(post.id, args.comment, person.id)
     print(parts.book.reply_address(target, parts.keyring))
@@ -253,7 +254,7 @@ def cmd_comments(args: argparse.Namespace) -> int:
         comments = session.scalars(
             select(Comment).where(Comment.post_id == post.id).order_by(Comment.id)
         ).all()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": c.id,
                 "parent_id": c.parent_id,
@@ -278,7 +279,8 @@ def cmd_comments(args: argparse.Namespace) -> int:
         for row in children.get(parent, []):
             indent = "    " * depth
             print(
-                f"{indent}#{row['id']} {row['author_name'] or row['author_email']} ({row['created_at'][:16]})"
+                f"{indent}#{row['id']} {row['author_name'] or row['author_email']} "
+                f"({row['created_at'][:16]})"
             )
             for line in row["body"].splitlines():
                 print(f"{indent}  {line}")
@@ -303,7 +305,7 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
     if args.status:
         query = query.where(InboundEmail.status == args.status)
     with parts.session_factory() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": r.id,
                 "received_at": r.received_at.isoformat(),
@@ -320,7 +322,8 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(
-                f"{row['id']}\t{row['received_at'][:19]}\t{row['status']}\t<{row['sender']}>\t{row['reason'] or ''}"
+                f"{row['id']}\t{row['received_at'][:19]}\t{row['status']}\t"
+                f"<{row['sender']}>\t{row['reason'] or ''}"
             )
     return 0
 
@@ -450,22 +453,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 0
         reader = _person(session, DEMO_READER, "Demo Reader")
         address = parts.book.reply_address(ReplyTarget(post.id, None, reader.id), parts.keyring)
-    message = (
-        f"From: Demo Reader <{DEMO_READER}>\\r\\nTo: {address}\\r\\nSubject: Re: {post.title}\\r\\n\\r\\n"
-        "What a great post!\\r\\n\\r\\nOn Tue, Sep 8, 2009 at 11:48 AM, Demo Author wrote:\\r\\n> Hello\\r\\n"
+    # Built from fixed text and a base32 token only, so it is safe inside the quoted command.
+    message = "\\r\\n".join(
+        [
+            f"From: Demo Reader <{DEMO_READER}>",
+            f"To: {address}",
+            "Subject: Re: Hello from replyd",
+            "",
+            "What a great post!",
+            "",
+            "On Tue, Sep 8, 2009 at 11:48 AM, Demo Author wrote:",
+            "> Hello",
+            "",
+        ]
     )
     python = _shortest_path(Path(sys.executable))
+    smtp = f"smtplib.SMTP('{settings.smtp_host}', {settings.smtp_port})"
     print(f"\nreply address for {DEMO_READER} on post 'demo':\n  {address}\n")
     print("once the daemon below is listening, send a reply from another terminal with:")
     print(
-        f"  {python} -c \"import smtplib; smtplib.SMTP('{settings.smtp_host}', {settings.smtp_port})"
+        f'  {python} -c "import smtplib; {smtp}'
         f".sendmail('{DEMO_READER}', ['{address}'], b'{message}')\""
     )
     replyd = _shortest_path(Path(sys.argv[0]).absolute())
-    print(f"then see it with:  {replyd} comments --post demo")
-    print(
-        f"and the author's notification in the Maildir {settings.outbound.path or settings.outbound.host}\n"
-    )
+    print(f"then see the comment with:  {replyd} comments --post demo")
+    if settings.outbound.kind == "maildir":
+        print(f"and the author's notification in the Maildir {settings.outbound.path}\n")
     return 0
 
 

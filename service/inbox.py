@@ -6,8 +6,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import InboundEmail, InboundStatus, utcnow
@@ -121,4 +122,5 @@ def requeue(session: Session, ids: Iterable[int] | None = None) -> int:
     )
     if ids is not None:
         statement = statement.where(InboundEmail.id.in_(list(ids)))
-    return session.execute(statement).rowcount or 0
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return result.rowcount or 0

@@ -1,4 +1,4 @@
-"""The "reply above this line" marker our notifications carry, shared by templates and extraction."""
+"""The "reply above this line" marker our notifications carry (templates and extraction)."""
 
 # Plain-text line placed above the quoted notification body. A reply that quotes one of our
 # notifications is cut at this line, whatever the client did to the lines around it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -125,10 +126,8 @@ class ReplydServer:
 
     async def _wait(self, event: asyncio.Event) -> None:
         """Sleep until woken, the poll interval passes, or we are stopping."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), IDLE_POLL_SECONDS)
-        except TimeoutError:
-            pass
         event.clear()
 
     async def _inbound_worker(self, name: str) -> None:

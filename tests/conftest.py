@@ -55,7 +55,9 @@ class SinkHandler:
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         if self.answers:
             return self.answers.pop(0)
         envelope.rcpt_tos.append(address)
@@ -174,6 +176,7 @@ class Blog:
     """Posts and people seeded into the test database, with helpers to address them."""
 
     parts: Components
+    parts_notifier: Any = None
 
     def person(self, email: str, name: str = "") -> int:
         with self.parts.session_factory.begin() as session:
@@ -184,10 +187,18 @@ class Blog:
                 session.flush()
             return person.id
 
-    def post(self, slug: str = "hello", author: str = "author@example.org", closed: bool = False) -> int:
+    def post(
+        self, slug: str = "hello", author: str = "author@example.org", closed: bool = False
+    ) -> int:
         author_id = self.person(author, "Ann Author")
         with self.parts.session_factory.begin() as session:
-            post = Post(slug=slug, title=f"Post {slug}", url=f"https://blog.example.org/{slug}", author_id=author_id, closed=closed)
+            post = Post(
+                slug=slug,
+                title=f"Post {slug}",
+                url=f"https://blog.example.org/{slug}",
+                author_id=author_id,
+                closed=closed,
+            )
             session.add(post)
             session.flush()
             return post.id

@@ -58,7 +58,9 @@ class TestReplyAddresses:
 
     def test_token_from_another_secret_is_refused(self) -> None:
         """A token signed with someone else's secret does not verify here."""
-        foreign = make_token(ReplyTarget(7, 42, 3), Keyring.from_strings("someone-elses-secret-xyz"))
+        foreign = make_token(
+            ReplyTarget(7, 42, 3), Keyring.from_strings("someone-elses-secret-xyz")
+        )
         assert verify_token(foreign, KEYS) is None
 
     def test_rotated_secret_still_verifies_old_tokens(self) -> None:
@@ -68,7 +70,9 @@ class TestReplyAddresses:
         assert verify_token(token, rotated) == ReplyTarget(7, 42, 3)
         assert verify_token(make_token(ReplyTarget(1, None, 1), rotated), KEYS) is None
 
-    @pytest.mark.parametrize("garbage", ["", "!!!!", "a" * 200, "0189", "zzzzzzzzzzzzzzzzzzzzzzzzzzzz"])
+    @pytest.mark.parametrize(
+        "garbage", ["", "!!!!", "a" * 200, "0189", "zzzzzzzzzzzzzzzzzzzzzzzzzzzz"]
+    )
     def test_garbage_is_refused_not_raised(self, garbage: str) -> None:
         """Malformed tokens give None, never an exception."""
         assert verify_token(garbage, KEYS) is None

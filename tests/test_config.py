@@ -41,11 +41,19 @@ class TestSettings:
     def test_smtp_relay_url(self, tmp_path: Path) -> None:
         """An SMTP relay URL gives host, port, credentials and STARTTLS."""
         settings = load_settings(
-            {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_OUTBOUND": "smtp://u%40x:p%3Aw@mail.example.org:587?starttls=true"}
+            {
+                "REPLYD_VAR_DIR": str(tmp_path),
+                "REPLYD_OUTBOUND": "smtp://u%40x:p%3Aw@mail.example.org:587?starttls=true",
+            }
         )
         out = settings.outbound
         assert (out.kind, out.host, out.port, out.username, out.password, out.starttls) == (
-            "smtp", "mail.example.org", 587, "u@x", "p:w", True,
+            "smtp",
+            "mail.example.org",
+            587,
+            "u@x",
+            "p:w",
+            True,
         )
 
     def test_secret_generated_once_private_and_never_shown(self, tmp_path: Path) -> None:
@@ -59,7 +67,10 @@ class TestSettings:
     def test_relay_password_not_in_repr(self, tmp_path: Path) -> None:
         """The relay password never appears when settings are printed or logged."""
         settings = load_settings(
-            {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_OUTBOUND": "smtp://user:hunter2secret@relay.example.org"}
+            {
+                "REPLYD_VAR_DIR": str(tmp_path),
+                "REPLYD_OUTBOUND": "smtp://user:hunter2secret@relay.example.org",
+            }
         )
         assert "hunter2secret" not in repr(settings)
 
@@ -68,7 +79,11 @@ class TestSettings:
         config = tmp_path / "replyd.toml"
         config.write_text('domain = "file.example.org"\nsmtp_port = 2600\n')
         settings = load_settings(
-            {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(config), "REPLYD_SMTP_PORT": "2700"}
+            {
+                "REPLYD_VAR_DIR": str(tmp_path),
+                "REPLYD_CONFIG": str(config),
+                "REPLYD_SMTP_PORT": "2700",
+            }
         )
         assert settings.domain == "file.example.org"
         assert settings.smtp_port == 2700
@@ -76,4 +91,6 @@ class TestSettings:
     def test_unreadable_config_file(self, tmp_path: Path) -> None:
         """A missing config file is named in the error."""
         with pytest.raises(ConfigError, match="REPLYD_CONFIG"):
-            load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(tmp_path / "nope.toml")})
+            load_settings(
+                {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(tmp_path / "nope.toml")}
+            )

@@ -24,7 +24,9 @@ def database_file(server: RunningServer) -> str:
 
 
 class TestRecipients:
-    def test_valid_reply_address_is_accepted_and_stored_before_250(self, server: RunningServer, blog: Blog) -> None:
+    def test_valid_reply_address_is_accepted_and_stored_before_250(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """A valid reply gets 250, and by then its raw bytes are in the database."""
         address = blog.address(blog.post(), READER)
         raw = reply_message(READER, address, "Nice post")
@@ -60,7 +62,10 @@ class TestRecipients:
     def test_too_many_recipients(self, server: RunningServer, blog: Blog) -> None:
         """Recipients past the limit get 452 4.5.3; the ones before it are accepted."""
         post = blog.post()
-        addresses = [blog.address(post, f"r{i}@example.org") for i in range(server.settings.max_recipients + 1)]
+        addresses = [
+            blog.address(post, f"r{i}@example.org")
+            for i in range(server.settings.max_recipients + 1)
+        ]
         with smtplib.SMTP("127.0.0.1", server.port) as client:
             client.ehlo()
             client.mail(READER)
@@ -71,8 +76,10 @@ class TestRecipients:
 
 
 class TestData:
-    def test_store_failure_answers_451_and_recovers(self, server: RunningServer, blog: Blog) -> None:
-        """When the store fails the sender gets 451 4.3.0 (retry later), then 250 once it is back."""
+    def test_store_failure_answers_451_and_recovers(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """When the store fails the sender gets 451 4.3.0, then 250 once it is back."""
         address = blog.address(blog.post(), READER)
         raw = reply_message(READER, address, "Nice post")
         with sqlite3.connect(database_file(server)) as db:
@@ -81,20 +88,24 @@ class TestData:
             send(server.port, READER, [address], raw)
         assert failed.value.smtp_code == 451
         assert failed.value.smtp_error.startswith(b"4.3.0 ")
-        assert b"Error" not in failed.value.smtp_error and b"sqlite" not in failed.value.smtp_error.lower()
+        assert (
+            b"Error" not in failed.value.smtp_error
+            and b"sqlite" not in failed.value.smtp_error.lower()
+        )
         with sqlite3.connect(database_file(server)) as db:
             db.execute("ALTER TABLE inbound_emails_away RENAME TO inbound_emails")
         assert send(server.port, READER, [address], raw) == {}
         assert inbound_count(blog) == 1
 
-    def test_draining_server_refuses_new_mail_with_4xx(self, server: RunningServer, blog: Blog) -> None:
+    def test_draining_server_refuses_new_mail_with_4xx(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """While shutting down, new transactions get 421 4.3.2 so the sender retries elsewhere."""
         server.server.handler.draining = True
         with smtplib.SMTP("127.0.0.1", server.port) as client:
             client.ehlo()
             code, text = client.mail(READER)
         assert (code, text[:6]) == (421, b"4.3.2 ")
-
 
 
 class TestSizeLimit:
@@ -115,7 +126,9 @@ class TestSizeLimit:
         assert (code, text[:6]) == (552, b"5.3.4 ")
         assert inbound_count(blog) == 0
 
-    def test_oversized_message_refused_at_mail_from_size(self, server: RunningServer, blog: Blog) -> None:
+    def test_oversized_message_refused_at_mail_from_size(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """A client that announces SIZE= over the limit is refused before sending anything."""
         with smtplib.SMTP("127.0.0.1", server.port) as client:
             client.ehlo()

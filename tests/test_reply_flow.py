@@ -1,0 +1,313 @@
+"""End to end: a reply over SMTP becomes one clean comment and notifies the thread."""
+
+from __future__ import annotations
+
+import sqlite3
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from service.inbox import requeue, store_received
+from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
+from tests.conftest import (
+    Blog,
+    RunningServer,
+    SinkHandler,
+    free_port,
+    reply_message,
+    send,
+    wait_for,
+)
+
+READER = "reader@example.org"
+AUTHOR = "author@example.org"
+THREADED_REPLY = """Thanks, this fixed my build.
+
+On Tue, Sep 8, 2009 at 11:48 AM, Ann Author <author@example.org> wrote:
+> Here is how to fix the build.
+> Step one: ...
+"""
+
+
+def final_row(blog: Blog, inbound_id: int | None = None) -> InboundEmail:
+    """Wait until the (newest) inbound row is terminal and return it."""
+
+    def terminal() -> InboundEmail | None:
+        with blog.parts.session_factory() as session:
+            query = select(InboundEmail).order_by(InboundEmail.id.desc())
+            if inbound_id is not None:
+                query = query.where(InboundEmail.id == inbound_id)
+            row = session.scalars(query).first()
+            if row is not None and row.status not in (
+                InboundStatus.RECEIVED,
+                InboundStatus.PROCESSING,
+            ):
+                return row
+            return None
+
+    return wait_for(terminal, what="an inbound message to reach a terminal state")
+
+
+def comments(blog: Blog) -> list[Comment]:
+    with blog.parts.session_factory() as session:
+        return list(session.scalars(select(Comment).order_by(Comment.id)))
+
+
+def outbound(blog: Blog) -> list[OutboundEmail]:
+    with blog.parts.session_factory() as session:
+        return list(session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
+
+
+def quoting(notification: EmailMessage, text: str) -> str:
+    """A reply as a mail client writes it: text on top, the notification quoted below."""
+    quoted = notification.get_body(("plain",)).get_content()
+    attribution = f"On Wed, Nov 25, 2026 at 9:15 AM, {notification['From']} wrote:"
+    return f"{text}\n\n{attribution}\n" + "\n".join(f"> {line}" for line in quoted.splitlines())
+
+
+def delivered(sink: tuple[SinkHandler, int], address: str, count: int = 1) -> list[EmailMessage]:
+    handler = sink[0]
+    return wait_for(
+        lambda: len(handler.to(address)) >= count and handler.to(address), what=f"mail to {address}"
+    )
+
+
+class TestPublishing:
+    def test_reply_becomes_clean_comment_and_notifies_author(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """The quoted thread is cut, the sender is the author, and the post author gets mail."""
+        post = blog.post()
+        address = blog.address(post, READER)
+        send(
+            server.port,
+            READER,
+            [address],
+            reply_message(f"Rita Reader <{READER}>", address, THREADED_REPLY),
+        )
+        row = final_row(blog)
+        assert row.status == InboundStatus.PROCESSED, row.reason
+        [comment] = comments(blog)
+        assert comment.body == "Thanks, this fixed my build."
+        assert "Here is how to fix the build." in comment.elided
+        assert comment.parent_id is None
+        [notification] = delivered(sink, AUTHOR)
+        assert "Thanks, this fixed my build." in notification.get_body(("plain",)).get_content()
+        assert str(notification["Reply-To"]).split("<")[-1].rstrip(">") != address
+
+    def test_reply_to_notification_creates_child_comment(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """Replying to a notification's Reply-To threads the new comment under the one notified."""
+        post = blog.post()
+        address = blog.address(post, READER)
+        send(server.port, READER, [address], reply_message(READER, address, "First!"))
+        [notification] = delivered(sink, AUTHOR)
+        reply_to = notification["Reply-To"].addresses[0].addr_spec
+        answer = reply_message(
+            AUTHOR,
+            reply_to,
+            quoting(notification, "Glad you liked it."),
+            headers={"In-Reply-To": str(notification["Message-ID"])},
+        )
+        send(server.port, AUTHOR, [reply_to], answer)
+        wait_for(lambda: len(comments(blog)) == 2, what="the child comment")
+        first, child = comments(blog)
+        assert child.parent_id == first.id
+        assert child.body == "Glad you liked it."
+        # The reader follows the thread now, so they hear about the author's answer.
+        [to_reader] = delivered(sink, READER)
+        assert "Glad you liked it." in to_reader.get_body(("plain",)).get_content()
+
+    def test_route_by_in_reply_to_when_token_missing(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A reply whose To lost its token still lands under the notification it answers."""
+        post = blog.post()
+        address = blog.address(post, READER)
+        send(server.port, READER, [address], reply_message(READER, address, "First!"))
+        [notification] = delivered(sink, AUTHOR)
+        bare = f"reply@{server.settings.domain}"
+        answer = reply_message(
+            AUTHOR,
+            bare,
+            "Answer via threading",
+            headers={"In-Reply-To": str(notification["Message-ID"])},
+        )
+        send(server.port, AUTHOR, [bare], answer)
+        wait_for(lambda: len(comments(blog)) == 2, what="the routed comment")
+        assert comments(blog)[1].parent_id == comments(blog)[0].id
+
+    def test_redelivered_message_makes_no_second_comment(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """The same Message-ID from the same sender to the same address is published once."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(
+            READER, address, "Only once please", message_id="<dup-1@client.example.net>"
+        )
+        send(server.port, READER, [address], raw)
+        first = final_row(blog)
+        send(server.port, READER, [address], raw)
+        second = wait_for(
+            lambda: (r := final_row(blog)).id != first.id and r, what="the redelivery"
+        )
+        assert first.status == InboundStatus.PROCESSED
+        assert second.status == InboundStatus.IGNORED
+        assert "duplicate" in (second.reason or "")
+        assert len(comments(blog)) == 1
+
+    def test_restart_resumes_stored_and_abandoned_rows(self, settings, blog: Blog) -> None:  # type: ignore[no-untyped-def]
+        """Rows stored while no worker ran, or claimed by a dead worker, are finished on start."""
+        address = blog.address(blog.post(), READER)
+        waiting = store_received(
+            blog.parts.session_factory, reply_message(READER, address, "stored"), READER, [address]
+        )[0]
+        abandoned = store_received(
+            blog.parts.session_factory,
+            reply_message(READER, address, "abandoned"),
+            READER,
+            [address],
+        )[0]
+        with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
+            db.execute(
+                "UPDATE inbound_emails SET status='processing', claimed_by='dead-node', "
+                "lease_until='2000-01-01 00:00:00.000000' WHERE id=?",
+                (abandoned,),
+            )
+        running = RunningServer(settings).start()
+        try:
+            assert final_row(blog, waiting).status == InboundStatus.PROCESSED
+            assert final_row(blog, abandoned).status == InboundStatus.PROCESSED
+            assert sorted(c.body for c in comments(blog)) == ["abandoned", "stored"]
+        finally:
+            running.stop()
+
+
+class TestRefusals:
+    def test_other_sender_is_not_published_as_address_owner(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """Mail from someone else to a reader's address is rejected, with the reason stored."""
+        address = blog.address(blog.post(), READER)
+        send(
+            server.port,
+            "mallory@evil.example",
+            [address],
+            reply_message("mallory@evil.example", address, "I am Rita"),
+        )
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED
+        assert "sender mismatch" in (row.reason or "")
+        assert comments(blog) == []
+
+    def test_auto_reply_makes_no_comment_and_no_mail(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """An out-of-office answer is ignored: no comment, nothing queued or sent."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(
+            READER,
+            address,
+            "I am away until Monday.",
+            subject="Out of Office: Post hello",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+        send(server.port, READER, [address], raw)
+        row = final_row(blog)
+        assert row.status == InboundStatus.IGNORED
+        assert "Auto-Submitted" in (row.reason or "")
+        assert comments(blog) == [] and outbound(blog) == [] and sink[0].messages == []
+
+    def test_closed_post_rejects(self, server: RunningServer, blog: Blog) -> None:
+        """A reply to a closed post is rejected with the reason."""
+        address = blog.address(blog.post(closed=True), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Too late?"))
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED
+        assert "closed" in (row.reason or "")
+
+    def test_quote_only_reply_is_rejected_not_published_empty(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """A reply that is all quote is rejected as empty instead of becoming an empty comment."""
+        address = blog.address(blog.post(), READER)
+        body = (
+            "On Tue, Sep 8, 2009 at 11:48 AM, Ann Author wrote:\n> Here is how to fix the build.\n"
+        )
+        send(server.port, READER, [address], reply_message(READER, address, body))
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED
+        assert "empty" in (row.reason or "")
+        assert comments(blog) == []
+
+
+class TestFailureAndReplay:
+    def test_failure_is_kept_and_replayable(self, server: RunningServer, blog: Blog) -> None:
+        """A message whose processing crashes is failed with the error, and retry publishes it."""
+        address = blog.address(blog.post(), READER)
+        database = server.settings.database_url.removeprefix("sqlite:///")
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE comments RENAME TO comments_away")
+        send(server.port, READER, [address], reply_message(READER, address, "Worth keeping"))
+        row = final_row(blog)
+        assert row.status == InboundStatus.FAILED
+        assert "comments" in (row.reason or "")
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE comments_away RENAME TO comments")
+        with blog.parts.session_factory.begin() as session:
+            assert requeue(session, [row.id]) == 1
+        assert final_row(blog, row.id).status == InboundStatus.PROCESSED
+        assert [c.body for c in comments(blog)] == ["Worth keeping"]
+
+
+class TestDelivery:
+    def test_relay_5xx_is_permanent_failure(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A 550 from the relay fails the notification at once, with the relay's answer kept."""
+        sink[0].answers.append("550 5.1.1 No such user")
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        row = wait_for(
+            lambda: [o for o in outbound(blog) if o.status == OutboundStatus.FAILED],
+            what="failed mail",
+        )[0]
+        assert row.attempts == 1
+        assert "550" in (row.last_error or "")
+
+    def test_relay_4xx_is_retried_later(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A 451 from the relay puts the notification back in the queue with a later next try."""
+        sink[0].answers.append("451 4.3.0 Try again later")
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        row = wait_for(
+            lambda: [
+                o for o in outbound(blog) if o.status == OutboundStatus.QUEUED and o.attempts == 1
+            ],
+            what="requeued mail",
+        )[0]
+        assert "451" in (row.last_error or "")
+        assert row.next_attempt_at > row.created_at
+
+
+class TestUnreachableRelay:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """A relay address where nothing listens."""
+        return {"REPLYD_OUTBOUND": f"smtp://127.0.0.1:{free_port()}"}
+
+    def test_refused_connection_is_retried(self, server: RunningServer, blog: Blog) -> None:
+        """When the relay cannot be reached the notification stays queued for a later try."""
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        row = wait_for(
+            lambda: [
+                o for o in outbound(blog) if o.status == OutboundStatus.QUEUED and o.attempts == 1
+            ],
+            what="requeued mail",
+        )[0]
+        assert "unreachable" in (row.last_error or "")
