@@ -53,6 +53,10 @@ class Settings:
     workers: int
     outbound_max_attempts: int
     var_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8025
+    api_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -157,9 +161,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"REPLYD_DOMAIN must be a domain name like replies.example.org, got {domain!r}."
         )
-    protocol = get("REPLYD_PROTOCOL", "smtp").lower()
-    if protocol not in ("smtp", "lmtp"):
-        raise ConfigError(f"REPLYD_PROTOCOL must be smtp or lmtp, got {protocol!r}.")
+    protocol = _choice("REPLYD_PROTOCOL", get("REPLYD_PROTOCOL", "smtp"), ("smtp", "lmtp"))
     separator = get("REPLYD_REPLY_SEPARATOR", "+")
     if separator not in ("+", "-", "_", "."):
         raise ConfigError("REPLYD_REPLY_SEPARATOR must be one of + - _ .")
@@ -202,4 +204,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REPLYD_OUTBOUND_MAX_ATTEMPTS", get("REPLYD_OUTBOUND_MAX_ATTEMPTS", "8"), 1, 100
         ),
         var_dir=var_dir,
+        http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
+        http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
+        api_token=_api_token(env.get("REPLYD_API_TOKEN")),
+        log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
     )
+
+
+def _api_token(raw: str | None) -> str | None:
+    """The bearer token of the HTTP API; None leaves the protected endpoints closed."""
+    if not raw or not raw.strip():
+        return None
+    if len(raw.strip()) < 16:
+        raise ConfigError("REPLYD_API_TOKEN must be at least 16 characters long.")
+    return raw.strip()
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}.")
+    return value

@@ -31,6 +31,9 @@ class TestSettings:
             ("REPLYD_BASE_URL", "blog.example.org"),
             ("REPLYD_PROTOCOL", "pop3"),
             ("REPLYD_SECRET", "short"),
+            ("REPLYD_API_TOKEN", "short"),
+            ("REPLYD_LOG_FORMAT", "xml"),
+            ("REPLYD_HTTP_PORT", "-1"),
         ],
     )
     def test_bad_value_names_the_variable(self, tmp_path: Path, name: str, value: str) -> None:
