@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import email.utils
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 import mailparser
+
+# mail-parser logs every part at DEBUG and recoverable oddities at WARNING/ERROR; for mail
+# from strangers that is noise, and what matters is reported through ParsedMessage.defects.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,8 @@ class ParsedMessage:
     text: str | None  # decoded, unflowed text/plain body, None when the mail has none
     html: str | None  # decoded text/html body, None when the mail has none
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case names
+    # What was wrong with the MIME structure (defect class names, or why a body was given up).
+    defects: tuple[str, ...] = ()
 
     def header(self, name: str) -> str:
         """First value of a header, or "" when absent."""
@@ -29,30 +43,270 @@ class ParsedMessage:
         return values[0] if values else ""
 
 
+# --- charsets -----------------------------------------------------------------------------
+
+# Windows-1252 for the bytes 0x80-0x9F, which ISO-8859-1 maps to unused C1 controls: mail
+# labelled ISO-8859-1 (or unlabelled) is in practice Windows-1252 (smart quotes, euro sign).
+_C1_TO_CP1252 = {
+    byte: bytes([byte]).decode("cp1252")
+    for byte in range(0x80, 0xA0)
+    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # undefined in cp1252: keep the C1 control
+}
+
+
+def _decode_cp1252(data: bytes) -> str:
+    """Windows-1252 that never fails (its five undefined bytes become their Latin-1 controls)."""
+    return data.decode("latin-1").translate(_C1_TO_CP1252)
+
+
+def _cp1252_for_invalid_utf8(error: UnicodeError) -> tuple[str, int]:
+    # A body declared UTF-8 that holds stray Windows-1252 bytes keeps its valid UTF-8 and
+    # gets the stray bytes as the Windows-1252 characters they almost always are.
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return _decode_cp1252(error.object[error.start : error.end]), error.end
+
+
+_UTF8_FALLBACK = "replyd.cp1252"
+codecs.register_error(_UTF8_FALLBACK, _cp1252_for_invalid_utf8)
+
+# Labels clients send that Python lacks, or that name a smaller set than the one really used.
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "iso-8859-8-i": "iso-8859-8",
+    "windows-874": "cp874",
+    "x-mac-roman": "mac_roman",
+    "macintosh": "mac_roman",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+}
+
+# Declared charsets that clients use as a label for "Western text": the body is decoded as
+# UTF-8 when it is valid UTF-8 with non-ASCII bytes (a mislabel), else as Windows-1252.
+_WESTERN = {"ascii", "iso8859-1", "cp1252"}
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Decode body or header bytes by their declared charset, repairing the usual mislabels."""
+    label = (charset or "").strip().strip("\"'").lower()
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        codec = codecs.lookup(label).name if label else ""
+    except (LookupError, ValueError):
+        codec = ""  # unknown-8bit, x-user-defined, typos: treat as undeclared
+    if codec and codec not in ("utf-8", "utf-8-sig") and codec not in _WESTERN:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            text = _decode_utf8_or_cp1252(data) if _is_utf8(data) else data.decode(codec, "replace")
+        except (LookupError, ValueError, TypeError):
+            # A label naming no text encoding ("base64", "rot13"): as if undeclared.
+            text = _decode_utf8_or_cp1252(data)
+        # Some codecs (utf-16 among them) can yield lone surrogates, which no UTF-8 sink takes.
+        return text.encode("utf-8", "replace").decode("utf-8")
+    if codec in _WESTERN and not _is_utf8(data):
+        text = _decode_cp1252(data)
+    else:
+        text = _decode_utf8_or_cp1252(data)
+    return text.removeprefix("\ufeff")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_utf8_or_cp1252(data: bytes) -> str:
+    """UTF-8, with any byte that is not part of valid UTF-8 read as Windows-1252."""
+    return data.decode("utf-8", _UTF8_FALLBACK)
+
+
+# --- headers ------------------------------------------------------------------------------
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_SURROGATES = re.compile(r"[\udc80-\udcff]")
+
+
+def _decode_encoded_word(encoding: str, payload: str) -> bytes:
+    try:
+        if encoding in "bB":
+            # Lax senders drop the padding.
+            return base64.b64decode(payload + "=" * (-len(payload) % 4))
+        return binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
+    except (binascii.Error, ValueError):
+        return payload.encode("ascii", "replace")
+
+
+def decode_header_value(raw: str) -> str:
+    """Unfold a raw header value and decode its 8-bit bytes and RFC 2047 encoded words."""
+    if _SURROGATES.search(raw):
+        # The stdlib parser carries raw 8-bit header bytes as surrogate escapes.
+        raw = decode_text(raw.encode("ascii", "surrogateescape"), None)
+    value = _FOLD.sub("", raw)
+    pieces: list[str] = []
+    pending = bytearray()  # bytes of adjacent encoded words in one charset, decoded together
+    pending_charset = ""
+    after_word = False
+    position = 0
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[position : match.start()]
+        charset = match.group(1).split("*", 1)[0].lower()  # drop an RFC 2231 language suffix
+        # RFC 2047 6.2: whitespace between two encoded words is not part of the text; a
+        # character may be split across adjacent words, so their bytes are joined first.
+        adjacent = after_word and not gap.strip()
+        if not (adjacent and charset == pending_charset):
+            pieces.append(decode_text(bytes(pending), pending_charset))
+            pending = bytearray()
+            if not adjacent:
+                pieces.append(gap)
+        pending += _decode_encoded_word(match.group(2), match.group(3))
+        pending_charset = charset
+        after_word = True
+        position = match.end()
+    pieces.append(decode_text(bytes(pending), pending_charset))
+    pieces.append(value[position:])
+    return "".join(pieces).replace("\x00", "").strip()
+
+
 def _message_ids(value: str) -> tuple[str, ...]:
-    return tuple(part for part in value.split() if part.startswith("<") and part.endswith(">"))
+    return tuple(re.findall(r"<[^<>\s]+>", value))
+
+
+def _read_headers(raw: bytes) -> tuple[dict[str, tuple[str, ...]], str]:
+    """Decoded headers by lower-case name, and the raw From (parsed before decoding)."""
+    try:
+        items = BytesHeaderParser(policy=compat32).parsebytes(raw).raw_items()
+    except Exception:  # a message we cannot read must still reach a terminal state
+        return {}, ""
+    headers: dict[str, tuple[str, ...]] = {}
+    raw_from = ""
+    for name, value in items:
+        if not isinstance(value, str):
+            continue
+        key = str(name).strip().lower()
+        if key == "from" and key not in headers:
+            raw_from = _FOLD.sub("", value)
+        headers[key] = (*headers.get(key, ()), decode_header_value(value))
+    return headers, raw_from
+
+
+# --- bodies -------------------------------------------------------------------------------
+
+
+_DASHED_RULE = re.compile(r"^-- $|^-{2,}[^-]*-{2,} $")
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Join RFC 3676 format=flowed soft-broken lines back into paragraphs, keeping quote marks."""
+    out: list[str] = []
+    paragraph: list[str] = []
+    depth_of_paragraph = 0
+
+    def finish(*, dangling: bool = False) -> None:
+        joined = "".join(paragraph)
+        if dangling:  # a soft break with nothing after it at this depth: no trailing space
+            joined = joined.removesuffix(" ")
+        prefix = ">" * depth_of_paragraph
+        out.append(f"{prefix} {joined}" if prefix and joined else prefix + joined)
+        paragraph.clear()
+
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing, or the space after the quote marks
+        if paragraph and depth != depth_of_paragraph:
+            finish(dangling=True)  # a change of quote depth ends a flowed paragraph (RFC 3676 4.5)
+        depth_of_paragraph = depth
+        # "-- " is the signature separator; Outlook Express also ends its
+        # "----- Original Message ----- " rule with a space, which must not glue it to "From:".
+        soft_break = content.endswith(" ") and not _DASHED_RULE.match(content)
+        if soft_break:
+            paragraph.append(content[:-1] if delsp else content)
+        else:
+            paragraph.append(content)
+            finish()
+    if paragraph:
+        finish(dangling=True)
+    return "\n".join(out)
+
+
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I)
+_META_SNIFF_BYTES = 4096
+
+
+def _decode_body_part(part: Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+        charset = part.get_param("charset")
+        params = {str(k).lower(): str(v).strip().lower() for k, v in part.get_params() or []}
+    except Exception:  # broken parameters or encoding: no body from this part
+        return ""
+    if not isinstance(payload, bytes):
+        return ""
+    if not isinstance(charset, str):
+        charset = None
+        if part.get_content_type() == "text/html":
+            # Some senders name the charset only in the document's own <meta> tag.
+            declared = _META_CHARSET.search(payload[:_META_SNIFF_BYTES])
+            charset = declared.group(1).decode("ascii") if declared else None
+    text = decode_text(payload, charset)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    if part.get_content_type() == "text/plain" and params.get("format") == "flowed":
+        text = unflow(text, delsp=params.get("delsp") == "yes")
+    return text
+
+
+class _BodyParser(mailparser.MailParser):
+    """mail-parser's part selection and attachment rules, with our charset and flowed decoding."""
+
+    def _decode_body_payload(self, part: Message, charset: str, part_index: int) -> str:
+        # mail-parser (>= 4.8) decodes each body part here; it falls back to UTF-8 with
+        # replacement characters and does not unflow, so the decoding is ours.
+        return _decode_body_part(part)
+
+
+def _bodies(raw: bytes) -> tuple[str | None, str | None, tuple[str, ...]]:
+    try:
+        mail = _BodyParser.from_bytes(raw)
+        plain = [part for part in mail.text_plain if part.strip()]
+        html = [part for part in mail.text_html if part.strip()]
+        defects = tuple(sorted(str(name) for name in mail.defects_categories))
+    except Exception as error:  # deep nesting, broken MIME: no body, no crash
+        return None, None, (f"body unreadable: {type(error).__name__}",)
+    return ("\n".join(plain) or None), ("\n".join(html) or None), defects
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
     """Parse one message; never raises on malformed input (missing parts become empty)."""
-    mail = mailparser.parse_from_bytes(raw)
-    message = mail.message
-    headers: dict[str, tuple[str, ...]] = {}
-    for name, value in message.items():
-        headers.setdefault(name.lower(), ())
-        headers[name.lower()] += (str(value),)
-    name, address = email.utils.parseaddr(str(message.get("From", "")))
-    text = "\n".join(mail.text_plain) if mail.text_plain else None
-    html = "\n".join(mail.text_html) if mail.text_html else None
-    message_id = str(message.get("Message-ID", "")).strip() or None
+    headers, raw_from = _read_headers(raw)
+
+    def first(name: str) -> str:
+        values = headers.get(name, ())
+        return values[0] if values else ""
+
+    try:
+        name, address = email.utils.parseaddr(raw_from)
+    except Exception:
+        name, address = "", ""
+    text, html, defects = _bodies(raw)
     return ParsedMessage(
-        message_id=message_id,
-        from_address=address.strip().lower(),
-        from_name=name.strip(),
-        subject=str(mail.subject or ""),
-        in_reply_to=_message_ids(str(message.get("In-Reply-To", ""))),
-        references=_message_ids(str(message.get("References", ""))),
+        message_id=first("message-id").strip() or None,
+        from_address=decode_header_value(address).strip().lower(),
+        from_name=decode_header_value(name).strip(),
+        subject=first("subject"),
+        in_reply_to=_message_ids(first("in-reply-to")),
+        references=_message_ids(first("references")),
         text=text,
         html=html,
         headers=headers,
+        defects=defects,
     )

@@ -16,15 +16,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.addresses import AddressBook, Keyring
 from service.config import Settings
 from service.db import check_schema, make_engine, make_sessionmaker
+from service.digest import PERIODS, Digests, last_complete_period
 from service.inbox import claim_next, store_received
+from service.models import utcnow
+from service.notices import RejectionNotices
 from service.notify import Notifier
-from service.outbox import Outbox
+from service.outbox import Outbox, Parcel
 from service.pipeline import Pipeline
 from service.smtp import ReplyHandler, make_protocol
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
+DIGEST_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -49,6 +53,16 @@ class Components:
             keyring=Keyring.from_strings(settings.secret, settings.old_secrets),
         )
 
+    def digests(self) -> Digests:
+        """The digest builder for this deployment."""
+        return Digests(
+            self.book,
+            self.keyring,
+            self.notifier(),
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+        )
+
     def notifier(self) -> Notifier:
         """A notifier rendering with this deployment's addresses."""
         return Notifier(
@@ -56,6 +70,7 @@ class Components:
             self.keyring,
             from_address=self.settings.from_address,
             site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
         )
 
 
@@ -71,13 +86,18 @@ class ReplydServer:
             self.parts.book,
             self.parts.keyring,
             self.parts.notifier(),
+            RejectionNotices(
+                from_address=settings.from_address,
+                site_name=settings.site_name,
+                domain=settings.domain,
+            ),
             own_addresses={settings.from_address},
             quotes_only=settings.quotes_only,
         )
         self.outbox = Outbox(
             self.parts.session_factory,
             settings.outbound,
-            envelope_sender=settings.from_address,
+            envelope_sender=self._envelope_sender,
             max_attempts=settings.outbound_max_attempts,
             local_hostname=settings.domain,
         )
@@ -99,6 +119,12 @@ class ReplydServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _envelope_sender(self, parcel: Parcel) -> str:
+        """VERP per message, so a bounce names what bounced; "" (null) for our auto-replies."""
+        if parcel.kind == "rejection" or parcel.recipient_id is None:
+            return ""  # RFC 3834: automatic responses go out with a null return path
+        return self.parts.book.bounce_address(parcel.id, parcel.recipient_id, self.parts.keyring)
+
     def _wake_inbound(self) -> None:
         self._inbound_wakeup.set()
 
@@ -115,6 +141,7 @@ class ReplydServer:
         for number in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._inbound_worker(f"{self.node}/in{number}")))
         self._tasks.append(asyncio.create_task(self._outbound_worker(f"{self.node}/out")))
+        self._tasks.append(asyncio.create_task(self._digest_scheduler()))
         log.info(
             "replyd listening for %s on %s:%s (workers: %s, outbound: %s)",
             self.settings.protocol.upper(),
@@ -153,6 +180,31 @@ class ReplydServer:
             except Exception:
                 log.exception("outbound worker hit an error; retrying shortly")
                 await asyncio.sleep(IDLE_POLL_SECONDS)
+
+    async def _digest_scheduler(self) -> None:
+        """Queue each digest period once its hour has come; repeats are harmless (idempotent)."""
+        digests = self.parts.digests()
+        done: set[str] = set()
+        while not self._stopping.is_set():
+            now = utcnow()
+            if now.hour >= self.settings.digest_hour:
+                for kind in PERIODS:
+                    period = last_complete_period(kind, now)
+                    if period.key in done:
+                        continue
+                    try:
+                        count = await asyncio.to_thread(
+                            digests.send, self.parts.session_factory, period
+                        )
+                    except Exception:
+                        log.exception("digest %s failed; trying again in a minute", period.key)
+                        continue
+                    done.add(period.key)
+                    if count:
+                        log.info("queued %s digest(s) for %s", count, period.key)
+                        self._outbound_wakeup.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
 
     @property
     def port(self) -> int:
