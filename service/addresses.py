@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 MAC_BYTES = 10  # 80 bits: forging one takes ~2**79 tries, each one an SMTP round trip.
 MAX_LOCAL_PART = 64  # RFC 5321 section 4.5.3.1.1
@@ -87,25 +88,20 @@ def _unb32(text: str) -> bytes | None:
         return None
 
 
-def make_token(target: ReplyTarget, keyring: Keyring, purpose: str = "reply") -> str:
-    """Sign a target into a compact lower-case token."""
+def sign(values: Sequence[int], keyring: Keyring, purpose: str) -> str:
+    """Sign non-negative integers for one purpose into a compact lower-case token."""
     secret = keyring.secrets[0]
-    body = (
-        bytes([keyring.key_id(secret)])
-        + _varint(target.post_id)
-        + _varint(target.comment_id or 0)
-        + _varint(target.person_id)
-    )
+    body = bytes([keyring.key_id(secret)]) + b"".join(_varint(v) for v in values)
     return _b32(body + _mac(secret, purpose, body))
 
 
-def verify_token(token: str, keyring: Keyring, purpose: str = "reply") -> ReplyTarget | None:
-    """The target a token names, or None when it is malformed, tampered or foreign."""
+def unsign(token: str, keyring: Keyring, purpose: str, count: int) -> list[int] | None:
+    """The integers a token carries, or None when it is malformed, tampered or foreign."""
     token = token.strip().lower()
     data = _unb32(token)
     # Re-encoding must give the same text: base32's spare low bits would otherwise let
     # several spellings of one token pass.
-    if data is None or len(data) < 1 + 3 + MAC_BYTES or _b32(data) != token:
+    if data is None or len(data) < 1 + count + MAC_BYTES or _b32(data) != token:
         return None
     body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
     valid = False
@@ -113,11 +109,46 @@ def verify_token(token: str, keyring: Keyring, purpose: str = "reply") -> ReplyT
         valid |= hmac.compare_digest(_mac(secret, purpose, body), mac)
     if not valid:
         return None
-    values = _read_varints(body[1:], 3)
-    if values is None or values[0] == 0 or values[2] == 0:
+    return _read_varints(body[1:], count)
+
+
+# In an unsubscribe token, this post id stands for every post the person follows (digests).
+ALL_POSTS = 0
+
+
+def make_token(target: ReplyTarget, keyring: Keyring, purpose: str = "reply") -> str:
+    """Sign a reply (or unsubscribe) target into a token."""
+    return sign((target.post_id, target.comment_id or 0, target.person_id), keyring, purpose)
+
+
+def verify_token(token: str, keyring: Keyring, purpose: str = "reply") -> ReplyTarget | None:
+    """The target a token names, or None when it is malformed, tampered or foreign."""
+    values = unsign(token, keyring, purpose, 3)
+    if values is None:
         return None
     post_id, comment_id, person_id = values
+    if person_id == 0 or (post_id == ALL_POSTS and purpose != "unsubscribe"):
+        return None
     return ReplyTarget(post_id=post_id, comment_id=comment_id or None, person_id=person_id)
+
+
+class AddressKind(StrEnum):
+    """What mail to one of our addresses is: a reply, or a control message."""
+
+    REPLY = "reply"
+    UNSUBSCRIBE = "unsubscribe"  # the mailto: of List-Unsubscribe
+    BOUNCE = "bounce"  # VERP envelope sender of each outbound message
+    DIGEST = "digest"  # Reply-To of a digest, which answers with how to reply
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One of our addresses, verified: its kind and what its token names."""
+
+    kind: AddressKind
+    target: ReplyTarget | None = None  # reply and unsubscribe
+    outbound_id: int | None = None  # bounce and digest: the message it came from
+    person_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +159,32 @@ class AddressBook:
     prefix: str = "reply"
     separator: str = "+"
 
+    def _local_prefix(self, kind: AddressKind) -> str:
+        if kind is AddressKind.REPLY:
+            return self.prefix
+        return {"unsubscribe": "unsubscribe", "bounce": "bounces", "digest": "digest"}[kind]
+
+    def _address(self, kind: AddressKind, token: str) -> str:
+        local = f"{self._local_prefix(kind)}{self.separator}{token}"
+        if len(local) > MAX_LOCAL_PART:
+            raise ValueError(f"{kind} address local part is {len(local)} octets, over 64")
+        return f"{local}@{self.domain}"
+
     def reply_address(self, target: ReplyTarget, keyring: Keyring) -> str:
         """The address whose replies become comments on `target` written by its person."""
-        local = f"{self.prefix}{self.separator}{make_token(target, keyring)}"
-        if len(local) > MAX_LOCAL_PART:
-            raise ValueError(f"reply address local part is {len(local)} octets, over 64")
-        return f"{local}@{self.domain}"
+        return self._address(AddressKind.REPLY, make_token(target, keyring))
+
+    def unsubscribe_address(self, target: ReplyTarget, keyring: Keyring) -> str:
+        """The List-Unsubscribe mailto: address stopping `target.person_id`'s mail on a post."""
+        return self._address(AddressKind.UNSUBSCRIBE, make_token(target, keyring, "unsubscribe"))
+
+    def bounce_address(self, outbound_id: int, person_id: int, keyring: Keyring) -> str:
+        """The VERP envelope sender of one outbound message: bounces say which one failed."""
+        return self._address(AddressKind.BOUNCE, sign((outbound_id, person_id), keyring, "bounce"))
+
+    def digest_address(self, outbound_id: int, person_id: int, keyring: Keyring) -> str:
+        """The Reply-To of a digest: a reply there gets directions, not a comment."""
+        return self._address(AddressKind.DIGEST, sign((outbound_id, person_id), keyring, "digest"))
 
     def is_ours(self, address: str) -> bool:
         """Whether an address is at our domain (any local part)."""
@@ -142,11 +193,40 @@ class AddressBook:
 
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""
+        parsed = self.split(address)
+        if parsed is None or parsed[0] is not AddressKind.REPLY:
+            return None
+        return parsed[1]
+
+    def split(self, address: str) -> tuple[AddressKind, str] | None:
+        """The kind and raw token of an address we hand out; None for any other address."""
         local, at, domain = address.strip().strip("<>").rpartition("@")
         if not at or domain.lower() != self.domain:
             return None
         local = local.lower()
         if local == self.prefix:
-            return ""
-        head = f"{self.prefix}{self.separator}"
-        return local[len(head) :] if local.startswith(head) else None
+            return AddressKind.REPLY, ""
+        for kind in AddressKind:
+            head = f"{self._local_prefix(kind)}{self.separator}"
+            if local.startswith(head):
+                return kind, local[len(head) :]
+        return None
+
+    def recipient(self, address: str, keyring: Keyring) -> Recipient | None:
+        """Verify one of our addresses; None when it is not ours or its token fails."""
+        parsed = self.split(address)
+        if parsed is None:
+            return None
+        kind, token = parsed
+        if kind is AddressKind.REPLY:
+            if not token:
+                return Recipient(kind)  # bare address: routed by In-Reply-To later
+            target = verify_token(token, keyring)
+            return Recipient(kind, target=target) if target else None
+        if kind is AddressKind.UNSUBSCRIBE:
+            target = verify_token(token, keyring, "unsubscribe")
+            return Recipient(kind, target=target) if target else None
+        values = unsign(token, keyring, kind.value, 2)
+        if values is None or 0 in values:
+            return None
+        return Recipient(kind, outbound_id=values[0], person_id=values[1])

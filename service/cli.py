@@ -415,6 +415,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_digest_send(args: argparse.Namespace) -> int:
+    """Queue the last complete period's digests now (safe to repeat: each is sent once)."""
+    from service.digest import last_complete_period
+    from service.models import utcnow
+
+    parts = _components()
+    period = last_complete_period(args.period, utcnow())
+    count = parts.digests().send(parts.session_factory, period)
+    print(
+        f"queued {count} {args.period} digest(s) for {period.start:%Y-%m-%d} to "
+        f"{period.end:%Y-%m-%d}; a running `replyd serve` delivers them"
+    )
+    return 0
+
+
 DEMO_READER = "reader@example.org"
 
 
@@ -559,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='one {"file", "reply", "elided"} line per file'
     )
     extract.add_argument("files", nargs="+", metavar="FILE")
+
+    digest = commands.add_parser("digest", help="daily and weekly digests").add_subparsers(
+        dest="digest_command", required=True
+    )
+    digest_send = add("send", cmd_digest_send, "queue the last complete period's digests", digest)
+    digest_send.add_argument("--period", choices=["daily", "weekly"], required=True)
 
     add("demo", cmd_demo, "add a demo post if there is none and print how to reply to it")
     return parser

@@ -57,6 +57,7 @@ class Settings:
     http_port: int = 8025
     api_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    digest_hour: int = 7
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -207,6 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
         http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
         api_token=_api_token(env.get("REPLYD_API_TOKEN")),
+        digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
     )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -87,6 +89,9 @@ class Person(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Bounces add to the score, deliveries decay it; at the threshold mail to them stops.
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Post(Base):
@@ -189,3 +194,16 @@ class OutboundEmail(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RejectionNotice(Base):
+    """One notice per sender, reason and day: refused replies are explained, not spammed."""
+
+    __tablename__ = "rejection_notices"
+    __table_args__ = (UniqueConstraint("sender", "reason_code", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    inbound_email_id: Mapped[int] = mapped_column(ForeignKey("inbound_emails.id"))

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
-from pathlib import Path
+from email.utils import formataddr
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.addresses import AddressBook, Keyring, ReplyTarget
+from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
+from service.compose import add_bodies, header_text, make_templates, new_message, public_name
 from service.marker import MARKER_HTML_ID, MARKER_TEXT
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
-
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-
-
-def make_templates(directory: Path = TEMPLATES_DIR) -> Environment:
-    """The jinja2 environment for outbound mail: HTML autoescaped, text left as typed."""
-    return Environment(
-        loader=FileSystemLoader(directory),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def header_text(value: str, limit: int = 200) -> str:
-    """User data made safe for a header value: one line, no control characters, bounded."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
-    return " ".join(cleaned.split())[:limit]
-
-
-def public_name(person: Person) -> str:
-    """How a person is named to others: their display name, never their address."""
-    return header_text(person.display_name) or "A reader"
 
 
 def post_root_id(post: Post, domain: str) -> str:
@@ -51,7 +27,7 @@ def notification_id(comment_id: int, person_id: int, domain: str) -> str:
 
 
 def followers(session: Session, post: Post, writer_id: int) -> list[Person]:
-    """Everyone who gets a mail per comment on `post`, except the comment's writer."""
+    """Everyone who gets a mail per comment on `post`, except the writer and suspended people."""
     subscriptions = session.scalars(
         select(Subscription).where(Subscription.post_id == post.id)
     ).all()
@@ -66,7 +42,12 @@ def followers(session: Session, post: Post, writer_id: int) -> list[Person]:
     wanted.discard(writer_id)
     if not wanted:
         return []
-    return list(session.scalars(select(Person).where(Person.id.in_(wanted)).order_by(Person.id)))
+    query = (
+        select(Person)
+        .where(Person.id.in_(wanted), Person.suspended_at.is_(None))
+        .order_by(Person.id)
+    )
+    return list(session.scalars(query))
 
 
 def follow(session: Session, post: Post, person: Person) -> None:
@@ -90,13 +71,28 @@ class Notifier:
         *,
         from_address: str,
         site_name: str,
+        base_url: str,
         templates: Environment | None = None,
     ) -> None:
         self.book = book
         self.keyring = keyring
         self.from_address = from_address
         self.site_name = site_name
+        self.base_url = base_url
         self.templates = templates or make_templates()
+
+    def list_headers(
+        self, message: EmailMessage, target: ReplyTarget, list_name: str, list_key: str
+    ) -> None:
+        """List-Id and one-click List-Unsubscribe (RFC 2369, 2919, 8058) for `target`'s person."""
+        token = make_token(target, self.keyring, "unsubscribe")
+        mailto = self.book.unsubscribe_address(target, self.keyring)
+        message["List-Id"] = formataddr((header_text(list_name), f"{list_key}.{self.book.domain}"))
+        message["List-Unsubscribe"] = (
+            f"<{self.base_url}/unsubscribe/{token}>, <mailto:{mailto}?subject=unsubscribe>"
+        )
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["Precedence"] = "list"
 
     def render(
         self, comment: Comment, post: Post, recipient: Person, session: Session
@@ -108,30 +104,15 @@ class Notifier:
         reply_to = self.book.reply_address(
             ReplyTarget(post.id, comment.id, recipient.id), self.keyring
         )
-        context = {
-            "marker": MARKER_TEXT,
-            "marker_id": MARKER_HTML_ID,
-            "author_name": public_name(author),
-            "post_title": post.title,
-            "post_url": post.url,
-            "site_name": self.site_name,
-            "body": comment.body,
-            "parent": parent is not None,
-            "parent_author_name": public_name(parent.author) if parent else "",
-            "parent_body": parent.body if parent else "",
-        }
-        message = EmailMessage(policy=policy.SMTP)
-        message["From"] = Address(
-            display_name=header_text(f"{public_name(author)} via {self.site_name}"),
-            addr_spec=self.from_address,
-        )
-        message["To"] = Address(
-            display_name=header_text(recipient.display_name), addr_spec=recipient.email
+        message = new_message(
+            sender_name=f"{public_name(author)} via {self.site_name}",
+            sender_address=self.from_address,
+            to=recipient,
+            subject=f"Re: {post.title}",
+            message_id=notification_id(comment.id, recipient.id, domain),
+            date=comment.created_at,
         )
         message["Reply-To"] = Address(display_name=header_text(post.title), addr_spec=reply_to)
-        message["Subject"] = header_text(f"Re: {post.title}", 250)
-        message["Date"] = format_datetime(comment.created_at)
-        message["Message-ID"] = notification_id(comment.id, recipient.id, domain)
         # Chain: the post's root, then each ancestor comment as this recipient saw it.
         references = [post_root_id(post, domain)]
         ancestors: list[int] = []
@@ -142,13 +123,25 @@ class Notifier:
         references += [notification_id(cid, recipient.id, domain) for cid in reversed(ancestors)]
         message["In-Reply-To"] = references[-1]
         message["References"] = " ".join(references)
-        message["List-Id"] = formataddr((header_text(post.title), f"post-{post.id}.{domain}"))
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-Auto-Response-Suppress"] = "All"
-        message["Precedence"] = "list"
-        message.set_content(self.templates.get_template("notification.txt").render(context))
-        message.add_alternative(
-            self.templates.get_template("notification.html").render(context), subtype="html"
+        self.list_headers(
+            message, ReplyTarget(post.id, None, recipient.id), post.title, f"post-{post.id}"
+        )
+        add_bodies(
+            message,
+            self.templates,
+            "notification",
+            {
+                "marker": MARKER_TEXT,
+                "marker_id": MARKER_HTML_ID,
+                "author_name": public_name(author),
+                "post_title": post.title,
+                "post_url": post.url,
+                "site_name": self.site_name,
+                "body": comment.body,
+                "parent": parent is not None,
+                "parent_author_name": public_name(parent.author) if parent else "",
+                "parent_body": parent.body if parent else "",
+            },
         )
         return message
 

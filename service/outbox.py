@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import aiosmtplib
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.bounces import record_delivery
 from service.config import Outbound
 from service.models import OutboundEmail, OutboundStatus, utcnow
 
@@ -38,6 +40,8 @@ class Parcel:
     recipient: str
     raw: bytes
     attempts: int
+    kind: str
+    recipient_id: int | None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -53,7 +57,7 @@ class Outbox:
         session_factory: sessionmaker[Session],
         outbound: Outbound,
         *,
-        envelope_sender: str,
+        envelope_sender: Callable[[Parcel], str],
         max_attempts: int,
         local_hostname: str = "localhost",
     ) -> None:
@@ -87,7 +91,9 @@ class Outbox:
                 row.claimed_by = worker
                 row.lease_until = now + LEASE
                 row.attempts += 1
-                parcels.append(Parcel(row.id, row.recipient, row.raw, row.attempts))
+                parcels.append(
+                    Parcel(row.id, row.recipient, row.raw, row.attempts, row.kind, row.recipient_id)
+                )
             return parcels
 
     async def deliver(self, parcel: Parcel) -> None:
@@ -101,19 +107,19 @@ class Outbox:
                     f"cannot write to the outbox Maildir: {exc}", permanent=False
                 ) from exc
             return
+        client = aiosmtplib.SMTP(
+            hostname=self.outbound.host,
+            port=self.outbound.port,
+            username=self.outbound.username,
+            password=self.outbound.password,
+            start_tls=self.outbound.starttls,
+            local_hostname=self.local_hostname,
+            timeout=60,
+        )
         try:
-            await aiosmtplib.send(
-                parcel.raw,
-                sender=self.envelope_sender,
-                recipients=[parcel.recipient],
-                hostname=self.outbound.host,
-                port=self.outbound.port,
-                username=self.outbound.username,
-                password=self.outbound.password,
-                start_tls=self.outbound.starttls,
-                local_hostname=self.local_hostname,
-                timeout=60,
-            )
+            # The client, not aiosmtplib.send(): send() cannot use the null sender "<>".
+            async with client:
+                await client.sendmail(self.envelope_sender(parcel), [parcel.recipient], parcel.raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [error.code for error in exc.recipients]
             raise DeliveryError(
@@ -139,6 +145,8 @@ class Outbox:
                 row.status = OutboundStatus.SENT
                 row.sent_at = now
                 row.last_error = None
+                if row.recipient_id is not None:
+                    record_delivery(session, row.recipient_id)
             elif error.permanent or row.attempts >= self.max_attempts:
                 row.status = OutboundStatus.FAILED
                 row.last_error = str(error)[:2000]

@@ -10,7 +10,7 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from service.addresses import AddressBook, Keyring, verify_token
+from service.addresses import AddressBook, Keyring
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,9 @@ class ReplyHandler:
 
     def check_recipient(self, address: str) -> str | None:
         """The refusal for an envelope recipient, or None when it is one of our addresses."""
-        token = self.book.token_of(address)
-        if token is None:
+        if self.book.split(address) is None:
             return S550_NOT_OURS.format(address=address)
-        # The bare prefix (no token) is accepted: the worker routes it by In-Reply-To.
-        if token and verify_token(token, self.keyring) is None:
+        if self.book.recipient(address, self.keyring) is None:
             return S550_BAD_TOKEN.format(address=address)
         return None
 

@@ -102,6 +102,7 @@ def make_settings(var_dir: Path, **overrides: str) -> Settings:
         "REPLYD_DOMAIN": DOMAIN,
         "REPLYD_SECRET": SECRET,
         "REPLYD_SMTP_PORT": str(free_port()),
+        "REPLYD_HTTP_PORT": "0",  # any free port: tests never collide on 8025
         "REPLYD_BASE_URL": "https://blog.example.org",
         "REPLYD_SITE_NAME": "Example Blog",
         **overrides,

@@ -1,0 +1,81 @@
+"""Building blocks of every message replyd sends: templates, safe header values, common headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+
+from service.models import Person
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def make_templates(directory: Path = TEMPLATES_DIR) -> Environment:
+    """The jinja2 environment for outbound mail: HTML autoescaped, text left as typed."""
+    return Environment(
+        loader=FileSystemLoader(directory),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def header_text(value: str, limit: int = 200) -> str:
+    """User data made safe for a header value: one line, no control characters, bounded."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(cleaned.split())[:limit]
+
+
+def public_name(person: Person) -> str:
+    """How a person is named to others: their display name, never their address."""
+    return header_text(person.display_name) or "A reader"
+
+
+def new_message(
+    *,
+    sender_name: str,
+    sender_address: str,
+    to: Person | str,
+    subject: str,
+    message_id: str,
+    date: datetime,
+    auto_submitted: str = "auto-generated",
+) -> EmailMessage:
+    """A message with the headers every mail of ours carries (RFC 3834 loop protection too)."""
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = Address(display_name=header_text(sender_name), addr_spec=sender_address)
+    if isinstance(to, Person):
+        message["To"] = Address(display_name=header_text(to.display_name), addr_spec=to.email)
+    else:
+        message["To"] = Address(addr_spec=to)
+    message["Subject"] = header_text(subject, 250)
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = auto_submitted
+    message["X-Auto-Response-Suppress"] = "All"
+    return message
+
+
+def add_bodies(
+    message: EmailMessage, templates: Environment, name: str, context: dict[str, Any]
+) -> None:
+    """Render `name`.txt (and `name`.html when it exists) into the message's body parts."""
+    message.set_content(templates.get_template(f"{name}.txt").render(context))
+    try:
+        html = templates.get_template(f"{name}.html")
+    except TemplateNotFound:
+        return
+    message.add_alternative(html.render(context), subtype="html")

@@ -1,0 +1,125 @@
+"""Tells a sender, at most once a day per reason, why their reply was not published."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from jinja2 import Environment
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.compose import add_bodies, make_templates, new_message
+from service.models import OutboundEmail, RejectionNotice, utcnow
+
+# Reason code -> (why, what to do): the sentences the sender reads.
+EXPLANATIONS: dict[str, tuple[str, str]] = {
+    "closed": (
+        "the post you replied to is closed to new comments.",
+        "nothing; the discussion has ended.",
+    ),
+    "sender_mismatch": (
+        "the reply address you wrote to was issued to someone else, so we cannot publish mail "
+        "from your address under their name.",
+        "reply from the address the notification was sent to, or use the reply button in a "
+        "notification you received yourself.",
+    ),
+    "empty": (
+        "we found no text of yours above the quoted message.",
+        "write your comment above the quoted text and send it again.",
+    ),
+    "gone": (
+        "the post or comment you replied to no longer exists.",
+        "nothing; you cannot comment on it any more.",
+    ),
+    "no_route": (
+        "we could not tell which post or comment your email answers.",
+        "reply to one of our notification emails itself, without changing its address.",
+    ),
+    "digest": (
+        "a digest covers several posts, so a reply to the digest itself cannot tell which one "
+        "you mean.",
+        "use the reply address shown under the comment you want to answer in the digest.",
+    ),
+}
+
+
+class RejectionNotices:
+    """Queues rejection notices in the caller's transaction, throttled per sender and reason."""
+
+    def __init__(
+        self,
+        *,
+        from_address: str,
+        site_name: str,
+        domain: str,
+        templates: Environment | None = None,
+    ) -> None:
+        self.from_address = from_address
+        self.site_name = site_name
+        self.domain = domain
+        self.templates = templates or make_templates()
+
+    def queue(
+        self,
+        session: Session,
+        *,
+        inbound_id: int,
+        to: str,
+        code: str,
+        subject: str,
+        in_reply_to: str | None,
+        today: date | None = None,
+    ) -> bool:
+        """Queue a notice unless one for this sender and reason went out today; True if queued."""
+        to = to.strip().lower()
+        if not to or code not in EXPLANATIONS or to.endswith(f"@{self.domain}"):
+            return False
+        day = today or utcnow().date()
+        already = session.scalar(
+            select(RejectionNotice.id).where(
+                RejectionNotice.sender == to,
+                RejectionNotice.reason_code == code,
+                RejectionNotice.day == day,
+            )
+        )
+        if already is not None:
+            return False
+        why, what_to_do = EXPLANATIONS[code]
+        message = new_message(
+            sender_name=self.site_name,
+            sender_address=self.from_address,
+            to=to,
+            subject=f"Not published: {subject}" if subject else "Your email was not published",
+            message_id=f"<rejected-{inbound_id}@{self.domain}>",
+            date=utcnow(),
+            auto_submitted="auto-replied",
+        )
+        if in_reply_to:
+            message["In-Reply-To"] = in_reply_to
+            message["References"] = in_reply_to
+        add_bodies(
+            message,
+            self.templates,
+            "rejection",
+            {"site_name": self.site_name, "subject": subject, "why": why, "what_to_do": what_to_do},
+        )
+        # A savepoint: losing a race for the daily slot must not undo the caller's work.
+        try:
+            with session.begin_nested():
+                session.add(
+                    RejectionNotice(
+                        sender=to, reason_code=code, day=day, inbound_email_id=inbound_id
+                    )
+                )
+                session.add(
+                    OutboundEmail(
+                        kind="rejection",
+                        message_id=str(message["Message-ID"]),
+                        recipient=to,
+                        raw=message.as_bytes(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True

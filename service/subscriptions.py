@@ -1,0 +1,47 @@
+"""Following and unfollowing posts, shared by the CLI, mail (List-Unsubscribe) and HTTP."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.addresses import ALL_POSTS, ReplyTarget
+from service.models import Person, Post, Subscription
+
+
+def set_following(
+    session: Session, post_id: int, person_id: int, *, active: bool, digest: str | None = None
+) -> None:
+    """Create or update one person's subscription to one post."""
+    sub = session.scalar(
+        select(Subscription).where(
+            Subscription.post_id == post_id, Subscription.person_id == person_id
+        )
+    )
+    if sub is None:
+        session.add(
+            Subscription(post_id=post_id, person_id=person_id, active=active, digest=digest)
+        )
+    else:
+        sub.active = active
+        if active:
+            sub.digest = digest
+
+
+def unsubscribe(session: Session, target: ReplyTarget) -> str:
+    """Stop the mail an unsubscribe token names; returns a sentence saying what stopped."""
+    person = session.get(Person, target.person_id)
+    if person is None:
+        return "nothing to stop: the person is unknown"
+    if target.post_id == ALL_POSTS:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.person_id == person.id, Subscription.digest.is_not(None))
+            .values(active=False)
+        )
+        return f"{person.email} no longer gets digests"
+    post = session.get(Post, target.post_id)
+    if post is None:
+        return "nothing to stop: the post no longer exists"
+    set_following(session, post.id, person.id, active=False)
+    return f"{person.email} no longer gets mail about {post.slug!r}"
