@@ -46,3 +46,23 @@ def auto_generated_reason(
     if _AUTO_SUBJECT.match(message.subject):
         return f"automatic-reply subject: {message.subject[:80]!r}"
     return None
+
+
+_AUTHSERV = re.compile(r"^\s*([^\s;]+)")
+_DMARC_RESULT = re.compile(r"(?:^|;)\s*dmarc\s*=\s*([a-z]+)", re.I)
+
+
+def dmarc_failure(message: ParsedMessage, trusted_authserv_id: str) -> str | None:
+    """Why DMARC failed per our own MTA's Authentication-Results (RFC 8601), or None.
+
+    Only headers carrying our MTA's authserv-id count: anyone can write the header, and a
+    forged "fail" can only get the forger's own mail refused.
+    """
+    for value in message.headers.get("authentication-results", ()):
+        match = _AUTHSERV.match(value)
+        if match is None or match.group(1).lower() != trusted_authserv_id:
+            continue
+        for result in _DMARC_RESULT.findall(value):
+            if result.lower() == "fail":
+                return f"DMARC check failed for the From domain (per {trusted_authserv_id})"
+    return None

@@ -342,6 +342,11 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
                 f"no inbound message {args.id}; `replyd inbound list` shows the ids."
             )
         if args.raw:
+            if row.raw_purged_at is not None:
+                raise CommandError(
+                    f"the source of message {args.id} was deleted by retention on "
+                    f"{row.raw_purged_at:%Y-%m-%d}."
+                )
             sys.stdout.buffer.write(row.raw)
             sys.stdout.flush()
             return 0
@@ -382,6 +387,25 @@ def cmd_inbound_retry(args: argparse.Namespace) -> int:
                 )
             count = requeue(session, [args.id])
     print(f"requeued {count} message(s); a running `replyd serve` picks them up")
+    return 0
+
+
+def cmd_inbound_purge(args: argparse.Namespace) -> int:
+    """Delete the raw source of finished (not failed) inbound mail older than N days."""
+    from datetime import timedelta
+
+    from service.models import utcnow
+    from service.retention import purge_raw
+
+    parts = _components()
+    days = args.older_than if args.older_than is not None else parts.settings.retention_days
+    if days <= 0:
+        raise CommandError(
+            "say how old mail must be: --older-than DAYS, or set REPLYD_RETENTION_DAYS."
+        )
+    with parts.session_factory.begin() as session:
+        count = purge_raw(session, utcnow() - timedelta(days=days))
+    print(f"deleted the raw source of {count} message(s) finished over {days} day(s) ago")
     return 0
 
 
@@ -562,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=int, nargs="?")
     which.add_argument("--failed", action="store_true", help="every failed message")
+
+    purge = add("purge", cmd_inbound_purge, "delete old raw mail (failed mail is kept)", inbound)
+    purge.add_argument("--older-than", type=int, default=None, metavar="DAYS")
 
     extract = add("extract", cmd_extract, "print the reply part of message files")
     extract.add_argument(

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from service.ratelimit import DEFAULT_RULES, Limit, parse_limits
+
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 
@@ -58,6 +60,13 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
     digest_hour: int = 7
+    rate_limits: dict[str, Limit] = field(default_factory=dict)
+    trust_authserv_id: str | None = None
+    retention_days: int = 0
+    # Processes started next to the edge to parse and publish (0: all in one process).
+    worker_processes: int = 0
+    # How long a claim on an inbound or outbound row lasts before another worker may take it.
+    lease_seconds: int = 300
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -201,6 +210,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         quotes_only=_parse_bool("REPLYD_QUOTES_ONLY", get("REPLYD_QUOTES_ONLY", "false")),
         workers=_parse_int("REPLYD_WORKERS", get("REPLYD_WORKERS", "1"), 1, 64),
+        worker_processes=_parse_int(
+            "REPLYD_WORKER_PROCESSES", get("REPLYD_WORKER_PROCESSES", "0"), 0, 64
+        ),
+        lease_seconds=_parse_int(
+            "REPLYD_LEASE_SECONDS", get("REPLYD_LEASE_SECONDS", "300"), 1, 86400
+        ),
         outbound_max_attempts=_parse_int(
             "REPLYD_OUTBOUND_MAX_ATTEMPTS", get("REPLYD_OUTBOUND_MAX_ATTEMPTS", "8"), 1, 100
         ),
@@ -208,9 +223,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
         http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
         api_token=_api_token(env.get("REPLYD_API_TOKEN")),
+        rate_limits=_rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES)),
+        trust_authserv_id=env.get("REPLYD_TRUST_AUTHSERV_ID", "").strip().lower() or None,
+        retention_days=_parse_int(
+            "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
+        ),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
     )
+
+
+def _rate_limits(raw: str) -> dict[str, Limit]:
+    try:
+        return parse_limits(raw)
+    except ValueError as exc:
+        raise ConfigError(f"REPLYD_RATE_LIMITS: {exc}.") from None
 
 
 def _api_token(raw: str | None) -> str | None:

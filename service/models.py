@@ -146,6 +146,8 @@ class InboundEmail(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set when retention deleted the raw bytes (raw is then empty); the row itself stays.
+    raw_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Comment(Base):

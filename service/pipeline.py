@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.addresses import AddressBook, AddressKind, Keyring, Recipient
 from service.bounces import read_bounce, record_bounce
-from service.classify import auto_generated_reason
+from service.classify import auto_generated_reason, dmarc_failure
 from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, finish
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
@@ -61,6 +61,7 @@ class Pipeline:
         *,
         own_addresses: Collection[str],
         quotes_only: bool = False,
+        trust_authserv_id: str | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.book = book
@@ -69,6 +70,7 @@ class Pipeline:
         self.notices = notices
         self.own_addresses = own_addresses
         self.quotes_only = quotes_only
+        self.trust_authserv_id = trust_authserv_id
 
     def process(self, inbound_id: int, worker: str) -> Outcome | None:
         """Process a row this worker claimed; None if the claim was lost to another worker."""
@@ -190,6 +192,11 @@ class Pipeline:
         key: str,
     ) -> Outcome:
         """Decide whether the reply may be published; if so store it and queue its mail."""
+        if self.trust_authserv_id:
+            forged = dmarc_failure(message, self.trust_authserv_id)
+            if forged:
+                # No notice: the From address is probably not the one who sent this.
+                return Outcome(InboundStatus.REJECTED, forged)
         route = route_reply(session, self.book, self.keyring, row.recipient, message)
         if route.target is None:
             return rejected("no_route", route.reason)

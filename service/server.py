@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,12 +24,15 @@ from service.notices import RejectionNotices
 from service.notify import Notifier
 from service.outbox import Outbox, Parcel
 from service.pipeline import Pipeline
+from service.ratelimit import RateLimiter
+from service.retention import purge_raw
 from service.smtp import ReplyHandler, make_protocol
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
 DIGEST_CHECK_SECONDS = 60.0
+RETENTION_CHECK_SECONDS = 3600.0
 
 
 @dataclass
@@ -93,6 +97,7 @@ class ReplydServer:
             ),
             own_addresses={settings.from_address},
             quotes_only=settings.quotes_only,
+            trust_authserv_id=settings.trust_authserv_id,
         )
         self.outbox = Outbox(
             self.parts.session_factory,
@@ -111,6 +116,7 @@ class ReplydServer:
             max_message_bytes=settings.max_message_bytes,
             on_stored=self._wake_inbound,
             lmtp=settings.protocol == "lmtp",
+            limiter=RateLimiter(settings.rate_limits),
         )
         self._inbound_wakeup = asyncio.Event()
         self._outbound_wakeup = asyncio.Event()
@@ -142,6 +148,8 @@ class ReplydServer:
             self._tasks.append(asyncio.create_task(self._inbound_worker(f"{self.node}/in{number}")))
         self._tasks.append(asyncio.create_task(self._outbound_worker(f"{self.node}/out")))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
+        if self.settings.retention_days:
+            self._tasks.append(asyncio.create_task(self._retention()))
         log.info(
             "replyd listening for %s on %s:%s (workers: %s, outbound: %s)",
             self.settings.protocol.upper(),
@@ -205,6 +213,24 @@ class ReplydServer:
                         self._outbound_wakeup.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
+
+    async def _retention(self) -> None:
+        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago."""
+        keep = timedelta(days=self.settings.retention_days)
+
+        def purge() -> int:
+            with self.parts.session_factory.begin() as session:
+                return purge_raw(session, utcnow() - keep)
+
+        while not self._stopping.is_set():
+            try:
+                count = await asyncio.to_thread(purge)
+                if count:
+                    log.info("retention deleted the raw source of %s message(s)", count)
+            except Exception:
+                log.exception("retention run failed; trying again in an hour")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RETENTION_CHECK_SECONDS)
 
     @property
     def port(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from service.addresses import AddressBook, Keyring
+from service.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,8 @@ S250_RCPT_OK = "250 2.1.5 Recipient OK"
 S250_STORED = "250 2.0.0 Message accepted; it will appear as a comment shortly"
 S421_DRAINING = "421 4.3.2 This server is shutting down; please try again shortly"
 S451_STORE_FAILED = "451 4.3.0 Temporary failure storing your message; please try again later"
+S450_SENDER_RATE = "450 4.7.1 Too many messages from this sender; please try again later"
+S450_ADDRESS_RATE = "450 4.7.1 Too many messages to this reply address; please try again later"
 S452_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients; send the rest in another message"
 S550_NOT_OURS = "550 5.1.1 <{address}>: this server only accepts replies to its own reply addresses"
 S550_BAD_TOKEN = (
@@ -44,6 +48,7 @@ class ReplyHandler:
         max_message_bytes: int,
         on_stored: Callable[[], None] = lambda: None,
         lmtp: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -52,6 +57,7 @@ class ReplyHandler:
         self.max_message_bytes = max_message_bytes
         self.on_stored = on_stored
         self.lmtp = lmtp
+        self.limiter = limiter or RateLimiter({})
         self.draining = False
 
     def check_recipient(self, address: str) -> str | None:
@@ -85,6 +91,14 @@ class ReplyHandler:
             # The address itself is not logged: it carries a token.
             log.info("refused a recipient at RCPT with %s", refusal[:9])
             return refusal
+        sender = (envelope.mail_from or "").lower()
+        # Null-sender mail (bounces) comes from every MTA alike; only its address is limited.
+        if sender not in ("", "<>") and not self.limiter.allow("sender", sender):
+            log.info("rate limit: sender over its limit, answered 450")
+            return S450_SENDER_RATE
+        if not self.limiter.allow("address", address.lower()):
+            log.info("rate limit: reply address over its limit, answered 450")
+            return S450_ADDRESS_RATE
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return S250_RCPT_OK
@@ -110,21 +124,65 @@ class ReplyHandler:
         # LMTP answers DATA once per recipient (RFC 2033); all were stored in one commit.
         return "\r\n".join([S250_STORED] * len(ids)) if self.lmtp else S250_STORED
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise ENHANCEDSTATUSCODES (RFC 2034): every reply of ours carries one."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
+
     async def handle_exception(self, error: Exception) -> str:
         """Any unexpected error is temporary for the sender, and never shows our internals."""
         log.error("error in SMTP session: %r", error)
         return S451_STORE_FAILED
 
 
+# aiosmtpd's own refusals carry no enhanced status code (RFC 3463); these are added to them.
+_ENHANCED_FOR = {
+    "421": "4.3.2",
+    "450": "4.2.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "550": "5.7.1",
+    "553": "5.1.3",
+    "554": "5.3.0",
+    "555": "5.5.4",
+}
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+
+
+def with_enhanced_code(reply: str, max_message_bytes: int) -> str:
+    """A refusal line with an enhanced status code, as every reply of ours has."""
+    code, _, text = reply.partition(" ")
+    if code == "552" and text.startswith("Error"):
+        return S552_TOO_BIG.format(limit=max_message_bytes)
+    if code not in _ENHANCED_FOR or _ENHANCED.match(text.split(" ", 1)[0]):
+        return reply
+    return f"{code} {_ENHANCED_FOR[code]} {text}"
+
+
 class _EnhancedReplies:
-    """Rewrites aiosmtpd's built-in size refusals to carry enhanced status codes."""
+    """Gives aiosmtpd's built-in refusals enhanced status codes (and our size sentence)."""
 
     max_message_bytes: int
+    # RFC 5321 allows 1000 octets; broken clients send longer lines and their replies
+    # are still worth having, so lines up to 128 KiB are taken.
+    line_length_limit = 128 * 1024
 
     async def push(self, status: Any) -> None:
-        """Send a reply line, swapping aiosmtpd's bare 552s for ours."""
-        if isinstance(status, str) and status.startswith("552 Error"):
-            status = S552_TOO_BIG.format(limit=self.max_message_bytes)
+        """Send a reply line, adding the enhanced code aiosmtpd leaves out."""
+        if isinstance(status, str) and status[:1] in ("4", "5") and "\r\n" not in status:
+            status = with_enhanced_code(status, self.max_message_bytes)
         await super().push(status)  # type: ignore[misc]
 
 

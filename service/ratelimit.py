@@ -1,0 +1,88 @@
+"""Per-sender and per-reply-address rate limits, enforced at RCPT (token buckets, in memory)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_RULE = re.compile(r"^(sender|address)=(\d+)/(\d*)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULT_RULES = "sender=30/10m,address=20/10m"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` messages per `seconds` for one key (a burst of `count` is allowed)."""
+
+    count: int
+    seconds: float
+
+
+def parse_limits(text: str) -> dict[str, Limit]:
+    """Parse REPLYD_RATE_LIMITS: "off", or rules like "sender=30/10m,address=20/h"."""
+    text = text.strip().lower()
+    if text in ("off", "none", "0", "false"):
+        return {}
+    limits: dict[str, Limit] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = _RULE.match(part)
+        if match is None or int(match.group(2)) < 1:
+            raise ValueError(
+                f"{part!r} is not a rate limit; write e.g. sender=30/10m,address=20/h or off"
+            )
+        kind, count, amount, unit = match.groups()
+        limits[kind] = Limit(int(count), int(amount or 1) * _UNIT_SECONDS[unit])
+    return limits
+
+
+class Bucket:
+    """Token bucket: refills continuously, so a steady sender is never cut off in bursts."""
+
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, now: float) -> None:
+        self.tokens = tokens
+        self.updated = now
+
+
+class RateLimiter:
+    """Counts accepted recipients per key; says when a key is over its limit."""
+
+    MAX_KEYS = 100_000  # bounded memory under a flood of distinct senders
+
+    def __init__(
+        self, limits: dict[str, Limit], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.buckets: dict[tuple[str, str], Bucket] = {}
+
+    def allow(self, kind: str, key: str) -> bool:
+        """Take one token for `key` under the `kind` limit; False when none is left."""
+        limit = self.limits.get(kind)
+        if limit is None:
+            return True
+        now = self.clock()
+        bucket = self.buckets.get((kind, key))
+        if bucket is None:
+            if len(self.buckets) >= self.MAX_KEYS:
+                self._forget_full(now)
+            bucket = self.buckets[(kind, key)] = Bucket(float(limit.count), now)
+        rate = limit.count / limit.seconds
+        bucket.tokens = min(float(limit.count), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled completely: they hold no information."""
+        for (kind, key), bucket in list(self.buckets.items()):
+            limit = self.limits[kind]
+            if bucket.tokens + (now - bucket.updated) * limit.count / limit.seconds >= limit.count:
+                del self.buckets[(kind, key)]
+        if len(self.buckets) >= self.MAX_KEYS:
+            self.buckets.clear()

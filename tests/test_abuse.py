@@ -1,0 +1,258 @@
+"""Hostile, broken and machine-made mail: each has a defined outcome and none is lost."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import smtplib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from service.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
+from service.ratelimit import Limit, RateLimiter, parse_limits
+from service.retention import purge_raw
+from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
+from tests.test_reply_flow import comments, final_row
+
+READER = "reader@example.org"
+TERMINAL = (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED, InboundStatus.FAILED)
+
+
+def outbound_count(blog: Blog) -> int:
+    with blog.parts.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboundEmail)) or 0)
+
+
+def all_terminal(blog: Blog, count: int) -> list[InboundEmail]:
+    def done() -> list[InboundEmail] | None:
+        with blog.parts.session_factory() as session:
+            rows = list(session.scalars(select(InboundEmail).order_by(InboundEmail.id)))
+        return rows if len(rows) == count and all(r.status in TERMINAL for r in rows) else None
+
+    return wait_for(done, timeout=30, what=f"{count} terminal messages")
+
+
+class TestRateLimitRules:
+    def test_parse(self) -> None:
+        """Rules read as count per period; "off" disables every limit."""
+        assert parse_limits("sender=30/10m,address=5/h") == {
+            "sender": Limit(30, 600),
+            "address": Limit(5, 3600),
+        }
+        assert parse_limits("off") == {}
+        with pytest.raises(ValueError, match="not a rate limit"):
+            parse_limits("sender=lots")
+
+    def test_bucket_refills_over_time(self) -> None:
+        """A limited key gets tokens back as time passes, one per count/period."""
+        now = [0.0]
+        limiter = RateLimiter({"sender": Limit(2, 60)}, clock=lambda: now[0])
+        assert [limiter.allow("sender", "a") for _ in range(3)] == [True, True, False]
+        assert limiter.allow("sender", "b")
+        now[0] = 30.0
+        assert limiter.allow("sender", "a")
+        assert not limiter.allow("sender", "a")
+
+
+class TestRateLimitsAtRcpt:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """Tight limits so a test reaches them quickly."""
+        return {"REPLYD_RATE_LIMITS": "sender=3/h,address=2/h"}
+
+    def test_sender_over_limit_gets_450(self, server: RunningServer, blog: Blog) -> None:
+        """The fourth recipient from one sender within the hour is refused with 450 4.7.1."""
+        post = blog.post()
+        addresses = [blog.address(post, f"r{i}@example.org") for i in range(4)]
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail("flooder@example.org")
+            codes = [client.rcpt(a) for a in addresses]
+        assert [c for c, _ in codes] == [250, 250, 250, 450]
+        assert codes[3][1].startswith(b"4.7.1 ")
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail("someone-else@example.org")
+            assert client.rcpt(addresses[3])[0] == 250
+
+    def test_reply_address_over_limit_gets_450(self, server: RunningServer, blog: Blog) -> None:
+        """A third message to one reply address within the hour is refused, whoever sends it."""
+        address = blog.address(blog.post(), READER)
+        results = []
+        for n in range(3):
+            with smtplib.SMTP("127.0.0.1", server.port) as client:
+                client.ehlo()
+                client.mail(f"s{n}@example.org")
+                results.append(client.rcpt(address)[0])
+        assert results == [250, 250, 450]
+
+
+class TestRateLimitsOff:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """REPLYD_RATE_LIMITS=off, as load tests and benchmarks use."""
+        return {"REPLYD_RATE_LIMITS": "off"}
+
+    def test_off_means_no_limit(self, server: RunningServer, blog: Blog) -> None:
+        """With limits off, a sender can address one reply address 60 times in a row."""
+        address = blog.address(blog.post(), READER)
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            for _ in range(60):
+                client.mail(READER)
+                assert client.rcpt(address)[0] == 250
+                client.rset()
+
+
+class TestDmarc:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """Trust Authentication-Results written by our own MTA, mx.example.org."""
+        return {"REPLYD_TRUST_AUTHSERV_ID": "mx.example.org"}
+
+    def test_dmarc_fail_from_trusted_mta_is_rejected_silently(self, server: RunningServer, blog: Blog) -> None:
+        """dmarc=fail in our MTA's header rejects the reply, and no notice goes to the forged From."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(
+            READER, address, "I am totally Rita",
+            headers={"Authentication-Results": "mx.example.org; spf=fail; dmarc=fail (p=reject) header.from=example.org"},
+        )
+        send(server.port, "attacker@evil.example", [address], raw)
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED and "DMARC" in (row.reason or "")
+        assert comments(blog) == [] and outbound_count(blog) == 0
+
+    def test_results_from_other_servers_are_not_trusted(self, server: RunningServer, blog: Blog) -> None:
+        """An Authentication-Results header from someone else's server is ignored."""
+        address = blog.address(blog.post(), READER)
+        raw = reply_message(READER, address, "Real reply", headers={"Authentication-Results": "other.example; dmarc=fail"})
+        send(server.port, READER, [address], raw)
+        assert final_row(blog).status == InboundStatus.PROCESSED
+
+
+LOOPS = {
+    "rfc3834_auto_replied": ({"Auto-Submitted": "auto-replied"}, "Re: Post hello", READER, READER),
+    "ooo_subject_german": ({}, "Abwesenheitsnotiz: Re: Post hello", READER, READER),
+    "ooo_subject_french": ({}, "Réponse automatique : Re: Post hello", READER, READER),
+    "precedence_bulk": ({"Precedence": "bulk"}, "Re: Post hello", READER, READER),
+    "precedence_junk": ({"Precedence": "junk"}, "Re: Post hello", READER, READER),
+    "precedence_list": ({"Precedence": "list"}, "Re: Post hello", READER, READER),
+    "x_autoreply": ({"X-Autoreply": "yes"}, "Re: Post hello", READER, READER),
+    "mailer_daemon": ({}, "Delivery failure", "MAILER-DAEMON@mx.example.net", "MAILER-DAEMON@mx.example.net"),
+    "postmaster": ({}, "Re: Post hello", "postmaster@example.org", "postmaster@example.org"),
+    "our_own_address": ({}, "Re: Post hello", "notifications@replies.example.org", "notifications@replies.example.org"),
+    "null_sender": ({}, "Re: Post hello", READER, ""),
+}
+
+
+class TestLoops:
+    @pytest.mark.parametrize("case", sorted(LOOPS))
+    def test_machine_mail_is_never_published_nor_answered(self, server: RunningServer, blog: Blog, case: str) -> None:
+        """Each kind of automatic mail is ignored with a reason: no comment, no mail at all."""
+        headers, subject, from_header, envelope = LOOPS[case]
+        address = blog.address(blog.post(), READER)
+        send(server.port, envelope, [address], reply_message(from_header, address, "I am away.", subject=subject, headers=headers))
+        row = final_row(blog)
+        assert row.status == InboundStatus.IGNORED, row.reason
+        assert row.reason
+        assert comments(blog) == [] and outbound_count(blog) == 0
+
+
+def nested_multipart(depth: int) -> bytes:
+    """A message whose parts nest `depth` levels deep, with the reply at the bottom."""
+    body = b"Content-Type: text/plain\r\n\r\nDeep reply\r\n"
+    for level in range(depth):
+        boundary = f"b{level}".encode()
+        body = (
+            b"Content-Type: multipart/mixed; boundary=" + boundary + b"\r\n\r\n--" + boundary + b"\r\n"
+            + body + b"\r\n--" + boundary + b"--\r\n"
+        )
+    return body
+
+
+def hostile_cases(address: str) -> dict[str, bytes]:
+    """Broken and hostile messages, each to the same reply address."""
+    head = f"From: {READER}\r\nTo: {address}\r\nSubject: Re: Post hello\r\n".encode()
+    bomb = base64.encodebytes(gzip.compress(b"\0" * 20_000_000))
+    return {
+        "missing_message_id": head + b"\r\nNo id here\r\n",
+        "duplicate_message_id": head + b"Message-ID: <a@x>\r\nMessage-ID: <b@x>\r\n\r\nTwo ids\r\n",
+        "malformed_mime": head + b"Message-ID: <m1@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative\r\n\r\nno boundary at all\r\n",
+        "unknown_charset": head + b"Message-ID: <m2@x>\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nCaf\xe9 au lait\r\n",
+        "eight_bit_headers": f"From: J\xf6rg <{READER}>\r\nTo: {address}\r\nSubject: Re: \xdcber\r\nMessage-ID: <m3@x>\r\n\r\nGr\xfc\xdfe\r\n".encode("latin-1"),
+        "deep_multipart": head + b"Message-ID: <m4@x>\r\nMIME-Version: 1.0\r\n" + nested_multipart(300),
+        "compressed_bomb": head + b"Message-ID: <m5@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\nSee attachment\r\n--z\r\nContent-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + bomb + b"\r\n--z--\r\n",
+        "nul_bytes": head + b"Message-ID: <m6@x>\r\n\r\nNUL\0here\r\n",
+        "long_line": head + b"Message-ID: <m7@x>\r\n\r\n" + b"word " * 20_000 + b"\r\n",
+        "ten_thousand_line_quote": head + b"Message-ID: <m8@x>\r\n\r\nTop reply\r\n\r\nOn Mon, Jan 5, 2026 at 9:00 AM, Ann <ann@example.org> wrote:\r\n" + b"> quoted line of an old thread\r\n" * 10_000,
+        "html_with_script_and_pixel": head + b"Message-ID: <m9@x>\r\nContent-Type: text/html\r\n\r\n<p>Nice <b>post</b></p><script>alert(1)</script><img src=\"https://track.example/p.gif\" width=1 height=1>\r\n",
+    }
+
+
+class TestHostileInput:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """Limits off: this test sends many messages to one address on purpose."""
+        return {"REPLYD_RATE_LIMITS": "off", "REPLYD_MAX_MESSAGE_BYTES": str(30 * 1024 * 1024)}
+
+    def test_every_hostile_message_ends_terminal_and_listener_survives(self, server: RunningServer, blog: Blog) -> None:
+        """Broken mail is stored, processed to a terminal state, and never kills anything."""
+        address = blog.address(blog.post(), READER)
+        cases = hostile_cases(address)
+        for raw in cases.values():
+            assert send(server.port, READER, [address], raw) == {}
+        rows = all_terminal(blog, len(cases))
+        by_case = dict(zip(cases, rows, strict=True))
+        assert all(r.status != InboundStatus.FAILED for r in rows), [(c, r.reason) for c, r in by_case.items()]
+        bodies = {c.inbound_email_id: c.body for c in comments(blog)}
+        assert bodies[by_case["deep_multipart"].id] == "Deep reply"
+        assert bodies[by_case["ten_thousand_line_quote"].id] == "Top reply"
+        assert bodies[by_case["compressed_bomb"].id] == "See attachment"
+        assert "Grüße" in bodies[by_case["eight_bit_headers"].id]
+        html_comment = bodies[by_case["html_with_script_and_pixel"].id]
+        assert "Nice post" in html_comment and "alert" not in html_comment and "<" not in html_comment
+        # The listener still answers after all of it.
+        assert send(server.port, READER, [address], reply_message(READER, address, "Still here")) == {}
+
+    def test_line_over_128k_is_refused_with_enhanced_code(self, server: RunningServer, blog: Blog) -> None:
+        """A single line past 128 KiB is refused at DATA with 500 5.5.2, never a bare 500."""
+        address = blog.address(blog.post(), READER)
+        raw = f"From: {READER}\r\nTo: {address}\r\n\r\n".encode() + b"x" * 200_000 + b"\r\n"
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(server.port, READER, [address], raw)
+        assert refused.value.smtp_code == 500
+        assert refused.value.smtp_error.startswith(b"5.5.2 ")
+
+    def test_protocol_errors_carry_enhanced_codes(self, server: RunningServer) -> None:
+        """aiosmtpd's own refusals get enhanced status codes, and EHLO advertises them."""
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            code, _ = client.ehlo()
+            assert client.has_extn("enhancedstatuscodes")
+            code, text = client.docmd("RCPT", "TO:<x@replies.example.org>")
+        assert code == 503 and text.startswith(b"5.5.1 ")
+
+
+class TestRetention:
+    def test_purge_keeps_failed_and_recent(self, blog: Blog) -> None:
+        """Old finished mail loses its raw source; failed and recent mail keep theirs."""
+        from service.inbox import store_received
+
+        address = blog.address(blog.post(), READER)
+        ids = store_received(blog.parts.session_factory, b"old", READER, [address, address, address])
+        long_ago = utcnow() - timedelta(days=40)
+        with blog.parts.session_factory.begin() as session:
+            for row_id, status, finished in zip(
+                ids, (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED), (long_ago, long_ago, utcnow()), strict=True
+            ):
+                row = session.get(InboundEmail, row_id)
+                assert row is not None
+                row.status, row.finished_at = status, finished
+        with blog.parts.session_factory.begin() as session:
+            assert purge_raw(session, utcnow() - timedelta(days=30)) == 1
+        with blog.parts.session_factory() as session:
+            raws = [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
+        assert raws == [b"", b"old", b"old"]
+
+
