@@ -17,7 +17,12 @@ from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 from tests.test_reply_flow import comments, final_row
 
 READER = "reader@example.org"
-TERMINAL = (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED, InboundStatus.FAILED)
+TERMINAL = (
+    InboundStatus.PROCESSED,
+    InboundStatus.IGNORED,
+    InboundStatus.REJECTED,
+    InboundStatus.FAILED,
+)
 
 
 def outbound_count(blog: Blog) -> int:
@@ -112,22 +117,37 @@ class TestDmarc:
         """Trust Authentication-Results written by our own MTA, mx.example.org."""
         return {"REPLYD_TRUST_AUTHSERV_ID": "mx.example.org"}
 
-    def test_dmarc_fail_from_trusted_mta_is_rejected_silently(self, server: RunningServer, blog: Blog) -> None:
-        """dmarc=fail in our MTA's header rejects the reply, and no notice goes to the forged From."""
+    def test_dmarc_fail_from_trusted_mta_is_rejected_silently(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """dmarc=fail from our MTA rejects the reply; no notice goes to the forged From."""
         address = blog.address(blog.post(), READER)
         raw = reply_message(
-            READER, address, "I am totally Rita",
-            headers={"Authentication-Results": "mx.example.org; spf=fail; dmarc=fail (p=reject) header.from=example.org"},
+            READER,
+            address,
+            "I am totally Rita",
+            headers={
+                "Authentication-Results": (
+                    "mx.example.org; spf=fail; dmarc=fail (p=reject) header.from=example.org"
+                )
+            },
         )
         send(server.port, "attacker@evil.example", [address], raw)
         row = final_row(blog)
         assert row.status == InboundStatus.REJECTED and "DMARC" in (row.reason or "")
         assert comments(blog) == [] and outbound_count(blog) == 0
 
-    def test_results_from_other_servers_are_not_trusted(self, server: RunningServer, blog: Blog) -> None:
+    def test_results_from_other_servers_are_not_trusted(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """An Authentication-Results header from someone else's server is ignored."""
         address = blog.address(blog.post(), READER)
-        raw = reply_message(READER, address, "Real reply", headers={"Authentication-Results": "other.example; dmarc=fail"})
+        raw = reply_message(
+            READER,
+            address,
+            "Real reply",
+            headers={"Authentication-Results": "other.example; dmarc=fail"},
+        )
         send(server.port, READER, [address], raw)
         assert final_row(blog).status == InboundStatus.PROCESSED
 
@@ -140,20 +160,37 @@ LOOPS = {
     "precedence_junk": ({"Precedence": "junk"}, "Re: Post hello", READER, READER),
     "precedence_list": ({"Precedence": "list"}, "Re: Post hello", READER, READER),
     "x_autoreply": ({"X-Autoreply": "yes"}, "Re: Post hello", READER, READER),
-    "mailer_daemon": ({}, "Delivery failure", "MAILER-DAEMON@mx.example.net", "MAILER-DAEMON@mx.example.net"),
+    "mailer_daemon": (
+        {},
+        "Delivery failure",
+        "MAILER-DAEMON@mx.example.net",
+        "MAILER-DAEMON@mx.example.net",
+    ),
     "postmaster": ({}, "Re: Post hello", "postmaster@example.org", "postmaster@example.org"),
-    "our_own_address": ({}, "Re: Post hello", "notifications@replies.example.org", "notifications@replies.example.org"),
+    "our_own_address": (
+        {},
+        "Re: Post hello",
+        "notifications@replies.example.org",
+        "notifications@replies.example.org",
+    ),
     "null_sender": ({}, "Re: Post hello", READER, ""),
 }
 
 
 class TestLoops:
     @pytest.mark.parametrize("case", sorted(LOOPS))
-    def test_machine_mail_is_never_published_nor_answered(self, server: RunningServer, blog: Blog, case: str) -> None:
+    def test_machine_mail_is_never_published_nor_answered(
+        self, server: RunningServer, blog: Blog, case: str
+    ) -> None:
         """Each kind of automatic mail is ignored with a reason: no comment, no mail at all."""
         headers, subject, from_header, envelope = LOOPS[case]
         address = blog.address(blog.post(), READER)
-        send(server.port, envelope, [address], reply_message(from_header, address, "I am away.", subject=subject, headers=headers))
+        send(
+            server.port,
+            envelope,
+            [address],
+            reply_message(from_header, address, "I am away.", subject=subject, headers=headers),
+        )
         row = final_row(blog)
         assert row.status == InboundStatus.IGNORED, row.reason
         assert row.reason
@@ -166,28 +203,70 @@ def nested_multipart(depth: int) -> bytes:
     for level in range(depth):
         boundary = f"b{level}".encode()
         body = (
-            b"Content-Type: multipart/mixed; boundary=" + boundary + b"\r\n\r\n--" + boundary + b"\r\n"
-            + body + b"\r\n--" + boundary + b"--\r\n"
+            b"Content-Type: multipart/mixed; boundary="
+            + boundary
+            + b"\r\n\r\n--"
+            + boundary
+            + b"\r\n"
+            + body
+            + b"\r\n--"
+            + boundary
+            + b"--\r\n"
         )
     return body
 
 
+def crlf(*lines: str | bytes) -> bytes:
+    """Join header and body lines the way they travel over SMTP."""
+    return b"\r\n".join(x if isinstance(x, bytes) else x.encode("latin-1") for x in lines)
+
+
 def hostile_cases(address: str) -> dict[str, bytes]:
     """Broken and hostile messages, each to the same reply address."""
-    head = f"From: {READER}\r\nTo: {address}\r\nSubject: Re: Post hello\r\n".encode()
+    head = crlf(f"From: {READER}", f"To: {address}", "Subject: Re: Post hello", "")
     bomb = base64.encodebytes(gzip.compress(b"\0" * 20_000_000))
+    attribution = "On Mon, Jan 5, 2026 at 9:00 AM, Ann <ann@example.org> wrote:"
+    html = (
+        "<p>Nice <b>post</b></p><script>alert(1)</script>"
+        '<img src="https://track.example/p.gif" width=1 height=1>'
+    )
     return {
-        "missing_message_id": head + b"\r\nNo id here\r\n",
-        "duplicate_message_id": head + b"Message-ID: <a@x>\r\nMessage-ID: <b@x>\r\n\r\nTwo ids\r\n",
-        "malformed_mime": head + b"Message-ID: <m1@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative\r\n\r\nno boundary at all\r\n",
-        "unknown_charset": head + b"Message-ID: <m2@x>\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nCaf\xe9 au lait\r\n",
-        "eight_bit_headers": f"From: J\xf6rg <{READER}>\r\nTo: {address}\r\nSubject: Re: \xdcber\r\nMessage-ID: <m3@x>\r\n\r\nGr\xfc\xdfe\r\n".encode("latin-1"),
-        "deep_multipart": head + b"Message-ID: <m4@x>\r\nMIME-Version: 1.0\r\n" + nested_multipart(300),
-        "compressed_bomb": head + b"Message-ID: <m5@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\nSee attachment\r\n--z\r\nContent-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + bomb + b"\r\n--z--\r\n",
-        "nul_bytes": head + b"Message-ID: <m6@x>\r\n\r\nNUL\0here\r\n",
-        "long_line": head + b"Message-ID: <m7@x>\r\n\r\n" + b"word " * 20_000 + b"\r\n",
-        "ten_thousand_line_quote": head + b"Message-ID: <m8@x>\r\n\r\nTop reply\r\n\r\nOn Mon, Jan 5, 2026 at 9:00 AM, Ann <ann@example.org> wrote:\r\n" + b"> quoted line of an old thread\r\n" * 10_000,
-        "html_with_script_and_pixel": head + b"Message-ID: <m9@x>\r\nContent-Type: text/html\r\n\r\n<p>Nice <b>post</b></p><script>alert(1)</script><img src=\"https://track.example/p.gif\" width=1 height=1>\r\n",
+        "missing_message_id": head + crlf("", "No id here", ""),
+        "duplicate_message_id": head
+        + crlf("Message-ID: <a@x>", "Message-ID: <b@x>", "", "Two", ""),
+        "malformed_mime": head
+        + crlf("Message-ID: <m1@x>", "MIME-Version: 1.0", "Content-Type: multipart/alternative")
+        + crlf("", "", "no boundary at all", ""),
+        "unknown_charset": head
+        + crlf("Message-ID: <m2@x>", "Content-Type: text/plain; charset=x-klingon", "")
+        + crlf("", "Caf\xe9 au lait", ""),
+        "eight_bit_headers": crlf(
+            f"From: J\xf6rg <{READER}>",
+            f"To: {address}",
+            "Subject: Re: \xdcber",
+            "Message-ID: <m3@x>",
+            "",
+            "Gr\xfc\xdfe",
+            "",
+        ),
+        "deep_multipart": head
+        + crlf("Message-ID: <m4@x>", "MIME-Version: 1.0", "")
+        + nested_multipart(300),
+        "compressed_bomb": head
+        + crlf(
+            "Message-ID: <m5@x>", "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=z"
+        )
+        + crlf("", "", "--z", "Content-Type: text/plain", "", "See attachment", "--z")
+        + crlf("", "Content-Type: application/gzip", "Content-Transfer-Encoding: base64", "", "")
+        + bomb
+        + crlf("", "--z--", ""),
+        "nul_bytes": head + crlf("Message-ID: <m6@x>", "", "NUL\0here", ""),
+        "long_line": head + crlf("Message-ID: <m7@x>", "", "word " * 20_000, ""),
+        "ten_thousand_line_quote": head
+        + crlf("Message-ID: <m8@x>", "", "Top reply", "", attribution, "")
+        + b"> quoted line of an old thread\r\n" * 10_000,
+        "html_with_script_and_pixel": head
+        + crlf("Message-ID: <m9@x>", "Content-Type: text/html", "", html, ""),
     }
 
 
@@ -197,7 +276,9 @@ class TestHostileInput:
         """Limits off: this test sends many messages to one address on purpose."""
         return {"REPLYD_RATE_LIMITS": "off", "REPLYD_MAX_MESSAGE_BYTES": str(30 * 1024 * 1024)}
 
-    def test_every_hostile_message_ends_terminal_and_listener_survives(self, server: RunningServer, blog: Blog) -> None:
+    def test_every_hostile_message_ends_terminal_and_listener_survives(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """Broken mail is stored, processed to a terminal state, and never kills anything."""
         address = blog.address(blog.post(), READER)
         cases = hostile_cases(address)
@@ -205,18 +286,26 @@ class TestHostileInput:
             assert send(server.port, READER, [address], raw) == {}
         rows = all_terminal(blog, len(cases))
         by_case = dict(zip(cases, rows, strict=True))
-        assert all(r.status != InboundStatus.FAILED for r in rows), [(c, r.reason) for c, r in by_case.items()]
+        assert all(r.status != InboundStatus.FAILED for r in rows), [
+            (c, r.reason) for c, r in by_case.items()
+        ]
         bodies = {c.inbound_email_id: c.body for c in comments(blog)}
         assert bodies[by_case["deep_multipart"].id] == "Deep reply"
         assert bodies[by_case["ten_thousand_line_quote"].id] == "Top reply"
         assert bodies[by_case["compressed_bomb"].id] == "See attachment"
         assert "Grüße" in bodies[by_case["eight_bit_headers"].id]
         html_comment = bodies[by_case["html_with_script_and_pixel"].id]
-        assert "Nice post" in html_comment and "alert" not in html_comment and "<" not in html_comment
+        assert (
+            "Nice post" in html_comment and "alert" not in html_comment and "<" not in html_comment
+        )
         # The listener still answers after all of it.
-        assert send(server.port, READER, [address], reply_message(READER, address, "Still here")) == {}
+        assert (
+            send(server.port, READER, [address], reply_message(READER, address, "Still here")) == {}
+        )
 
-    def test_line_over_128k_is_refused_with_enhanced_code(self, server: RunningServer, blog: Blog) -> None:
+    def test_line_over_128k_is_refused_with_enhanced_code(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
         """A single line past 128 KiB is refused at DATA with 500 5.5.2, never a bare 500."""
         address = blog.address(blog.post(), READER)
         raw = f"From: {READER}\r\nTo: {address}\r\n\r\n".encode() + b"x" * 200_000 + b"\r\n"
@@ -240,11 +329,16 @@ class TestRetention:
         from service.inbox import store_received
 
         address = blog.address(blog.post(), READER)
-        ids = store_received(blog.parts.session_factory, b"old", READER, [address, address, address])
+        ids = store_received(
+            blog.parts.session_factory, b"old", READER, [address, address, address]
+        )
         long_ago = utcnow() - timedelta(days=40)
         with blog.parts.session_factory.begin() as session:
             for row_id, status, finished in zip(
-                ids, (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED), (long_ago, long_ago, utcnow()), strict=True
+                ids,
+                (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED),
+                (long_ago, long_ago, utcnow()),
+                strict=True,
             ):
                 row = session.get(InboundEmail, row_id)
                 assert row is not None
@@ -254,5 +348,3 @@ class TestRetention:
         with blog.parts.session_factory() as session:
             raws = [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
         assert raws == [b"", b"old", b"old"]
-
-
