@@ -18,6 +18,7 @@ from service.addresses import AddressBook, Keyring
 from service.config import Settings
 from service.db import check_schema, make_engine, make_sessionmaker
 from service.digest import PERIODS, Digests, last_complete_period
+from service.http import HttpServer
 from service.inbox import claim_next, store_received
 from service.models import utcnow
 from service.notices import RejectionNotices
@@ -124,6 +125,12 @@ class ReplydServer:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.http = HttpServer(
+            self.parts,
+            wake_inbound=self._wake_inbound,
+            wake_outbound=self._outbound_wakeup.set,
+            smtp_bound=lambda: self._server is not None and self._server.is_serving(),
+        )
 
     def _envelope_sender(self, parcel: Parcel) -> str:
         """VERP per message, so a bounce names what bounced; "" (null) for our auto-replies."""
@@ -144,6 +151,7 @@ class ReplydServer:
             host=self.settings.smtp_host,
             port=self.settings.smtp_port,
         )
+        await self.http.start()
         for number in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._inbound_worker(f"{self.node}/in{number}")))
         self._tasks.append(asyncio.create_task(self._outbound_worker(f"{self.node}/out")))
@@ -238,11 +246,17 @@ class ReplydServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def http_port(self) -> int:
+        """The port the HTTP server is bound to."""
+        return self.http.port
+
     async def stop(self) -> None:
         """Drain: refuse new mail with 421, finish the message in hand, stop the workers."""
         self.handler.draining = True
         if self._server is not None:
             self._server.close()
+        await self.http.stop()
         self._stopping.set()
         self._inbound_wakeup.set()
         self._outbound_wakeup.set()
