@@ -5,7 +5,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     REPLYD_VAR_DIR=/data \
     REPLYD_SMTP_HOST=0.0.0.0 \
-    REPLYD_SMTP_PORT=2525
+    REPLYD_SMTP_PORT=2525 \
+    REPLYD_HTTP_HOST=0.0.0.0 \
+    REPLYD_HTTP_PORT=8025
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -16,5 +18,5 @@ RUN pip install --no-cache-dir -e '.[postgres]' \
 
 USER replyd
 VOLUME ["/data"]
-EXPOSE 2525
+EXPOSE 2525 8025
 CMD ["sh", "-c", "replyd db upgrade && exec replyd serve"]

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from service.models import Comment, InboundEmail, InboundStatus, Post
 from service.notify import follow
+from service.subscriptions import set_following
 from service.web import (
     MAX_COMMENT_CHARS,
     ApiError,
@@ -27,7 +28,6 @@ from service.web import (
     person_for,
     post_slug,
     require_token,
-    set_subscription,
     single_line,
     text_field,
     thread_order,
@@ -206,7 +206,9 @@ async def subscribe(request: Request) -> Response:
     def store() -> None:
         with web.parts.session_factory.begin() as session:
             post = find_post(session, slug)
-            set_subscription(session, post, person_for(session, email), active=True, digest=digest)
+            set_following(
+                session, post.id, person_for(session, email).id, active=True, digest=digest
+            )
 
     await run_in_threadpool(store)
     return JSONResponse({"post_id": slug, "email": email, "active": True, "digest": digest})
@@ -220,7 +222,7 @@ async def unsubscribe(request: Request) -> Response:
     def store() -> None:
         with web.parts.session_factory.begin() as session:
             post = find_post(session, slug)
-            set_subscription(session, post, person_for(session, email), active=False)
+            set_following(session, post.id, person_for(session, email).id, active=False)
 
     await run_in_threadpool(store)
     return JSONResponse({"post_id": slug, "email": email, "active": False})

@@ -87,9 +87,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from service.db import SchemaNotReady
+    from service.logs import configure_logging
     from service.server import ReplydServer
 
     settings = _settings()
+    configure_logging(settings, verbose=args.verbose)
     try:
         server = ReplydServer(settings)
         asyncio.run(server.serve_until_signalled())
@@ -97,8 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(
-            f"cannot listen on {settings.smtp_host}:{settings.smtp_port} ({exc.strerror}); "
-            "set REPLYD_SMTP_PORT to a free port."
+            f"cannot listen ({exc.strerror}): SMTP wants {settings.smtp_host}:{settings.smtp_port}"
+            f" and HTTP {settings.http_host}:{settings.http_port}; set REPLYD_SMTP_PORT or "
+            "REPLYD_HTTP_PORT to a free port."
         ) from None
     return 0
 
@@ -177,46 +180,28 @@ def cmd_post_list(args: argparse.Namespace) -> int:
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     """Make someone follow a post, per comment or by digest."""
-    from sqlalchemy import select
-
-    from service.models import Subscription
+    from service.subscriptions import set_following
 
     parts = _components()
     with parts.session_factory.begin() as session:
         post = _post(session, args.post)
         person = _person(session, args.email)
-        sub = session.scalar(
-            select(Subscription).where(
-                Subscription.post_id == post.id, Subscription.person_id == person.id
-            )
-        )
-        if sub is None:
-            sub = Subscription(post_id=post.id, person_id=person.id)
-            session.add(sub)
-        sub.active, sub.digest = True, args.digest
+        set_following(session, post.id, person.id, active=True, digest=args.digest)
+        # Asking for mail again is consent to try the address again after bounces.
+        person.suspended_at, person.bounce_score = None, 0.0
     print(f"{args.email} follows {args.post!r} ({args.digest or 'each comment'})")
     return 0
 
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
     """Stop someone's mail about a post (and keep them from being re-subscribed by commenting)."""
-    from sqlalchemy import select
-
-    from service.models import Subscription
+    from service.subscriptions import set_following
 
     parts = _components()
     with parts.session_factory.begin() as session:
         post = _post(session, args.post)
         person = _person(session, args.email)
-        sub = session.scalar(
-            select(Subscription).where(
-                Subscription.post_id == post.id, Subscription.person_id == person.id
-            )
-        )
-        if sub is None:
-            session.add(Subscription(post_id=post.id, person_id=person.id, active=False))
-        else:
-            sub.active = False
+        set_following(session, post.id, person.id, active=False)
     print(f"{args.email} no longer gets mail about {args.post!r}")
     return 0
 

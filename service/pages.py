@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.addresses import verify_token
+from service.addresses import ALL_POSTS, verify_token
 from service.api import inbound_page, int_param, status_param
 from service.inbox import REPLAYABLE, requeue
 from service.models import Comment, InboundEmail, InboundStatus, Person, Post
+from service.subscriptions import unsubscribe
 from service.web import (
     ADMIN_COOKIE,
     MAX_FORM_BYTES,
@@ -31,7 +32,6 @@ from service.web import (
     is_authorized,
     post_slug,
     read_limited,
-    set_subscription,
     thread_order,
     token_matches,
 )
@@ -206,14 +206,20 @@ def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscripti
         return None
     sessions = web.parts.session_factory if apply else web.read_sessions
     with sessions.begin() as session:
-        post = session.get(Post, target.post_id)
         person = session.get(Person, target.person_id)
-        if post is None or person is None:
+        if person is None:
             return None
+        if target.post_id == ALL_POSTS:  # a digest's link: every digest the person takes
+            title, url = f"your {web.parts.settings.site_name} digests", web.parts.settings.base_url
+        else:
+            post = session.get(Post, target.post_id)
+            if post is None:
+                return None
+            title, url = post.title, post.url
         if apply:
             # Inactive, not deleted: commenting again must not make them follow it again.
-            set_subscription(session, post, person, active=False)
-        return Unsubscription(post.title, post.url, mask_email(person.email))
+            unsubscribe(session, target)
+        return Unsubscription(title, url, mask_email(person.email))
 
 
 async def unsubscribe_page(request: Request) -> Response:

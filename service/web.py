@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
-from service.models import Comment, Person, Post, Subscription
+from service.models import Comment, Person, Post
 from service.notify import Notifier
 
 if TYPE_CHECKING:
@@ -220,25 +220,6 @@ def person_for(session: Session, email: str, name: str = "") -> Person:
     elif name:
         person.display_name = name
     return person
-
-
-def set_subscription(
-    session: Session, post: Post, person: Person, *, active: bool, digest: str | None = None
-) -> Subscription:
-    """Record that a person follows (or opted out of) a post, creating the row if missing."""
-    sub = session.scalar(
-        select(Subscription).where(
-            Subscription.post_id == post.id, Subscription.person_id == person.id
-        )
-    )
-    if sub is None:
-        sub = Subscription(post_id=post.id, person_id=person.id)
-        session.add(sub)
-    sub.active = active
-    if active:
-        sub.digest = digest
-    session.flush()
-    return sub
 
 
 MAX_SHOWN_DEPTH = 8  # deeper answers are indented no further; they still name their parent

@@ -88,6 +88,37 @@ class TestPostsAndAddresses:
         ).stdout.strip()
         assert address.startswith("reply+") and address.endswith(f"@{DOMAIN}")
 
+    def test_subscribe_and_unsubscribe(self, env: dict[str, str], settings: Settings) -> None:
+        """subscribe records a digest (and lifts a bounce suspension); unsubscribe opts out."""
+        import sqlite3
+
+        run(
+            env,
+            "post",
+            "add",
+            "--id",
+            "p1",
+            "--title",
+            "T",
+            "--url",
+            "https://b.example/p1",
+            "--author-email",
+            "a@example.org",
+        )
+        run(env, "subscribe", "--post", "p1", "--email", "fan@example.org", "--digest", "weekly")
+        database = settings.database_url.removeprefix("sqlite:///")
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE people SET suspended_at = '2026-01-01 00:00:00', bounce_score = 3")
+        run(env, "subscribe", "--post", "p1", "--email", "fan@example.org", "--digest", "weekly")
+        with sqlite3.connect(database) as db:
+            assert db.execute(
+                "SELECT s.active, s.digest, p.suspended_at FROM subscriptions s "
+                "JOIN people p ON p.id = s.person_id WHERE p.email = 'fan@example.org'"
+            ).fetchall() == [(1, "weekly", None)]
+        run(env, "unsubscribe", "--post", "p1", "--email", "fan@example.org")
+        with sqlite3.connect(database) as db:
+            assert db.execute("SELECT active FROM subscriptions").fetchall() == [(0,)]
+
     def test_unknown_post_is_a_helpful_error(self, env: dict[str, str]) -> None:
         """An unknown post id exits non-zero and says how to find the right one."""
         result = run(env, "address", "--post", "nope", "--email", "reader@example.org", check=False)

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from service.addresses import ReplyTarget, make_token
+from service.addresses import ALL_POSTS, ReplyTarget, make_token
 from service.config import Settings
 from service.http import HttpServer
 from service.metrics import reason_label
@@ -182,6 +182,18 @@ class TestUnsubscribe:
         with blog.parts.session_factory() as session:
             row = session.scalar(select(Subscription).where(Subscription.person_id == person))
             assert row is not None and not row.active
+
+    def test_digest_link_stops_every_digest(self, http: HttpClient, blog: Blog) -> None:
+        """A digest's one-click link (all posts) ends the person's digest subscriptions."""
+        post = blog.post()
+        person = blog.person(READER)
+        with blog.parts.session_factory.begin() as session:
+            session.add(Subscription(post_id=post, person_id=person, digest="daily"))
+        token = make_token(ReplyTarget(ALL_POSTS, None, person), blog.parts.keyring, "unsubscribe")
+        assert "digests" in http.get(f"/unsubscribe/{token}", auth=False).text
+        assert http.post(f"/unsubscribe/{token}", auth=False).status == 200
+        with blog.parts.session_factory() as session:
+            assert session.scalars(select(Subscription.active)).all() == [False]
 
     def test_bad_or_reply_token_is_404(self, http: HttpClient, blog: Blog) -> None:
         """A tampered token, or a reply token, does not unsubscribe anybody."""
