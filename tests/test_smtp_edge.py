@@ -134,3 +134,24 @@ class TestSizeLimit:
             client.ehlo()
             code, text = client.mail(READER, ["SIZE=999999"])
         assert (code, text[:6]) == (552, b"5.3.4 ")
+
+
+class TestLmtp:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """LMTP, as behind Postfix."""
+        return {"REPLYD_PROTOCOL": "lmtp"}
+
+    def test_lmtp_answers_once_per_recipient(self, server: RunningServer, blog: Blog) -> None:
+        """Over LMTP each accepted recipient gets its own 250 after DATA (RFC 2033)."""
+        post = blog.post()
+        first, second = blog.address(post, READER), blog.address(post, "other@example.org")
+        with smtplib.LMTP("127.0.0.1", server.port) as client:
+            client.ehlo()  # LHLO on an LMTP client
+            client.mail(READER)
+            client.rcpt(first)
+            client.rcpt(second)
+            # smtplib reads only the first DATA reply; LMTP sends one more per recipient.
+            replies = [client.data(reply_message(READER, first, "Hi"))[0], client.getreply()[0]]
+        assert replies == [250, 250]
+        assert inbound_count(blog) == 2
