@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email import policy
+from email.errors import HeaderParseError, InvalidHeaderDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -37,6 +38,15 @@ def header_text(value: str, limit: int = 200) -> str:
     """User data made safe for a header value: one line, no control characters, bounded."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
     return " ".join(cleaned.split())[:limit]
+
+
+def deliverable_address(address: str) -> bool:
+    """Whether an address can stand in a To header: one well-formed addr-spec with a domain."""
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError, InvalidHeaderDefect):
+        return False
+    return bool(parsed.username and "." in parsed.domain) and parsed.addr_spec == address
 
 
 def public_name(person: Person) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.compose import add_bodies, make_templates, new_message
+from service.compose import add_bodies, deliverable_address, make_templates, new_message
 from service.models import OutboundEmail, RejectionNotice, utcnow
 
 # Reason code -> (why, what to do): the sentences the sender reads.
@@ -75,6 +75,8 @@ class RejectionNotices:
         to = to.strip().lower()
         if not to or code not in EXPLANATIONS or to.endswith(f"@{self.domain}"):
             return False
+        if not deliverable_address(to):
+            return False  # a mangled From cannot be answered; the rejection stands without it
         day = today or utcnow().date()
         already = session.scalar(
             select(RejectionNotice.id).where(
