@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from service.models import Comment, InboundEmail, InboundStatus, Post
 from service.notify import follow
-from service.subscriptions import set_following
+from service.subscriptions import person_for, set_following
 from service.web import (
     MAX_COMMENT_CHARS,
     ApiError,
@@ -25,7 +25,6 @@ from service.web import (
     is_authorized,
     iso,
     json_object,
-    person_for,
     post_slug,
     require_token,
     single_line,

@@ -52,21 +52,12 @@ def _print_json(value: Any) -> None:
 
 def _person(session: Session, email: str, name: str = "") -> Any:
     """The person with this address, created on first use."""
-    from sqlalchemy import select
-
-    from service.models import Person
+    from service.subscriptions import person_for
 
     email = email.strip().lower()
     if "@" not in email or any(ch.isspace() for ch in email):
         raise CommandError(f"{email!r} is not an email address; give one like ann@example.org.")
-    person = session.scalar(select(Person).where(Person.email == email))
-    if person is None:
-        person = Person(email=email, display_name=name)
-        session.add(person)
-        session.flush()
-    elif name:
-        person.display_name = name
-    return person
+    return person_for(session, email, name)
 
 
 def _post(session: Session, slug: str) -> Any:

@@ -1,4 +1,4 @@
-"""Following and unfollowing posts, shared by the CLI, mail (List-Unsubscribe) and HTTP."""
+"""People and the posts they follow, shared by the CLI, mail (List-Unsubscribe) and HTTP."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ from sqlalchemy.orm import Session
 
 from service.addresses import ALL_POSTS, ReplyTarget
 from service.models import Person, Post, Subscription
+
+
+def person_for(session: Session, email: str, name: str = "") -> Person:
+    """The person with this (lower-cased) address, created on first use; a given name wins."""
+    person = session.scalar(select(Person).where(Person.email == email))
+    if person is None:
+        person = Person(email=email, display_name=name)
+        session.add(person)
+        session.flush()
+    elif name:
+        person.display_name = name
+    return person
 
 
 def set_following(

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
-from service.models import Comment, Person, Post
+from service.models import Comment, Post
 from service.notify import Notifier
 
 if TYPE_CHECKING:
@@ -208,18 +208,6 @@ def find_post(session: Session, slug: str) -> Post:
     if post is None:
         raise ApiError(404, f"no post with id {slug!r}")
     return post
-
-
-def person_for(session: Session, email: str, name: str = "") -> Person:
-    """The person with this (lower-cased) address, created on first use; a given name wins."""
-    person = session.scalar(select(Person).where(Person.email == email))
-    if person is None:
-        person = Person(email=email, display_name=name)
-        session.add(person)
-        session.flush()
-    elif name:
-        person.display_name = name
-    return person
 
 
 MAX_SHOWN_DEPTH = 8  # deeper answers are indented no further; they still name their parent
