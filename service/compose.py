@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    ChoiceLoader,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -19,19 +20,38 @@ from jinja2 import (
     select_autoescape,
 )
 
+from service.marker import MARKERS
 from service.models import Person
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
-def make_templates(directory: Path = TEMPLATES_DIR) -> Environment:
-    """The jinja2 environment for outbound mail: HTML autoescaped, text left as typed."""
-    return Environment(
-        loader=FileSystemLoader(directory),
+# Languages with a template set under templates/<language>/ (English is templates/ itself).
+LANGUAGES = ("en", "de")
+
+
+def make_templates(directory: Path = TEMPLATES_DIR, language: str = "en") -> Environment:
+    """The jinja2 environment for outbound mail in one language, falling back to English.
+
+    HTML is autoescaped, text is left as typed; `marker` (the reply-above-this-line line) is
+    available to every template.
+    """
+    loaders = [FileSystemLoader(directory)]
+    if language != "en":
+        loaders.insert(0, FileSystemLoader(directory / language))
+    environment = Environment(
+        loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
+    environment.globals["marker"] = MARKERS.get(language, MARKERS["en"])
+    return environment
+
+
+def render_line(templates: Environment, name: str, context: dict[str, Any]) -> str:
+    """Render a one-line template (a subject), as a single line."""
+    return " ".join(templates.get_template(name).render(context).split())
 
 
 def header_text(value: str, limit: int = 200) -> str:

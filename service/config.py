@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from service.compose import LANGUAGES
 from service.ratelimit import DEFAULT_RULES, Limit, parse_limits
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -60,6 +61,7 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
     digest_hour: int = 7
+    language: str = "en"
     rate_limits: dict[str, Limit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
     retention_days: int = 0
@@ -228,6 +230,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retention_days=_parse_int(
             "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
         ),
+        language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
     )

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.addresses import ALL_POSTS, AddressBook, Keyring, ReplyTarget
-from service.compose import add_bodies, make_templates, new_message, public_name
+from service.compose import add_bodies, make_templates, new_message, public_name, render_line
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
 from service.notify import Notifier
 
@@ -163,16 +163,17 @@ class Digests:
                 }
             )
         count = len(comments)
-        label = (
-            f"{period.start:%d %b %Y}"
-            if period.kind == "daily"
-            else f"week of {period.start:%d %b %Y}"
-        )
+        # The templates word the period ("week of …") in their own language.
+        when = {"period": period.kind, "start": period.start.date()}
         message = new_message(
             sender_name=self.site_name,
             sender_address=self.from_address,
             to=person,
-            subject=f"{self.site_name}: {count} new comment{'s' if count != 1 else ''} ({label})",
+            subject=render_line(
+                self.templates,
+                "digest.subject",
+                {"site_name": self.site_name, "count": count, **when},
+            ),
             message_id=digest_id(period, person.id, self.book.domain),
             date=period.end,
         )
@@ -186,9 +187,8 @@ class Digests:
             "digest",
             {
                 "site_name": self.site_name,
-                "period": period.kind,
-                "period_label": label,
                 "sections": sections,
+                **when,
             },
         )
         return message

@@ -86,7 +86,9 @@ _NO_MARGIN_STYLE = re.compile(r"margin(?:-bottom)?\s*:\s*0(?:[a-z]{1,3}|%)?\s*(?
 _COLLAPSIBLE = re.compile(r"[ \t\n\r\f]+")
 # Private-use characters stand for the cut points while the text is rendered.
 _CUT_MARK = "\ue000"
-_INVISIBLE = re.compile("[\u200b\ufeff\ue000\ue001\x00]")
+# Zero-width characters, and the C0 controls XML cannot hold: lxml refuses to move text
+# containing them from one element to another.
+_INVISIBLE = re.compile("[\u200b\ufeff\ue000\ue001\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DOCUMENT_END = re.compile(r"</\s*(?:body|html)\s*>", re.IGNORECASE)
 _MAX_ATTRIBUTION_LOOKBACK = 3  # lines above a cut point searched for an attribution
 _BOUNDED_TEXT = 400  # characters of an element read when recognising a header block

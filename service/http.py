@@ -8,7 +8,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +203,7 @@ def create_app(
     wake_inbound: Callable[[], None] = _nothing,
     wake_outbound: Callable[[], None] = _nothing,
     smtp_bound: Callable[[], bool] = lambda: True,
+    smtp_refusals: Callable[[], Mapping[str, int]] = dict,
 ) -> Starlette:
     """The ASGI app of replyd's HTTP surface, built on one process's components."""
     sessions = read_sessions or parts.session_factory
@@ -232,7 +233,7 @@ def create_app(
         },
     )
     app.state.web = web
-    app.state.metrics = metrics_registry(sessions)
+    app.state.metrics = metrics_registry(sessions, smtp_refusals)
     app.add_middleware(EdgeMiddleware)
     return app
 
@@ -305,8 +306,10 @@ class HttpServer:
         wake_inbound: Callable[[], None] = _nothing,
         wake_outbound: Callable[[], None] = _nothing,
         smtp_bound: Callable[[], bool] = lambda: True,
+        smtp_refusals: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.parts = parts
+        self.smtp_refusals = smtp_refusals
         self.wake_inbound = wake_inbound
         self.wake_outbound = wake_outbound
         self.smtp_bound = smtp_bound
@@ -328,6 +331,7 @@ class HttpServer:
             wake_inbound=self.wake_inbound,
             wake_outbound=self.wake_outbound,
             smtp_bound=self.smtp_bound,
+            smtp_refusals=self.smtp_refusals,
         )
         config = uvicorn.Config(
             app,

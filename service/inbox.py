@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -31,34 +33,133 @@ def header_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
+def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[InboundEmail]:
+    """One new row per envelope recipient of one message."""
+    digest = hashlib.sha256(raw).hexdigest()
+    message_id = header_message_id(raw)
+    return [
+        InboundEmail(
+            raw=raw,
+            sha256=digest,
+            message_id=message_id,
+            sender=sender,
+            recipient=recipient.lower(),
+            status=InboundStatus.RECEIVED,
+        )
+        for recipient in recipients
+    ]
+
+
 def store_received(
     session_factory: sessionmaker[Session], raw: bytes, sender: str, recipients: Iterable[str]
 ) -> list[int]:
     """Commit one row per envelope recipient; returns their ids. Raises if not stored."""
-    digest = hashlib.sha256(raw).hexdigest()
-    message_id = header_message_id(raw)
     with session_factory.begin() as session:
-        rows = [
-            InboundEmail(
-                raw=raw,
-                sha256=digest,
-                message_id=message_id,
-                sender=sender,
-                recipient=recipient.lower(),
-                status=InboundStatus.RECEIVED,
-            )
-            for recipient in recipients
-        ]
+        rows = _received_rows(raw, sender, recipients)
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
 
 
-def claim_next(session_factory: sessionmaker[Session], worker: str) -> int | None:
+@dataclass
+class _Waiting:
+    """One message handed to a GroupCommit, and what became of it."""
+
+    raw: bytes
+    sender: str
+    recipients: list[str]
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # set when this caller's thread must commit the next batch
+    ids: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """store_received for many SMTP sessions at once: messages that arrive while a commit is
+    in flight share the next commit, so N waiting senders cost one fsync, not N.
+
+    Each caller still returns only after the commit holding its own message, so 250 keeps
+    meaning stored. The calling threads take turns as the one that commits (no extra thread).
+    """
+
+    def __init__(self, session_factory: sessionmaker[Session], max_batch: int = 64) -> None:
+        self.session_factory = session_factory
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._committing = False
+
+    def __call__(self, raw: bytes, sender: str, recipients: Iterable[str]) -> list[int]:
+        """Commit one message (one row per recipient) and return the row ids; raises if not."""
+        item = _Waiting(raw, sender, list(recipients))
+        with self._lock:
+            self._queue.append(item)
+            if not self._committing:
+                self._committing = True
+                item.lead = True
+        if not item.lead:
+            item.done.wait()
+        if item.lead:
+            self._commit_next_batch()
+        if item.error is not None:
+            raise item.error
+        return item.ids
+
+    def _commit_next_batch(self) -> None:
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    # Hand the turn to a waiting caller; this thread returns to its session.
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._committing = False
+            for item in batch:
+                item.lead = False
+                item.done.set()
+
+    def _commit(self, batch: list[_Waiting]) -> None:
+        try:
+            with self.session_factory.begin() as session:
+                rows = [_received_rows(i.raw, i.sender, i.recipients) for i in batch]
+                session.add_all([row for group in rows for row in group])
+                session.flush()
+                for item, group in zip(batch, rows, strict=True):
+                    item.ids = [row.id for row in group]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            # One bad message must not cost the others their 250: store them one by one.
+            for item in batch:
+                try:
+                    item.ids = store_received(
+                        self.session_factory, item.raw, item.sender, item.recipients
+                    )
+                except Exception as exc:
+                    item.error = exc
+
+
+def claim_next(
+    session_factory: sessionmaker[Session], worker: str, lease: timedelta = LEASE
+) -> int | None:
     """Claim the oldest waiting (or abandoned) inbound row for `worker`; its id or None."""
+    ids = claim_batch(session_factory, worker, 1, lease)
+    return ids[0] if ids else None
+
+
+def claim_batch(
+    session_factory: sessionmaker[Session], worker: str, limit: int, lease: timedelta = LEASE
+) -> list[int]:
+    """Claim up to `limit` of the oldest waiting (or abandoned) inbound rows, in one commit."""
     now = utcnow()
     with session_factory.begin() as session:
-        candidate = (
+        candidates = (
             select(InboundEmail.id)
             .where(
                 or_(
@@ -68,26 +169,51 @@ def claim_next(session_factory: sessionmaker[Session], worker: str) -> int | Non
                 )
             )
             .order_by(InboundEmail.id)
-            .limit(1)
+            .limit(limit)
             # PostgreSQL: nodes skip rows another node holds; SQLite ignores this and relies
             # on BEGIN IMMEDIATE serialising writers.
             .with_for_update(skip_locked=True)
         )
-        row_id = session.scalar(candidate)
-        if row_id is None:
-            return None
+        ids = list(session.scalars(candidates))
+        if not ids:
+            return []
         session.execute(
             update(InboundEmail)
-            .where(InboundEmail.id == row_id)
+            .where(InboundEmail.id.in_(ids))
             .values(
                 status=InboundStatus.PROCESSING,
                 claimed_by=worker,
-                lease_until=now + LEASE,
+                lease_until=now + lease,
                 attempts=InboundEmail.attempts + 1,
                 updated_at=now,
             )
         )
-        return row_id
+        return ids
+
+
+def release(session_factory: sessionmaker[Session], worker: str, ids: Iterable[int]) -> int:
+    """Give back claimed rows this worker will not process (it is stopping); returns how many."""
+    wanted = list(ids)
+    if not wanted:
+        return 0
+    with session_factory.begin() as session:
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(InboundEmail)
+            .where(
+                InboundEmail.id.in_(wanted),
+                InboundEmail.status == InboundStatus.PROCESSING,
+                InboundEmail.claimed_by == worker,
+            )
+            .values(
+                status=InboundStatus.RECEIVED,
+                claimed_by=None,
+                lease_until=None,
+                # This claim never ran, so it must not count towards MAX_ATTEMPTS.
+                attempts=InboundEmail.attempts - 1,
+                updated_at=utcnow(),
+            )
+        )
+        return result.rowcount or 0
 
 
 def finish(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -172,10 +172,29 @@ class DatabaseCollector(Collector):
         )
 
 
-def metrics_registry(sessions: sessionmaker[Session]) -> CollectorRegistry:
+class RefusalCollector(Collector):
+    """SMTP refusals by reply code, counted by this process's listener (not stored anywhere)."""
+
+    def __init__(self, refusals: Callable[[], Mapping[str, int]]) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[Metric]:
+        """One counter sample per reply code seen since the process started."""
+        family = CounterMetricFamily(
+            "replyd_smtp_refusals", "SMTP replies refusing a command, by code", labels=["code"]
+        )
+        for code, count in sorted(self.refusals().items()):
+            family.add_metric([code], count)
+        yield family
+
+
+def metrics_registry(
+    sessions: sessionmaker[Session], refusals: Callable[[], Mapping[str, int]] = dict
+) -> CollectorRegistry:
     """A registry of its own per app, so several apps in one process do not collide."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
+    registry.register(RefusalCollector(refusals))
     return registry
 
 

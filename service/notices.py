@@ -9,39 +9,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.compose import add_bodies, deliverable_address, make_templates, new_message
+from service.compose import (
+    add_bodies,
+    deliverable_address,
+    make_templates,
+    new_message,
+    render_line,
+)
 from service.models import OutboundEmail, RejectionNotice, utcnow
 
-# Reason code -> (why, what to do): the sentences the sender reads.
-EXPLANATIONS: dict[str, tuple[str, str]] = {
-    "closed": (
-        "the post you replied to is closed to new comments.",
-        "nothing; the discussion has ended.",
-    ),
-    "sender_mismatch": (
-        "the reply address you wrote to was issued to someone else, so we cannot publish mail "
-        "from your address under their name.",
-        "reply from the address the notification was sent to, or use the reply button in a "
-        "notification you received yourself.",
-    ),
-    "empty": (
-        "we found no text of yours above the quoted message.",
-        "write your comment above the quoted text and send it again.",
-    ),
-    "gone": (
-        "the post or comment you replied to no longer exists.",
-        "nothing; you cannot comment on it any more.",
-    ),
-    "no_route": (
-        "we could not tell which post or comment your email answers.",
-        "reply to one of our notification emails itself, without changing its address.",
-    ),
-    "digest": (
-        "a digest covers several posts, so a reply to the digest itself cannot tell which one "
-        "you mean.",
-        "use the reply address shown under the comment you want to answer in the digest.",
-    ),
-}
+# Reasons a sender is told about; the sentences for each are in the rejection templates.
+REASON_CODES = frozenset({"closed", "sender_mismatch", "empty", "gone", "no_route", "digest"})
 
 
 class RejectionNotices:
@@ -73,7 +51,7 @@ class RejectionNotices:
     ) -> bool:
         """Queue a notice unless one for this sender and reason went out today; True if queued."""
         to = to.strip().lower()
-        if not to or code not in EXPLANATIONS or to.endswith(f"@{self.domain}"):
+        if not to or code not in REASON_CODES or to.endswith(f"@{self.domain}"):
             return False
         if not deliverable_address(to):
             return False  # a mangled From cannot be answered; the rejection stands without it
@@ -87,12 +65,11 @@ class RejectionNotices:
         )
         if already is not None:
             return False
-        why, what_to_do = EXPLANATIONS[code]
         message = new_message(
             sender_name=self.site_name,
             sender_address=self.from_address,
             to=to,
-            subject=f"Not published: {subject}" if subject else "Your email was not published",
+            subject=render_line(self.templates, "rejection.subject", {"subject": subject}),
             message_id=f"<rejected-{inbound_id}@{self.domain}>",
             date=utcnow(),
             auto_submitted="auto-replied",
@@ -104,7 +81,7 @@ class RejectionNotices:
             message,
             self.templates,
             "rejection",
-            {"site_name": self.site_name, "subject": subject, "why": why, "what_to_do": what_to_do},
+            {"site_name": self.site_name, "subject": subject, "code": code},
         )
         # A savepoint: losing a race for the daily slot must not undo the caller's work.
         try:

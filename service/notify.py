@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
 from service.compose import add_bodies, header_text, make_templates, new_message, public_name
-from service.marker import MARKER_HTML_ID, MARKER_TEXT
+from service.marker import MARKER_HTML_ID
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
 
 
@@ -131,7 +131,6 @@ class Notifier:
             self.templates,
             "notification",
             {
-                "marker": MARKER_TEXT,
                 "marker_id": MARKER_HTML_ID,
                 "author_name": public_name(author),
                 "post_title": post.title,

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import aiosmtplib
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from service.bounces import record_delivery
 from service.config import Outbound
@@ -60,8 +60,10 @@ class Outbox:
         envelope_sender: Callable[[Parcel], str],
         max_attempts: int,
         local_hostname: str = "localhost",
+        lease: timedelta = LEASE,
     ) -> None:
         self.session_factory = session_factory
+        self.lease = lease
         self.outbound = outbound
         self.envelope_sender = envelope_sender
         self.max_attempts = max_attempts
@@ -89,7 +91,7 @@ class Outbox:
             for row in rows:
                 row.status = OutboundStatus.SENDING
                 row.claimed_by = worker
-                row.lease_until = now + LEASE
+                row.lease_until = now + self.lease
                 row.attempts += 1
                 parcels.append(
                     Parcel(row.id, row.recipient, row.raw, row.attempts, row.kind, row.recipient_id)
@@ -125,6 +127,12 @@ class Outbox:
             raise DeliveryError(
                 f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
             ) from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Our credentials, not this message, are wrong: keep it queued until they are fixed.
+            raise DeliveryError(
+                f"relay refused our login ({exc.code} {exc.message}); check REPLYD_OUTBOUND",
+                permanent=False,
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
@@ -134,38 +142,73 @@ class Outbox:
 
     def record(self, parcel: Parcel, worker: str, error: DeliveryError | None) -> str:
         """Store the outcome of one attempt; returns the row's new status."""
-        now = utcnow()
+        return self.record_all([(parcel, error)], worker)[0]
+
+    def record_all(
+        self, attempts: list[tuple[Parcel, DeliveryError | None]], worker: str
+    ) -> list[str]:
+        """Store the outcomes of several attempts in one commit; returns the new statuses."""
+        if not attempts:
+            return []
         with self.session_factory.begin() as session:
-            row = session.get(OutboundEmail, parcel.id)
-            if row is None or row.claimed_by != worker:
-                return "lost-claim"
-            row.claimed_by = None
-            row.lease_until = None
-            if error is None:
-                row.status = OutboundStatus.SENT
-                row.sent_at = now
-                row.last_error = None
-                if row.recipient_id is not None:
-                    record_delivery(session, row.recipient_id)
-            elif error.permanent or row.attempts >= self.max_attempts:
-                row.status = OutboundStatus.FAILED
-                row.last_error = str(error)[:2000]
-            else:
-                row.status = OutboundStatus.QUEUED
-                row.next_attempt_at = now + backoff(row.attempts)
-                row.last_error = str(error)[:2000]
-            return row.status
+            # One query for the batch, locked so that a sender whose lease lapsed cannot
+            # overwrite the new claimant's result; the raw message is not read back.
+            rows = {
+                row.id: row
+                for row in session.scalars(
+                    select(OutboundEmail)
+                    .options(defer(OutboundEmail.raw))
+                    .where(OutboundEmail.id.in_([parcel.id for parcel, _ in attempts]))
+                    .with_for_update()
+                )
+            }
+            return [
+                self._record(session, rows.get(parcel.id), worker, error)
+                for parcel, error in attempts
+            ]
+
+    def _record(
+        self,
+        session: Session,
+        row: OutboundEmail | None,
+        worker: str,
+        error: DeliveryError | None,
+    ) -> str:
+        now = utcnow()
+        if row is None or row.claimed_by != worker:
+            return "lost-claim"
+        row.claimed_by = None
+        row.lease_until = None
+        if error is None:
+            row.status = OutboundStatus.SENT
+            row.sent_at = now
+            row.last_error = None
+            if row.recipient_id is not None:
+                record_delivery(session, row.recipient_id)
+        elif error.permanent or row.attempts >= self.max_attempts:
+            row.status = OutboundStatus.FAILED
+            row.last_error = str(error)[:2000]
+        else:
+            row.status = OutboundStatus.QUEUED
+            row.next_attempt_at = now + backoff(row.attempts)
+            row.last_error = str(error)[:2000]
+        return row.status
 
     async def run_once(self, worker: str) -> int:
         """Deliver everything due now; returns how many attempts were made."""
         parcels = await asyncio.to_thread(self.claim_due, worker)
+        attempts: list[tuple[Parcel, DeliveryError | None]] = []
         for parcel in parcels:
             error: DeliveryError | None = None
             try:
                 await self.deliver(parcel)
             except DeliveryError as exc:
                 error = exc
-            status = await asyncio.to_thread(self.record, parcel, worker, error)
+            attempts.append((parcel, error))
+        # One commit for the whole batch: a crash before it re-sends the batch (at least
+        # once, as any crash between delivery and record would), never loses a message.
+        statuses = await asyncio.to_thread(self.record_all, attempts, worker)
+        for (parcel, error), status in zip(attempts, statuses, strict=True):
             if error is None:
                 log.info("outbound #%s delivered", parcel.id)
             else:

@@ -8,18 +8,21 @@ import logging
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
+from jinja2 import Environment
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.addresses import AddressBook, Keyring
+from service.compose import make_templates
 from service.config import Settings
 from service.db import check_schema, make_engine, make_sessionmaker
 from service.digest import PERIODS, Digests, last_complete_period
 from service.http import HttpServer
-from service.inbox import claim_next, store_received
+from service.inbox import GroupCommit
 from service.models import utcnow
 from service.notices import RejectionNotices
 from service.notify import Notifier
@@ -28,12 +31,14 @@ from service.pipeline import Pipeline
 from service.ratelimit import RateLimiter
 from service.retention import purge_raw
 from service.smtp import ReplyHandler, make_protocol
+from service.worker import WorkerProcesses, inbound_loop, outbound_loop
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
 DIGEST_CHECK_SECONDS = 60.0
+EXECUTOR_THREADS = 64
 RETENTION_CHECK_SECONDS = 3600.0
+DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -47,9 +52,9 @@ class Components:
     keyring: Keyring
 
     @classmethod
-    def build(cls, settings: Settings) -> Components:
+    def build(cls, settings: Settings, *, durable: bool = True) -> Components:
         """Build the database engine, address book and keyring from settings."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, durable=durable)
         return cls(
             settings=settings,
             engine=engine,
@@ -66,6 +71,7 @@ class Components:
             self.notifier(),
             from_address=self.settings.from_address,
             site_name=self.settings.site_name,
+            templates=self.templates(),
         )
 
     def notifier(self) -> Notifier:
@@ -76,6 +82,47 @@ class Components:
             from_address=self.settings.from_address,
             site_name=self.settings.site_name,
             base_url=self.settings.base_url,
+            templates=self.templates(),
+        )
+
+    def templates(self) -> Environment:
+        """Outbound mail templates in the deployment's language (REPLYD_LANGUAGE)."""
+        return make_templates(language=self.settings.language)
+
+    def pipeline(self) -> Pipeline:
+        """The inbound pipeline, as every worker (in the daemon or a process of its own) runs it."""
+        settings = self.settings
+        return Pipeline(
+            self.session_factory,
+            self.book,
+            self.keyring,
+            self.notifier(),
+            RejectionNotices(
+                from_address=settings.from_address,
+                site_name=settings.site_name,
+                domain=settings.domain,
+                templates=self.templates(),
+            ),
+            own_addresses={settings.from_address},
+            quotes_only=settings.quotes_only,
+            trust_authserv_id=settings.trust_authserv_id,
+        )
+
+    def envelope_sender(self, parcel: Parcel) -> str:
+        """VERP per message, so a bounce names what bounced; "" (null) for our auto-replies."""
+        if parcel.kind == "rejection" or parcel.recipient_id is None:
+            return ""  # RFC 3834: automatic responses go out with a null return path
+        return self.book.bounce_address(parcel.id, parcel.recipient_id, self.keyring)
+
+    def outbox(self) -> Outbox:
+        """The outbox delivering this deployment's queued mail."""
+        return Outbox(
+            self.session_factory,
+            self.settings.outbound,
+            envelope_sender=self.envelope_sender,
+            max_attempts=self.settings.outbound_max_attempts,
+            local_hostname=self.settings.domain,
+            lease=timedelta(seconds=self.settings.lease_seconds),
         )
 
 
@@ -86,33 +133,18 @@ class ReplydServer:
         self.settings = settings
         self.parts = Components.build(settings)
         self.node = f"{socket.gethostname()}:{os.getpid()}"
-        self.pipeline = Pipeline(
-            self.parts.session_factory,
-            self.parts.book,
-            self.parts.keyring,
-            self.parts.notifier(),
-            RejectionNotices(
-                from_address=settings.from_address,
-                site_name=settings.site_name,
-                domain=settings.domain,
-            ),
-            own_addresses={settings.from_address},
-            quotes_only=settings.quotes_only,
-            trust_authserv_id=settings.trust_authserv_id,
-        )
-        self.outbox = Outbox(
-            self.parts.session_factory,
-            settings.outbound,
-            envelope_sender=self._envelope_sender,
-            max_attempts=settings.outbound_max_attempts,
-            local_hostname=settings.domain,
-        )
+        self.pipeline = self.parts.pipeline()
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.workers = WorkerProcesses(settings, settings.worker_processes)
+        # The edge's own engine: senders wait for its commits, so on SQLite the other writers
+        # let it take the write lock first.
+        self._edge_engine = make_engine(settings.database_url, urgent=True)
+        self.outbox = self.parts.outbox()
         self.handler = ReplyHandler(
             self.parts.book,
             self.parts.keyring,
-            lambda raw, sender, rcpts: store_received(
-                self.parts.session_factory, raw, sender, rcpts
-            ),
+            # Sessions that finish DATA together share one commit (and one fsync).
+            GroupCommit(make_sessionmaker(self._edge_engine)),
             max_recipients=settings.max_recipients,
             max_message_bytes=settings.max_message_bytes,
             on_stored=self._wake_inbound,
@@ -128,23 +160,26 @@ class ReplydServer:
         self.http = HttpServer(
             self.parts,
             wake_inbound=self._wake_inbound,
-            wake_outbound=self._outbound_wakeup.set,
+            wake_outbound=self._wake_outbound,
             smtp_bound=lambda: self._server is not None and self._server.is_serving(),
+            smtp_refusals=lambda: self.handler.refusals,
         )
-
-    def _envelope_sender(self, parcel: Parcel) -> str:
-        """VERP per message, so a bounce names what bounced; "" (null) for our auto-replies."""
-        if parcel.kind == "rejection" or parcel.recipient_id is None:
-            return ""  # RFC 3834: automatic responses go out with a null return path
-        return self.parts.book.bounce_address(parcel.id, parcel.recipient_id, self.parts.keyring)
 
     def _wake_inbound(self) -> None:
         self._inbound_wakeup.set()
+        self.workers.wake()
+
+    def _wake_outbound(self) -> None:
+        self._outbound_wakeup.set()
+        self.workers.wake()
 
     async def start(self) -> None:
         """Check the schema, bind the listener and start the workers."""
         check_schema(self.parts.engine)
         self._loop = asyncio.get_running_loop()
+        # Each SMTP session waiting for its (group) commit holds a thread; with asyncio's
+        # default pool (CPUs + 4 threads) later sessions queue for a thread, not the commit.
+        self._loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
         hostname = self.settings.domain
         self._server = await self._loop.create_server(
             lambda: make_protocol(self.handler, self.settings.protocol, hostname),
@@ -152,9 +187,15 @@ class ReplydServer:
             port=self.settings.smtp_port,
         )
         await self.http.start()
-        for number in range(self.settings.workers):
-            self._tasks.append(asyncio.create_task(self._inbound_worker(f"{self.node}/in{number}")))
-        self._tasks.append(asyncio.create_task(self._outbound_worker(f"{self.node}/out")))
+        if self.settings.worker_processes:
+            # Parsing, extraction, rendering and delivery run in processes of their own (other
+            # cores), so this one only answers SMTP and its event loop is never kept waiting.
+            self.workers.start()
+            self._tasks.append(asyncio.create_task(self.workers.watch(self._stopping)))
+        else:
+            for number in range(self.settings.workers):
+                self._tasks.append(asyncio.create_task(self._inbound_worker(number)))
+            self._tasks.append(asyncio.create_task(self._outbound_worker()))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
         if self.settings.retention_days:
             self._tasks.append(asyncio.create_task(self._retention()))
@@ -167,35 +208,21 @@ class ReplydServer:
             self.settings.outbound.kind,
         )
 
-    async def _wait(self, event: asyncio.Event) -> None:
-        """Sleep until woken, the poll interval passes, or we are stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), IDLE_POLL_SECONDS)
-        event.clear()
+    async def _inbound_worker(self, number: int) -> None:
+        await inbound_loop(
+            self.pipeline,
+            self.parts.session_factory,
+            f"{self.node}/in{number}",
+            lease=self.lease,
+            wakeup=self._inbound_wakeup,
+            stopping=self._stopping,
+            published=self._wake_outbound,
+        )
 
-    async def _inbound_worker(self, name: str) -> None:
-        while not self._stopping.is_set():
-            try:
-                row_id = await asyncio.to_thread(claim_next, self.parts.session_factory, name)
-                if row_id is None:
-                    await self._wait(self._inbound_wakeup)
-                    continue
-                outcome = await asyncio.to_thread(self.pipeline.process, row_id, name)
-                if outcome is not None and outcome.comment_id is not None:
-                    self._outbound_wakeup.set()
-            except Exception:
-                # The database may be briefly unavailable; the row's lease brings it back.
-                log.exception("inbound worker %s hit an error; retrying shortly", name)
-                await asyncio.sleep(IDLE_POLL_SECONDS)
-
-    async def _outbound_worker(self, name: str) -> None:
-        while not self._stopping.is_set():
-            try:
-                if not await self.outbox.run_once(name):
-                    await self._wait(self._outbound_wakeup)
-            except Exception:
-                log.exception("outbound worker hit an error; retrying shortly")
-                await asyncio.sleep(IDLE_POLL_SECONDS)
+    async def _outbound_worker(self) -> None:
+        await outbound_loop(
+            self.outbox, f"{self.node}/out", wakeup=self._outbound_wakeup, stopping=self._stopping
+        )
 
     async def _digest_scheduler(self) -> None:
         """Queue each digest period once its hour has come; repeats are harmless (idempotent)."""
@@ -256,13 +283,18 @@ class ReplydServer:
         self.handler.draining = True
         if self._server is not None:
             self._server.close()
+        # A message being committed gets its 250 before we go: the sender must not resend it.
+        if not await self.handler.drained(DRAIN_SECONDS):
+            log.warning("stopping with a DATA commit still in progress after %ss", DRAIN_SECONDS)
         await self.http.stop()
         self._stopping.set()
         self._inbound_wakeup.set()
         self._outbound_wakeup.set()
+        await self.workers.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.parts.engine.dispose()
+        self._edge_engine.dispose()
         log.info("replyd stopped")
 
     async def serve_until_signalled(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,10 @@ class ReplyHandler:
         self.on_stored = on_stored
         self.lmtp = lmtp
         self.limiter = limiter or RateLimiter({})
+        # Refusals by reply code ("550 5.1.1"), for /metrics; these never reach the database.
+        self.refusals: Counter[str] = Counter()
         self.draining = False
+        self.storing = 0  # DATA commits in progress; draining waits for them
 
     def check_recipient(self, address: str) -> str | None:
         """The refusal for an envelope recipient, or None when it is one of our addresses."""
@@ -113,16 +117,27 @@ class ReplyHandler:
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
+        self.storing += 1
         try:
             # Off the event loop: a commit waits for fsync, and other sessions must not.
             ids = await asyncio.to_thread(self.store, raw, sender, list(envelope.rcpt_tos))
         except Exception:
             log.exception("could not store an inbound message; answered 451")
             return S451_STORE_FAILED
+        finally:
+            self.storing -= 1
         log.info("stored inbound message(s) %s from <%s>", ids, sender)
         self.on_stored()
         # LMTP answers DATA once per recipient (RFC 2033); all were stored in one commit.
         return "\r\n".join([S250_STORED] * len(ids)) if self.lmtp else S250_STORED
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no DATA commit is in progress (so each gets its reply); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.storing and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.storing
 
     async def handle_EHLO(
         self,
@@ -179,10 +194,15 @@ class _EnhancedReplies:
     # are still worth having, so lines up to 128 KiB are taken.
     line_length_limit = 128 * 1024
 
+    event_handler: Any
+
     async def push(self, status: Any) -> None:
-        """Send a reply line, adding the enhanced code aiosmtpd leaves out."""
+        """Send a reply line, adding the enhanced code aiosmtpd leaves out; count refusals."""
         if isinstance(status, str) and status[:1] in ("4", "5") and "\r\n" not in status:
             status = with_enhanced_code(status, self.max_message_bytes)
+            refusals = getattr(self.event_handler, "refusals", None)
+            if refusals is not None:
+                refusals[" ".join(status.split(" ", 2)[:2])] += 1
         await super().push(status)  # type: ignore[misc]
 
 

@@ -240,3 +240,49 @@ def send(port: int, sender: str, recipients: list[str], raw: bytes) -> dict[str,
     """Send over real SMTP to 127.0.0.1:port; returns refused recipients like smtplib does."""
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         return client.sendmail(sender, recipients, raw)
+
+
+# --- PostgreSQL (issue 6): used when REPLYD_TEST_POSTGRES_URL names a server -----------------
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test run's own, dropped at the end."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get("REPLYD_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("REPLYD_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against")
+    name = f"replyd_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The run's PostgreSQL database, emptied (ids restarted) for this test."""
+    from sqlalchemy import text
+
+    from service.models import Base
+
+    engine = make_engine(postgres_database)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return postgres_database

@@ -8,12 +8,19 @@ import smtplib
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from service.classify import auto_generated_reason
+from service.extract import extract_reply
+from service.inbox import claim_next, store_received
 from service.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
+from service.parse import parse_message
 from service.ratelimit import Limit, RateLimiter, parse_limits
 from service.retention import purge_raw
-from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
+from tests.conftest import FIXTURES, Blog, RunningServer, reply_message, send, wait_for
 from tests.test_reply_flow import comments, final_row
 
 READER = "reader@example.org"
@@ -348,3 +355,54 @@ class TestRetention:
         with blog.parts.session_factory() as session:
             raws = [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
         assert raws == [b"", b"old", b"old"]
+
+
+FIXTURE_MESSAGES = sorted(FIXTURES.glob("*.eml"))
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> bytes:
+    """A real client's message with random bytes flipped, cut, or spliced in."""
+    raw = bytearray(draw(st.sampled_from(FIXTURE_MESSAGES)).read_bytes())
+    for _ in range(draw(st.integers(0, 8))):
+        position = draw(st.integers(0, max(len(raw) - 1, 0)))
+        action = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip" and raw:
+            raw[position] = draw(st.integers(0, 255))
+        elif action == "cut":
+            del raw[position : position + draw(st.integers(1, 400))]
+        else:
+            raw[position:position] = draw(st.binary(max_size=200))
+    return bytes(raw)
+
+
+class TestPropertyBased:
+    @hypothesis_settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(raw=st.one_of(mutated_messages(), st.binary(max_size=3000)))
+    def test_parse_classify_extract_never_raise(self, raw: bytes) -> None:
+        """Random and mutated mail goes through parse, classify and extract without an exception."""
+        message = parse_message(raw)
+        auto_generated_reason(message, "sender@example.org", {"notifications@replies.example.org"})
+        result = extract_reply(message.text, message.html)
+        assert isinstance(result.reply, str) and isinstance(result.elided, str)
+
+    def test_pipeline_always_reaches_a_terminal_state(self, blog: Blog) -> None:
+        """Through the real pipeline and database, every mutated message ends terminal."""
+        address = blog.address(blog.post(), READER)
+        pipeline = blog.parts.pipeline()
+
+        @hypothesis_settings(
+            max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        )
+        @given(raw=mutated_messages())
+        def check(raw: bytes) -> None:
+            [row_id] = store_received(blog.parts.session_factory, raw, READER, [address])
+            claimed = claim_next(blog.parts.session_factory, "fuzz")
+            assert claimed == row_id
+            outcome = pipeline.process(row_id, "fuzz")
+            assert outcome is not None and outcome.status in TERMINAL
+            assert outcome.status != InboundStatus.FAILED, outcome.reason
+
+        check()

@@ -390,3 +390,13 @@ class TestBounds:
         text = reply_of(html)
         assert text.startswith("word word") and text.endswith("para")
         assert time.perf_counter() - started < 3.0
+
+
+def test_control_characters_do_not_break_the_cut() -> None:
+    """C0 control bytes (found by fuzzing) are dropped, not allowed to crash lxml."""
+    html = (
+        '<div>Good\x01 idea</div><div class="gmail_quote">On Mon, Ann wrote:'
+        "<blockquote>old</blockquote></div>\x01"
+    )
+    result = html_to_reply_text(html)
+    assert result.found_quote and result.text == "Good idea" and "old" in result.elided

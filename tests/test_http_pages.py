@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import smtplib
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -361,6 +362,16 @@ class TestHealthAndMetrics:
         assert values[("replyd_delivery_seconds_count", ())] >= 1
         assert ("replyd_queue_depth", (("queue", "outbound"), ("status", "queued"))) in values
         assert "evil.example" not in http.get("/metrics", auth=False).text
+
+    def test_smtp_refusals_by_code(self, http: HttpClient, server: RunningServer) -> None:
+        """Refusals at RCPT never reach the database, yet /metrics counts them by code."""
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail(READER)
+            client.rcpt("nobody@elsewhere.example")
+            client.rcpt("reply+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@replies.example.org")
+        text = http.get("/metrics", auth=False).text
+        assert 'replyd_smtp_refusals_total{code="550 5.1.1"} 2.0' in text
 
     def test_reason_labels_carry_no_personal_data(self) -> None:
         """Reasons are reduced to their kind before they become label values."""

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from service.addresses import make_token, verify_token
 from service.bounces import SUSPEND_AT, read_bounce
 from service.digest import last_complete_period
+from service.marker import MARKERS
 from service.models import InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
 from tests.test_reply_flow import comments, delivered, final_row
@@ -287,3 +288,37 @@ class TestDigestScheduler:
             assert "from yesterday" in digest.get_body(("plain",)).get_content()
         finally:
             running.stop()
+
+
+class TestLanguage:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """A German blog."""
+        return {"REPLYD_LANGUAGE": "de"}
+
+    def test_german_mail_and_marker_round_trip(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """Mail is written in German; a reply quoting it is cut at the German marker."""
+        post = blog.post()
+        address = blog.address(post, READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Toller Beitrag"))
+        [mail] = delivered(sink, AUTHOR)
+        text = mail.get_body(("plain",)).get_content()
+        assert text.startswith(MARKERS["de"]) and "Antworten Sie auf diese E-Mail" in text
+        reply_to = mail["Reply-To"].addresses[0].addr_spec
+        # A client that quotes without ">" (as Outlook does) leaves only the marker to cut at.
+        answer = f"Danke!\n\n{text}"
+        send(server.port, AUTHOR, [reply_to], reply_message(AUTHOR, reply_to, answer))
+        wait_for(lambda: len(comments(blog)) == 2, what="the answer")
+        assert comments(blog)[1].body == "Danke!"
+
+    def test_german_rejection_notice(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """Rejection notices use the deployment's language too."""
+        address = blog.address(blog.post(closed=True), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Zu spät?"))
+        [notice] = delivered(sink, READER)
+        assert str(notice["Subject"]).startswith("Nicht veröffentlicht: ")
+        assert "für neue Kommentare geschlossen" in notice.get_body(("plain",)).get_content()

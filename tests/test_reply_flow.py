@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
 from service.inbox import requeue, store_received
@@ -311,3 +315,75 @@ class TestUnreachableRelay:
             what="requeued mail",
         )[0]
         assert "unreachable" in (row.last_error or "")
+
+
+class AuthSink:
+    """A relay that only takes mail after AUTH with the right password."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+def check_login(
+    server: object, session: object, envelope: object, mechanism: str, auth: Any
+) -> AuthResult:
+    """Accept only relay-user / relay-pass."""
+    ok = (auth.login, auth.password) == (b"relay-user", b"relay-pass")
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+
+@pytest.fixture
+def auth_sink() -> Iterator[tuple[AuthSink, int]]:
+    """A real SMTP relay requiring AUTH (plain text is allowed on loopback for the test)."""
+    handler, port = AuthSink(), free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=check_login,
+        # AUTH is checked at DATA: requiring it without TLS makes aiosmtpd warn.
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+class TestRelayLogin:
+    @pytest.fixture
+    def settings_overrides(
+        self, auth_sink: tuple[AuthSink, int], request: pytest.FixtureRequest
+    ) -> dict[str, str]:
+        """The relay URL carries the credentials the test names."""
+        password = getattr(request, "param", "relay-pass")
+        return {"REPLYD_OUTBOUND": f"smtp://relay-user:{password}@127.0.0.1:{auth_sink[1]}"}
+
+    def test_logs_in_to_the_relay(
+        self, server: RunningServer, blog: Blog, auth_sink: tuple[AuthSink, int]
+    ) -> None:
+        """Credentials in REPLYD_OUTBOUND are used to AUTH before sending."""
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        wait_for(lambda: auth_sink[0].messages, what="the relay to accept the notification")
+
+    @pytest.mark.parametrize("settings_overrides", ["wrong"], indirect=True)
+    def test_wrong_password_keeps_mail_queued(
+        self, server: RunningServer, blog: Blog, auth_sink: tuple[AuthSink, int]
+    ) -> None:
+        """A refused login is our configuration's fault: the mail stays queued, not failed."""
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        row = wait_for(
+            lambda: [
+                o for o in outbound(blog) if o.attempts == 1 and o.status == OutboundStatus.QUEUED
+            ],
+            what="a retry",
+        )[0]
+        assert "REPLYD_OUTBOUND" in (row.last_error or "")
+        assert auth_sink[0].messages == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import smtplib
 import sqlite3
+import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
 
 from service.models import InboundEmail
-from tests.conftest import Blog, RunningServer, reply_message, send
+from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 
 READER = "reader@example.org"
 
@@ -155,3 +157,37 @@ class TestLmtp:
             replies = [client.data(reply_message(READER, first, "Hi"))[0], client.getreply()[0]]
         assert replies == [250, 250]
         assert inbound_count(blog) == 2
+
+
+class TestDrain:
+    def test_stop_waits_for_a_commit_in_progress(self, settings, blog: Blog) -> None:  # type: ignore[no-untyped-def]
+        """A message being stored when shutdown starts still gets its 250, and is kept."""
+        running = RunningServer(settings).start()
+        address = blog.address(blog.post(), READER)
+        lock = sqlite3.connect(
+            settings.database_url.removeprefix("sqlite:///"), isolation_level=None
+        )
+        lock.execute("BEGIN IMMEDIATE")  # the edge's commit now waits for this lock
+        outcome: dict[str, object] = {}
+
+        def deliver() -> None:
+            try:
+                outcome["refused"] = send(
+                    running.port, READER, [address], reply_message(READER, address, "Hi")
+                )
+            except smtplib.SMTPException as exc:
+                outcome["error"] = exc
+
+        client = threading.Thread(target=deliver)
+        client.start()
+        wait_for(lambda: running.server.handler.storing == 1, what="the DATA commit to start")
+        stopper = threading.Thread(target=running.stop)
+        stopper.start()
+        time.sleep(0.3)
+        assert stopper.is_alive(), "stop() returned while a commit was in progress"
+        lock.execute("COMMIT")
+        lock.close()
+        client.join(30)
+        stopper.join(30)
+        assert outcome == {"refused": {}}
+        assert inbound_count(blog) == 1

@@ -1,0 +1,246 @@
+"""Workers: the claim-and-publish and delivery loops, in the daemon or in processes beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.inbox import claim_batch, release
+from service.logs import configure_logging
+from service.outbox import Outbox
+from service.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
+STOP_TIMEOUT_SECONDS = 60.0  # how long a worker process may take to finish the message in hand
+CLAIM_BATCH = 8  # rows a worker claims at once; small, so several workers share a burst
+OUTBOUND_GATHER_SECONDS = 0.05  # once woken, let the mail of comments published together gather
+WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
+_WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
+
+
+async def wait_for_work(wakeup: asyncio.Event, seconds: float = IDLE_POLL_SECONDS) -> None:
+    """Sleep until woken or the poll interval passes (rows stored by other nodes wake no one)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wakeup.wait(), seconds)
+    wakeup.clear()
+
+
+async def inbound_loop(
+    pipeline: Pipeline,
+    session_factory: sessionmaker[Session],
+    name: str,
+    *,
+    lease: timedelta,
+    wakeup: asyncio.Event,
+    stopping: asyncio.Event,
+    published: Callable[[], None],
+) -> None:
+    """Claim and process inbound rows until `stopping` is set; the row in hand is finished."""
+    while not stopping.is_set():
+        batch: list[int] = []
+        try:
+            # A few rows per claim: one commit instead of one per message.
+            batch = await asyncio.to_thread(claim_batch, session_factory, name, CLAIM_BATCH, lease)
+            if not batch:
+                await wait_for_work(wakeup)
+                continue
+            while batch and not stopping.is_set():
+                row_id = batch.pop(0)
+                outcome = await asyncio.to_thread(pipeline.process, row_id, name)
+                if outcome is not None and outcome.comment_id is not None:
+                    published()
+        except Exception:
+            # The database may be briefly unavailable; the rows' leases bring them back.
+            log.exception("inbound worker %s hit an error; retrying shortly", name)
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+        if batch:
+            # Stopping (or an error): rows claimed but not begun go back to the queue now.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(release, session_factory, name, batch)
+
+
+async def outbound_loop(
+    outbox: Outbox, name: str, *, wakeup: asyncio.Event, stopping: asyncio.Event
+) -> None:
+    """Deliver due mail until `stopping` is set; the batch in hand is finished and recorded."""
+    while not stopping.is_set():
+        try:
+            if not await outbox.run_once(name):
+                await wait_for_work(wakeup)
+                # Then one claim and one record commit serve a burst of notifications.
+                await asyncio.sleep(OUTBOUND_GATHER_SECONDS)
+        except Exception:
+            log.exception("outbound worker %s hit an error; retrying shortly", name)
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+
+
+class WorkerProcesses:
+    """The daemon's side of its worker processes: start, wake, restart if dead, drain.
+
+    Each process gets the reading end of a pipe. The daemon writes an empty message on it
+    when mail was stored or queued, so workers need not poll; its end closing, even when the
+    daemon is SIGKILLed, tells the worker to finish what it holds and exit, so no worker
+    outlives its daemon.
+    """
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: list[BaseProcess | None] = [None] * count
+        self._pipes: list[Connection | None] = [None] * count
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start every worker process."""
+        for number in range(self.count):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        theirs, ours = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=worker_main,
+            args=(self.settings, theirs, number, log.getEffectiveLevel() <= logging.DEBUG),
+            name=f"replyd-worker-{number}",
+            # Daemonic: should the daemon die of an exception, multiprocessing still stops us.
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        os.set_blocking(ours.fileno(), False)
+        self._processes[number] = process
+        self._pipes[number] = ours
+
+    def wake(self) -> None:
+        """Tell every worker process that there is mail to claim or to deliver."""
+        for pipe in self._pipes:
+            if pipe is None:
+                continue
+            # A full pipe already holds a wake-up the worker has yet to read.
+            with contextlib.suppress(BlockingIOError, OSError):
+                pipe.send_bytes(_WAKE)
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        """Restart worker processes that died (their claimed rows return when leases lapse)."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), WATCH_SECONDS)
+            if stopping.is_set() or self._stopping:
+                return
+            for number, process in enumerate(self._processes):
+                if process is not None and not process.is_alive():
+                    log.warning(
+                        "worker process %s exited with %s; starting a new one",
+                        number,
+                        process.exitcode,
+                    )
+                    self._close_pipe(number)
+                    self._spawn(number)
+
+    def _close_pipe(self, number: int) -> None:
+        pipe = self._pipes[number]
+        if pipe is not None:
+            pipe.close()
+            self._pipes[number] = None
+
+    async def stop(self) -> None:
+        """SIGTERM every worker process, let it finish the work in hand, and reap it."""
+        self._stopping = True
+        for process in self._processes:
+            if process is not None and process.is_alive():
+                process.terminate()
+        for number, process in enumerate(self._processes):
+            if process is None:
+                continue
+            await asyncio.to_thread(process.join, STOP_TIMEOUT_SECONDS)
+            if process.is_alive():
+                log.error("worker process %s did not stop in time; killing it", number)
+                process.kill()
+                await asyncio.to_thread(process.join)
+            self._close_pipe(number)
+
+
+def worker_main(settings: Settings, pipe: Connection, number: int, verbose: bool = False) -> None:
+    """Entry point of one worker process: run the loops until SIGTERM or orphaned."""
+    configure_logging(settings, verbose=verbose)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    asyncio.run(_serve(settings, pipe, number))
+
+
+async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
+    # Imported here: service.server imports this module to start the processes.
+    from service.server import Components
+
+    # Inbound commits skip the flush to disk (see make_engine); the outbox's do not, because
+    # its claim is what makes everything before it durable before any mail leaves.
+    parts = Components.build(settings, durable=False)
+    delivery = Components.build(settings)
+    pipeline = parts.pipeline()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    inbound = asyncio.Event()
+    outbound = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    def wake() -> None:
+        inbound.set()
+        outbound.set()
+
+    def listen() -> None:
+        while True:
+            try:
+                pipe.recv_bytes()
+            except (EOFError, OSError):
+                # The daemon is gone: finish what we hold and leave.
+                loop.call_soon_threadsafe(stopping.set)
+                loop.call_soon_threadsafe(wake)
+                return
+            loop.call_soon_threadsafe(wake)
+
+    threading.Thread(target=listen, name="wakeups", daemon=True).start()
+    node = f"{socket.gethostname()}:{os.getpid()}"
+    lease = timedelta(seconds=settings.lease_seconds)
+    tasks = [
+        asyncio.create_task(
+            inbound_loop(
+                pipeline,
+                parts.session_factory,
+                f"{node}/w{number}.{thread}",
+                lease=lease,
+                wakeup=inbound,
+                stopping=stopping,
+                published=outbound.set,
+            )
+        )
+        for thread in range(settings.workers)
+    ]
+    tasks.append(
+        asyncio.create_task(
+            outbound_loop(
+                delivery.outbox(), f"{node}/w{number}.out", wakeup=outbound, stopping=stopping
+            )
+        )
+    )
+    log.info("worker process %s ready (pid %s)", number, os.getpid())
+    await stopping.wait()
+    wake()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    parts.engine.dispose()
+    delivery.engine.dispose()
+    log.info("worker process %s stopped", number)
