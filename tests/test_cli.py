@@ -27,6 +27,23 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
+def add_post(env: dict[str, str], slug: str) -> None:
+    """Add a post with the given id through the CLI."""
+    run(
+        env,
+        "post",
+        "add",
+        "--id",
+        slug,
+        "--title",
+        "T",
+        "--url",
+        f"https://b.example/{slug}",
+        "--author-email",
+        "a@example.org",
+    )
+
+
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """The environment that points replyd at the test's migrated database."""
@@ -70,19 +87,7 @@ class TestPostsAndAddresses:
 
     def test_address_prints_a_reply_address(self, env: dict[str, str]) -> None:
         """`replyd address` prints one reply address at our domain."""
-        run(
-            env,
-            "post",
-            "add",
-            "--id",
-            "p1",
-            "--title",
-            "T",
-            "--url",
-            "https://b.example/p1",
-            "--author-email",
-            "a@example.org",
-        )
+        add_post(env, "p1")
         address = run(
             env, "address", "--post", "p1", "--email", "reader@example.org"
         ).stdout.strip()
@@ -92,19 +97,7 @@ class TestPostsAndAddresses:
         """subscribe records a digest (and lifts a bounce suspension); unsubscribe opts out."""
         import sqlite3
 
-        run(
-            env,
-            "post",
-            "add",
-            "--id",
-            "p1",
-            "--title",
-            "T",
-            "--url",
-            "https://b.example/p1",
-            "--author-email",
-            "a@example.org",
-        )
+        add_post(env, "p1")
         run(env, "subscribe", "--post", "p1", "--email", "fan@example.org", "--digest", "weekly")
         database = settings.database_url.removeprefix("sqlite:///")
         with sqlite3.connect(database) as db:
@@ -225,19 +218,7 @@ class TestInboundCommands:
         from service.inbox import store_received
         from service.server import Components
 
-        run(
-            env,
-            "post",
-            "add",
-            "--id",
-            "p1",
-            "--title",
-            "T",
-            "--url",
-            "https://b.example/p1",
-            "--author-email",
-            "a@example.org",
-        )
+        add_post(env, "p1")
         address = run(
             env, "address", "--post", "p1", "--email", "reader@example.org"
         ).stdout.strip()
