@@ -31,6 +31,7 @@ class Outbound:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
+    cafile: str | None = None  # CA bundle to verify the relay's certificate (a private CA)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def parse_outbound(raw: str, var_dir: Path) -> Outbound:
             raise ConfigError("REPLYD_OUTBOUND has a bad port number.") from None
         query = parse_qs(url.query)
         starttls = _parse_bool("REPLYD_OUTBOUND starttls", query.get("starttls", ["false"])[0])
+        cafile = query.get("cafile", [None])[0]
+        if cafile is not None and not Path(cafile).is_file():
+            raise ConfigError(f"REPLYD_OUTBOUND cafile={cafile} is not a readable file.")
         return Outbound(
             kind="smtp",
             host=url.hostname,
@@ -119,6 +123,7 @@ def parse_outbound(raw: str, var_dir: Path) -> Outbound:
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
             starttls=starttls,
+            cafile=cafile,
         )
     raise ConfigError(
         f"REPLYD_OUTBOUND must start with maildir: or smtp://, got scheme {url.scheme!r}."

@@ -115,6 +115,7 @@ class Outbox:
             username=self.outbound.username,
             password=self.outbound.password,
             start_tls=self.outbound.starttls,
+            cert_bundle=self.outbound.cafile,
             local_hostname=self.local_hostname,
             timeout=60,
         )

@@ -27,6 +27,7 @@ class TestSettings:
             ("REPLYD_SMTP_PORT", "70000"),
             ("REPLYD_MAX_MESSAGE_BYTES", "lots"),
             ("REPLYD_OUTBOUND", "ftp://example.org"),
+            ("REPLYD_OUTBOUND", "smtp://relay.example.org?cafile=/no/such/ca.pem"),
             ("REPLYD_DOMAIN", "not a domain"),
             ("REPLYD_BASE_URL", "blog.example.org"),
             ("REPLYD_PROTOCOL", "pop3"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import ssl
+import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -387,3 +391,73 @@ class TestRelayLogin:
         )[0]
         assert "REPLYD_OUTBOUND" in (row.last_error or "")
         assert auth_sink[0].messages == []
+
+
+@pytest.fixture(scope="module")
+def relay_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, as a private relay might have (openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a certificate for the TLS relay")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "relay.pem", directory / "relay.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_sink(relay_certificate: tuple[Path, Path]) -> Iterator[tuple[AuthSink, int]]:
+    """A real relay that refuses mail until the client has issued STARTTLS."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*relay_certificate)
+    handler, port = AuthSink(), free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=check_login,
+        auth_require_tls=True,
+    )
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+class TestRelayStarttls:
+    @pytest.fixture
+    def settings_overrides(
+        self, tls_sink: tuple[AuthSink, int], relay_certificate: tuple[Path, Path]
+    ) -> dict[str, str]:
+        """STARTTLS with the relay's CA named, then AUTH (only allowed once encrypted)."""
+        query = f"starttls=true&cafile={relay_certificate[0]}"
+        return {"REPLYD_OUTBOUND": f"smtp://relay-user:relay-pass@127.0.0.1:{tls_sink[1]}?{query}"}
+
+    def test_starttls_then_auth(
+        self, server: RunningServer, blog: Blog, tls_sink: tuple[AuthSink, int]
+    ) -> None:
+        """Notifications reach a relay that requires STARTTLS, verified against the given CA."""
+        address = blog.address(blog.post(), READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello"))
+        wait_for(lambda: tls_sink[0].messages, what="the TLS relay to accept the notification")
