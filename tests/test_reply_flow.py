@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import ssl
@@ -342,21 +343,26 @@ def check_login(
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
 
+@contextlib.contextmanager
+def relay(**options: Any) -> Iterator[tuple[AuthSink, int]]:
+    """A real relay on a free port that checks logins; `options` go to aiosmtpd's SMTP."""
+    handler, port = AuthSink(), free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=check_login, **options
+    )
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def auth_sink() -> Iterator[tuple[AuthSink, int]]:
     """A real SMTP relay requiring AUTH (plain text is allowed on loopback for the test)."""
-    handler, port = AuthSink(), free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=check_login,
-        # AUTH is checked at DATA: requiring it without TLS makes aiosmtpd warn.
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield handler, port
-    controller.stop()
+    # AUTH is checked at DATA: requiring it without TLS makes aiosmtpd warn.
+    with relay(auth_require_tls=False) as running:
+        yield running
 
 
 class TestRelayLogin:
@@ -430,19 +436,8 @@ def tls_sink(relay_certificate: tuple[Path, Path]) -> Iterator[tuple[AuthSink, i
     """A real relay that refuses mail until the client has issued STARTTLS."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*relay_certificate)
-    handler, port = AuthSink(), free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=context,
-        require_starttls=True,
-        authenticator=check_login,
-        auth_require_tls=True,
-    )
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with relay(tls_context=context, require_starttls=True, auth_require_tls=True) as running:
+        yield running
 
 
 class TestRelayStarttls:
