@@ -95,7 +95,9 @@ class Pipeline:
 
     @staticmethod
     def _claimed(session: Session, inbound_id: int, worker: str) -> InboundEmail | None:
-        row = session.get(InboundEmail, inbound_id)
+        # Locked (PostgreSQL): a worker whose lease lapsed cannot finish the row while the
+        # worker that took it over does; SQLite's write lock already serialises them.
+        row = session.get(InboundEmail, inbound_id, with_for_update=True)
         if row is None or row.status != InboundStatus.PROCESSING or row.claimed_by != worker:
             return None
         return row
