@@ -299,11 +299,12 @@ class ReplydServer:
 
     async def serve_until_signalled(self) -> None:
         """Run until SIGTERM or SIGINT, then drain and return."""
-        await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        # Handlers first: a SIGTERM that arrives while starting up still drains, not kills.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        await self.start()
         await stop.wait()
         log.info("signal received; draining")
         await self.stop()
