@@ -12,8 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.models import Comment, InboundEmail, InboundStatus, Post
-from service.notify import follow
-from service.subscriptions import person_for, set_following
+from service.subscriptions import person_for, save_post, set_following
 from service.web import (
     MAX_COMMENT_CHARS,
     ApiError,
@@ -87,14 +86,9 @@ async def put_post(request: Request) -> Response:
     def store() -> tuple[bool, dict[str, Any]]:
         with web.parts.session_factory.begin() as session:
             author = person_for(session, author_email, author_name)
-            post = session.scalar(select(Post).where(Post.slug == slug))
-            created = post is None
-            if post is None:
-                post = Post(slug=slug, title=title, url=url, author_id=author.id, closed=closed)
-                session.add(post)
-            else:
-                post.title, post.url, post.author_id, post.closed = title, url, author.id, closed
-            session.flush()
+            post, created = save_post(
+                session, slug, title=title, url=url, author=author, closed=closed
+            )
             session.refresh(post)
             return created, post_json(session, post, private=True)
 
@@ -153,12 +147,7 @@ def create_web_comment(
         comment = Comment(
             post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
         )
-        session.add(comment)
-        session.flush()
-        follow(session, post, person)
-        session.flush()
-        # The same transaction as the comment: both are stored, or neither (invariant 3).
-        web.notifier.queue_for_comment(session, comment, post)
+        web.notifier.publish(session, comment, post, person)
         session.refresh(comment)
         return comment_json(comment, 0, private=True)
 

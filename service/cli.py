@@ -109,25 +109,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_post_add(args: argparse.Namespace) -> int:
     """Create a post, or update it if the blog's id is already known."""
-    from sqlalchemy import select
-
-    from service.models import Post
+    from service.subscriptions import save_post
 
     parts = _components()
     with parts.session_factory.begin() as session:
         author = _person(session, args.author_email, args.author_name or "")
-        post = session.scalar(select(Post).where(Post.slug == args.id))
-        verb = "updated" if post else "added"
-        if post is None:
-            post = Post(slug=args.id, title=args.title, url=args.url, author_id=author.id)
-            session.add(post)
-        post.title, post.url, post.author_id, post.closed = (
-            args.title,
-            args.url,
-            author.id,
-            args.closed,
+        _, created = save_post(
+            session, args.id, title=args.title, url=args.url, author=author, closed=args.closed
         )
-    print(f"{verb} post {args.id!r}")
+    print(f"{'added' if created else 'updated'} post {args.id!r}")
     return 0
 
 

@@ -95,12 +95,12 @@ class Notifier:
         message["Precedence"] = "list"
 
     def render(
-        self, comment: Comment, post: Post, recipient: Person, session: Session
+        self, comment: Comment, post: Post, recipient: Person, ancestors: list[Comment]
     ) -> EmailMessage:
-        """The notification about `comment` for `recipient`, ready to send."""
+        """The notification about `comment` for `recipient`; `ancestors` from the post down."""
         domain = self.book.domain
         author = comment.author
-        parent = session.get(Comment, comment.parent_id) if comment.parent_id else None
+        parent = ancestors[-1] if ancestors else None
         reply_to = self.book.reply_address(
             ReplyTarget(post.id, comment.id, recipient.id), self.keyring
         )
@@ -115,12 +115,7 @@ class Notifier:
         message["Reply-To"] = Address(display_name=header_text(post.title), addr_spec=reply_to)
         # Chain: the post's root, then each ancestor comment as this recipient saw it.
         references = [post_root_id(post, domain)]
-        ancestors: list[int] = []
-        cursor = parent
-        while cursor is not None and len(ancestors) < 20:
-            ancestors.append(cursor.id)
-            cursor = session.get(Comment, cursor.parent_id) if cursor.parent_id else None
-        references += [notification_id(cid, recipient.id, domain) for cid in reversed(ancestors)]
+        references += [notification_id(a.id, recipient.id, domain) for a in ancestors]
         message["In-Reply-To"] = references[-1]
         message["References"] = " ".join(references)
         self.list_headers(
@@ -147,8 +142,9 @@ class Notifier:
     def queue_for_comment(self, session: Session, comment: Comment, post: Post) -> int:
         """Queue one notification per follower; returns how many were queued."""
         recipients = followers(session, post, comment.author_id)
+        ancestors = thread_above(session, comment)  # once, not once per recipient
         for person in recipients:
-            message = self.render(comment, post, person, session)
+            message = self.render(comment, post, person, ancestors)
             session.add(
                 OutboundEmail(
                     kind="notification",
@@ -161,3 +157,26 @@ class Notifier:
                 )
             )
         return len(recipients)
+
+    def publish(self, session: Session, comment: Comment, post: Post, author: Person) -> int:
+        """Store a new comment, make its writer follow the thread and queue its mail, in the
+        caller's transaction (invariant 3); returns how many notifications were queued.
+        """
+        session.add(comment)
+        session.flush()
+        follow(session, post, author)
+        session.flush()
+        return self.queue_for_comment(session, comment, post)
+
+
+MAX_REFERENCES = 20  # ancestors named in References; deeper threads still thread by the last
+
+
+def thread_above(session: Session, comment: Comment) -> list[Comment]:
+    """The comments `comment` answers, from the oldest (nearest the post) to its parent."""
+    ancestors: list[Comment] = []
+    cursor = session.get(Comment, comment.parent_id) if comment.parent_id else None
+    while cursor is not None and len(ancestors) < MAX_REFERENCES:
+        ancestors.append(cursor)
+        cursor = session.get(Comment, cursor.parent_id) if cursor.parent_id else None
+    return ancestors[::-1]

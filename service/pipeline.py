@@ -18,7 +18,7 @@ from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, finish
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
 from service.notices import RejectionNotices
-from service.notify import Notifier, follow
+from service.notify import Notifier
 from service.parse import ParsedMessage, parse_message
 from service.route import route_reply
 from service.subscriptions import unsubscribe
@@ -242,11 +242,7 @@ class Pipeline:
             inbound_email_id=row.id,
             dedupe_key=key,
         )
-        session.add(comment)
-        session.flush()
-        follow(session, post, person)
-        session.flush()
-        queued = self.notifier.queue_for_comment(session, comment, post)
+        queued = self.notifier.publish(session, comment, post, person)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
             row.id,

@@ -11,6 +11,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from jinja2 import Environment
 from sqlalchemy import Engine
@@ -71,7 +72,7 @@ class Components:
             self.notifier(),
             from_address=self.settings.from_address,
             site_name=self.settings.site_name,
-            templates=self.templates(),
+            templates=self.templates,
         )
 
     def notifier(self) -> Notifier:
@@ -82,11 +83,12 @@ class Components:
             from_address=self.settings.from_address,
             site_name=self.settings.site_name,
             base_url=self.settings.base_url,
-            templates=self.templates(),
+            templates=self.templates,
         )
 
+    @cached_property
     def templates(self) -> Environment:
-        """Outbound mail templates in the deployment's language (REPLYD_LANGUAGE)."""
+        """Outbound mail templates in the deployment's language (REPLYD_LANGUAGE), made once."""
         return make_templates(language=self.settings.language)
 
     def pipeline(self) -> Pipeline:
@@ -101,7 +103,7 @@ class Components:
                 from_address=settings.from_address,
                 site_name=settings.site_name,
                 domain=settings.domain,
-                templates=self.templates(),
+                templates=self.templates,
             ),
             own_addresses={settings.from_address},
             quotes_only=settings.quotes_only,

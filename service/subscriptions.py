@@ -1,4 +1,4 @@
-"""People and the posts they follow, shared by the CLI, mail (List-Unsubscribe) and HTTP."""
+"""Posts, people and who follows what: shared by the CLI, mail (List-Unsubscribe) and HTTP."""
 
 from __future__ import annotations
 
@@ -19,6 +19,21 @@ def person_for(session: Session, email: str, name: str = "") -> Person:
     elif name:
         person.display_name = name
     return person
+
+
+def save_post(
+    session: Session, slug: str, *, title: str, url: str, author: Person, closed: bool
+) -> tuple[Post, bool]:
+    """Create the post with the blog's id `slug`, or update it; returns it and whether new."""
+    post = session.scalar(select(Post).where(Post.slug == slug))
+    created = post is None
+    if post is None:
+        post = Post(slug=slug, title=title, url=url, author_id=author.id, closed=closed)
+        session.add(post)
+    else:
+        post.title, post.url, post.author_id, post.closed = title, url, author.id, closed
+    session.flush()
+    return post, created
 
 
 def set_following(

@@ -68,6 +68,16 @@ def outbound(blog: Blog) -> list[OutboundEmail]:
         return list(session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
 
 
+def requeued(blog: Blog) -> OutboundEmail:
+    """Wait for a notification that failed one delivery attempt and went back to the queue."""
+    return wait_for(
+        lambda: [
+            o for o in outbound(blog) if o.status == OutboundStatus.QUEUED and o.attempts == 1
+        ],
+        what="mail queued again after a failed attempt",
+    )[0]
+
+
 def quoting(notification: EmailMessage, text: str) -> str:
     """A reply as a mail client writes it: text on top, the notification quoted below."""
     quoted = notification.get_body(("plain",)).get_content()
@@ -293,12 +303,7 @@ class TestDelivery:
         sink[0].answers.append("451 4.3.0 Try again later")
         address = blog.address(blog.post(), READER)
         send(server.port, READER, [address], reply_message(READER, address, "Hello"))
-        row = wait_for(
-            lambda: [
-                o for o in outbound(blog) if o.status == OutboundStatus.QUEUED and o.attempts == 1
-            ],
-            what="requeued mail",
-        )[0]
+        row = requeued(blog)
         assert "451" in (row.last_error or "")
         assert row.next_attempt_at > row.created_at
 
@@ -313,12 +318,7 @@ class TestUnreachableRelay:
         """When the relay cannot be reached the notification stays queued for a later try."""
         address = blog.address(blog.post(), READER)
         send(server.port, READER, [address], reply_message(READER, address, "Hello"))
-        row = wait_for(
-            lambda: [
-                o for o in outbound(blog) if o.status == OutboundStatus.QUEUED and o.attempts == 1
-            ],
-            what="requeued mail",
-        )[0]
+        row = requeued(blog)
         assert "unreachable" in (row.last_error or "")
 
 
@@ -389,12 +389,7 @@ class TestRelayLogin:
         """A refused login is our configuration's fault: the mail stays queued, not failed."""
         address = blog.address(blog.post(), READER)
         send(server.port, READER, [address], reply_message(READER, address, "Hello"))
-        row = wait_for(
-            lambda: [
-                o for o in outbound(blog) if o.attempts == 1 and o.status == OutboundStatus.QUEUED
-            ],
-            what="a retry",
-        )[0]
+        row = requeued(blog)
         assert "REPLYD_OUTBOUND" in (row.last_error or "")
         assert auth_sink[0].messages == []
 
