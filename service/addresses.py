@@ -186,11 +186,6 @@ class AddressBook:
         """The Reply-To of a digest: a reply there gets directions, not a comment."""
         return self._address(AddressKind.DIGEST, sign((outbound_id, person_id), keyring, "digest"))
 
-    def is_ours(self, address: str) -> bool:
-        """Whether an address is at our domain (any local part)."""
-        _, _, domain = address.rpartition("@")
-        return domain.lower() == self.domain
-
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""
         parsed = self.split(address)
