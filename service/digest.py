@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -14,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.addresses import ALL_POSTS, AddressBook, Keyring, ReplyTarget
-from service.compose import add_bodies, make_templates, new_message, public_name, render_line
+from service.compose import make_templates, new_message, public_name, render_bodies, render_line
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
 from service.notify import Notifier
 
@@ -130,7 +129,7 @@ class Digests:
         )
         session.add(row)
         session.flush()
-        row.raw = self._render(session, period, person, comments, row.id).as_bytes()
+        row.raw = self._render(session, period, person, comments, row.id)
         return 1
 
     def _render(
@@ -140,7 +139,7 @@ class Digests:
         person: Person,
         comments: Sequence[Comment],
         outbound_id: int,
-    ) -> EmailMessage:
+    ) -> bytes:
         sections: list[dict[str, object]] = []
         for comment in comments:
             post = session.get(Post, comment.post_id)
@@ -181,8 +180,7 @@ class Digests:
         self.notifier.list_headers(
             message, ReplyTarget(ALL_POSTS, None, person.id), f"{self.site_name} digest", "digest"
         )
-        add_bodies(
-            message,
+        bodies = render_bodies(
             self.templates,
             "digest",
             {
@@ -191,4 +189,4 @@ class Digests:
                 **when,
             },
         )
-        return message
+        return message.as_bytes(bodies)

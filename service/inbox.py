@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import InboundEmail, InboundStatus, utcnow
@@ -145,6 +145,28 @@ class GroupCommit:
                     item.error = exc
 
 
+@dataclass(frozen=True)
+class ClaimedMail:
+    """An inbound row a worker holds, with what processing it needs from the row."""
+
+    id: int
+    raw: bytes
+    sender: str
+    recipient: str
+    sha256: str
+    attempts: int  # including this claim
+
+
+_CLAIMED_COLUMNS = (
+    InboundEmail.id,
+    InboundEmail.raw,
+    InboundEmail.sender,
+    InboundEmail.recipient,
+    InboundEmail.sha256,
+    InboundEmail.attempts,
+)
+
+
 def claim_next(
     session_factory: sessionmaker[Session], worker: str, lease: timedelta = LEASE
 ) -> int | None:
@@ -157,10 +179,17 @@ def claim_batch(
     session_factory: sessionmaker[Session], worker: str, limit: int, lease: timedelta = LEASE
 ) -> list[int]:
     """Claim up to `limit` of the oldest waiting (or abandoned) inbound rows, in one commit."""
+    return [mail.id for mail in claim_mail(session_factory, worker, limit, lease)]
+
+
+def claim_mail(
+    session_factory: sessionmaker[Session], worker: str, limit: int, lease: timedelta = LEASE
+) -> list[ClaimedMail]:
+    """claim_batch, returning the claimed rows' content too, so processing need not read them."""
     now = utcnow()
     with session_factory.begin() as session:
         candidates = (
-            select(InboundEmail.id)
+            select(*_CLAIMED_COLUMNS)
             .where(
                 or_(
                     InboundEmail.status == InboundStatus.RECEIVED,
@@ -174,12 +203,15 @@ def claim_batch(
             # on BEGIN IMMEDIATE serialising writers.
             .with_for_update(skip_locked=True)
         )
-        ids = list(session.scalars(candidates))
-        if not ids:
+        mails = [
+            ClaimedMail(row.id, row.raw, row.sender, row.recipient, row.sha256, row.attempts + 1)
+            for row in session.execute(candidates)
+        ]
+        if not mails:
             return []
         session.execute(
             update(InboundEmail)
-            .where(InboundEmail.id.in_(ids))
+            .where(InboundEmail.id.in_([mail.id for mail in mails]))
             .values(
                 status=InboundStatus.PROCESSING,
                 claimed_by=worker,
@@ -188,7 +220,21 @@ def claim_batch(
                 updated_at=now,
             )
         )
-        return ids
+        return mails
+
+
+def held_mail(session: Session, inbound_id: int, worker: str) -> ClaimedMail | None:
+    """The content of a row `worker` holds a claim on, or None if it holds none."""
+    row = session.execute(
+        select(*_CLAIMED_COLUMNS).where(
+            InboundEmail.id == inbound_id,
+            InboundEmail.status == InboundStatus.PROCESSING,
+            InboundEmail.claimed_by == worker,
+        )
+    ).first()
+    if row is None:
+        return None
+    return ClaimedMail(row.id, row.raw, row.sender, row.recipient, row.sha256, row.attempts)
 
 
 def release(session_factory: sessionmaker[Session], worker: str, ids: Iterable[int]) -> int:
@@ -227,6 +273,31 @@ def finish(
     row.lease_until = None
     row.updated_at = now
     row.finished_at = now
+
+
+def finish_many(session: Session, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
+    """Move claimed rows to their terminal states, as (id, status, reason), in one statement."""
+    now = utcnow()
+    params = [
+        {"row_id": row_id, "status": status, "reason": reason}
+        for row_id, status, reason in outcomes
+    ]
+    if not params:
+        return
+    table = InboundEmail.__table__
+    session.connection().execute(
+        update(InboundEmail)
+        .where(table.c.id == bindparam("row_id"))
+        .values(
+            status=bindparam("status"),
+            reason=bindparam("reason"),
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now,
+            finished_at=now,
+        ),
+        params,
+    )
 
 
 REPLAYABLE = (InboundStatus.FAILED, InboundStatus.REJECTED, InboundStatus.IGNORED)

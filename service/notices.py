@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.compose import (
-    add_bodies,
     deliverable_address,
+    header_text,
     make_templates,
     new_message,
+    render_bodies,
     render_line,
 )
 from service.models import OutboundEmail, RejectionNotice, utcnow
@@ -75,10 +76,10 @@ class RejectionNotices:
             auto_submitted="auto-replied",
         )
         if in_reply_to:
-            message["In-Reply-To"] = in_reply_to
-            message["References"] = in_reply_to
-        add_bodies(
-            message,
+            # The sender's own Message-ID, so it threads under their mail; one line, bounded.
+            message["In-Reply-To"] = header_text(in_reply_to, 998)
+            message["References"] = header_text(in_reply_to, 998)
+        bodies = render_bodies(
             self.templates,
             "rejection",
             {"site_name": self.site_name, "subject": subject, "code": code},
@@ -94,9 +95,9 @@ class RejectionNotices:
                 session.add(
                     OutboundEmail(
                         kind="rejection",
-                        message_id=str(message["Message-ID"]),
+                        message_id=message["Message-ID"],
                         recipient=to,
-                        raw=message.as_bytes(),
+                        raw=message.as_bytes(bodies),
                     )
                 )
         except IntegrityError:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formataddr
-
 from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
-from service.compose import add_bodies, header_text, make_templates, new_message, public_name
+from service.compose import Draft, mailbox, make_templates, new_message, public_name, render_bodies
 from service.marker import MARKER_HTML_ID
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
 
@@ -82,52 +78,27 @@ class Notifier:
         self.templates = templates or make_templates()
 
     def list_headers(
-        self, message: EmailMessage, target: ReplyTarget, list_name: str, list_key: str
+        self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
     ) -> None:
         """List-Id and one-click List-Unsubscribe (RFC 2369, 2919, 8058) for `target`'s person."""
         token = make_token(target, self.keyring, "unsubscribe")
         mailto = self.book.unsubscribe_address(target, self.keyring)
-        message["List-Id"] = formataddr((header_text(list_name), f"{list_key}.{self.book.domain}"))
+        message["List-Id"] = mailbox(list_name, f"{list_key}.{self.book.domain}")
         message["List-Unsubscribe"] = (
             f"<{self.base_url}/unsubscribe/{token}>, <mailto:{mailto}?subject=unsubscribe>"
         )
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"
 
-    def render(
-        self, comment: Comment, post: Post, recipient: Person, ancestors: list[Comment]
-    ) -> EmailMessage:
-        """The notification about `comment` for `recipient`; `ancestors` from the post down."""
-        domain = self.book.domain
-        author = comment.author
+    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> bytes:
+        """The text and HTML of the notification about `comment`, the same for every reader."""
         parent = ancestors[-1] if ancestors else None
-        reply_to = self.book.reply_address(
-            ReplyTarget(post.id, comment.id, recipient.id), self.keyring
-        )
-        message = new_message(
-            sender_name=f"{public_name(author)} via {self.site_name}",
-            sender_address=self.from_address,
-            to=recipient,
-            subject=f"Re: {post.title}",
-            message_id=notification_id(comment.id, recipient.id, domain),
-            date=comment.created_at,
-        )
-        message["Reply-To"] = Address(display_name=header_text(post.title), addr_spec=reply_to)
-        # Chain: the post's root, then each ancestor comment as this recipient saw it.
-        references = [post_root_id(post, domain)]
-        references += [notification_id(a.id, recipient.id, domain) for a in ancestors]
-        message["In-Reply-To"] = references[-1]
-        message["References"] = " ".join(references)
-        self.list_headers(
-            message, ReplyTarget(post.id, None, recipient.id), post.title, f"post-{post.id}"
-        )
-        add_bodies(
-            message,
+        return render_bodies(
             self.templates,
             "notification",
             {
                 "marker_id": MARKER_HTML_ID,
-                "author_name": public_name(author),
+                "author_name": public_name(comment.author),
                 "post_title": post.title,
                 "post_url": post.url,
                 "site_name": self.site_name,
@@ -137,23 +108,52 @@ class Notifier:
                 "parent_body": parent.body if parent else "",
             },
         )
+
+    def headers(
+        self, comment: Comment, post: Post, recipient: Person, ancestors: list[Comment]
+    ) -> Draft:
+        """The header fields of the notification about `comment` for `recipient`."""
+        domain = self.book.domain
+        reply_to = self.book.reply_address(
+            ReplyTarget(post.id, comment.id, recipient.id), self.keyring
+        )
+        message = new_message(
+            sender_name=f"{public_name(comment.author)} via {self.site_name}",
+            sender_address=self.from_address,
+            to=recipient,
+            subject=f"Re: {post.title}",
+            message_id=notification_id(comment.id, recipient.id, domain),
+            date=comment.created_at,
+        )
+        message["Reply-To"] = mailbox(post.title, reply_to)
+        # Chain: the post's root, then each ancestor comment as this recipient saw it.
+        references = [post_root_id(post, domain)]
+        references += [notification_id(a.id, recipient.id, domain) for a in ancestors]
+        message["In-Reply-To"] = references[-1]
+        message["References"] = " ".join(references)
+        self.list_headers(
+            message, ReplyTarget(post.id, None, recipient.id), post.title, f"post-{post.id}"
+        )
         return message
 
     def queue_for_comment(self, session: Session, comment: Comment, post: Post) -> int:
         """Queue one notification per follower; returns how many were queued."""
         recipients = followers(session, post, comment.author_id)
+        if not recipients:
+            return 0
         ancestors = thread_above(session, comment)  # once, not once per recipient
+        bodies = self.bodies(comment, post, ancestors)  # likewise
         for person in recipients:
-            message = self.render(comment, post, person, ancestors)
+            message = self.headers(comment, post, person, ancestors)
             session.add(
                 OutboundEmail(
                     kind="notification",
-                    message_id=str(message["Message-ID"]),
+                    message_id=message["Message-ID"],
                     recipient_id=person.id,
                     recipient=person.email,
                     post_id=post.id,
                     comment_id=comment.id,
-                    raw=message.as_bytes(),
+                    raw=message.as_bytes(bodies),
                 )
             )
         return len(recipients)

@@ -15,7 +15,7 @@ from service.addresses import AddressBook, AddressKind, Keyring, Recipient
 from service.bounces import read_bounce, record_bounce
 from service.classify import auto_generated_reason, dmarc_failure
 from service.extract import Extraction, extract_reply
-from service.inbox import MAX_ATTEMPTS, finish
+from service.inbox import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
 from service.notices import RejectionNotices
 from service.notify import Notifier
@@ -39,6 +39,24 @@ class Outcome:
 def rejected(code: str, reason: str) -> Outcome:
     """A refusal after DATA, with the code of the notice the sender gets."""
     return Outcome(InboundStatus.REJECTED, reason, code=code)
+
+
+def _failure(exc: Exception) -> Outcome:
+    """The failed outcome for an exception, its reason bounded for the database."""
+    return Outcome(InboundStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+
+
+@dataclass
+class Prepared:
+    """One claimed message after the CPU-heavy steps, ready to be decided in a transaction."""
+
+    mail: ClaimedMail
+    address: Recipient | None = None
+    message: ParsedMessage | None = None
+    ignore: str | None = None
+    extraction: Extraction | None = None
+    key: str | None = None
+    failed: Outcome | None = None  # already decided: it could not be read, or crashed too often
 
 
 def dedupe_key(message_id: str | None, raw_sha256: str, sender: str, recipient: str) -> str:
@@ -75,87 +93,149 @@ class Pipeline:
     def process(self, inbound_id: int, worker: str) -> Outcome | None:
         """Process a row this worker claimed; None if the claim was lost to another worker."""
         with self.session_factory.begin() as session:
-            row = self._claimed(session, inbound_id, worker)
-            if row is None:
-                return None
-            if row.attempts > MAX_ATTEMPTS:
-                reason = f"gave up after {row.attempts - 1} attempts that never finished"
-                finish(session, row, InboundStatus.FAILED, reason)
-                return Outcome(InboundStatus.FAILED, reason)
-            raw, sender, recipient, sha = row.raw, row.sender, row.recipient, row.sha256
-        try:
-            return self._process(inbound_id, worker, raw, sender, recipient, sha)
-        except Exception as exc:
-            log.exception("processing inbound #%s failed", inbound_id)
-            return self._finish_alone(
-                inbound_id,
-                worker,
-                Outcome(InboundStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]),
-            )
-
-    @staticmethod
-    def _claimed(session: Session, inbound_id: int, worker: str) -> InboundEmail | None:
-        # Locked (PostgreSQL): a worker whose lease lapsed cannot finish the row while the
-        # worker that took it over does; SQLite's write lock already serialises them.
-        row = session.get(InboundEmail, inbound_id, with_for_update=True)
-        if row is None or row.status != InboundStatus.PROCESSING or row.claimed_by != worker:
+            mail = held_mail(session, inbound_id, worker)
+        if mail is None:
             return None
-        return row
+        return self.process_batch([mail], worker)[0]
 
-    def _finish_alone(self, inbound_id: int, worker: str, outcome: Outcome) -> Outcome | None:
-        """Record an outcome in a transaction of its own."""
-        with self.session_factory.begin() as session:
-            row = self._claimed(session, inbound_id, worker)
-            if row is None:
-                return None
-            finish(session, row, outcome.status, outcome.reason)
-            return outcome
+    def process_batch(self, mails: list[ClaimedMail], worker: str) -> list[Outcome | None]:
+        """Process claimed rows, all recorded in one commit; None for a claim lost meanwhile.
 
-    def _process(
-        self, inbound_id: int, worker: str, raw: bytes, sender: str, recipient: str, sha: str
-    ) -> Outcome | None:
-        address = self.book.recipient(recipient, self.keyring)
-        message = parse_message(raw)
-        ignore = None
-        if address is None or address.kind is not AddressKind.BOUNCE:
-            ignore = auto_generated_reason(message, sender, self.own_addresses)
-        # CPU-heavy steps run before the write transaction, so it stays short.
-        extraction = None
-        if ignore is None and (address is None or address.kind is AddressKind.REPLY):
-            extraction = extract_reply(message.text, message.html, quotes_only=self.quotes_only)
-        key = dedupe_key(message.message_id, sha, sender, recipient)
+        Parsing and extraction run first, outside the transaction. Each message then gets a
+        savepoint of its own, so one that fails (or loses a race for its dedupe key) is
+        recorded as such without undoing the others.
+        """
+        prepared = [self._prepare(mail) for mail in mails]
         try:
             with self.session_factory.begin() as session:
-                row = self._claimed(session, inbound_id, worker)
-                if row is None:
-                    return None
-                if ignore:
-                    outcome = Outcome(InboundStatus.IGNORED, ignore)
+                return self._record(session, prepared, worker)
+        except Exception:
+            if len(mails) == 1:
+                log.exception("recording inbound #%s failed", mails[0].id)
+                return [self._fail_alone(mails[0], worker)]
+            # Something broke the batch's transaction: give each message its own.
+            log.warning("a batch of %s messages failed; recording them one by one", len(mails))
+            return [outcome for mail in mails for outcome in self.process_batch([mail], worker)]
+
+    def _prepare(self, mail: ClaimedMail) -> Prepared:
+        """The CPU-heavy part of processing: parse, classify, extract (no database)."""
+        if mail.attempts > MAX_ATTEMPTS:
+            reason = f"gave up after {mail.attempts - 1} attempts that never finished"
+            return Prepared(mail, failed=Outcome(InboundStatus.FAILED, reason))
+        try:
+            address = self.book.recipient(mail.recipient, self.keyring)
+            message = parse_message(mail.raw)
+            ignore = None
+            if address is None or address.kind is not AddressKind.BOUNCE:
+                ignore = auto_generated_reason(message, mail.sender, self.own_addresses)
+            extraction = None
+            if ignore is None and (address is None or address.kind is AddressKind.REPLY):
+                extraction = extract_reply(message.text, message.html, quotes_only=self.quotes_only)
+            key = dedupe_key(message.message_id, mail.sha256, mail.sender, mail.recipient)
+        except Exception as exc:
+            log.exception("processing inbound #%s failed", mail.id)
+            return Prepared(mail, failed=_failure(exc))
+        return Prepared(mail, address, message, ignore, extraction, key)
+
+    def _record(
+        self, session: Session, prepared: list[Prepared], worker: str
+    ) -> list[Outcome | None]:
+        """Decide and store every prepared message in the caller's transaction."""
+        # Locked (PostgreSQL): a worker whose lease lapsed cannot finish a row while the
+        # worker that took it over does; SQLite's write lock already serialises them.
+        held = set(
+            session.scalars(
+                select(InboundEmail.id)
+                .where(
+                    InboundEmail.id.in_([item.mail.id for item in prepared]),
+                    InboundEmail.status == InboundStatus.PROCESSING,
+                    InboundEmail.claimed_by == worker,
+                )
+                .with_for_update()
+            )
+        )
+        # Kept referenced: the session's identity map only holds objects someone else does.
+        preloaded = self._preload(session, [item for item in prepared if item.mail.id in held])
+        outcomes: list[Outcome | None] = []
+        for item in prepared:
+            if item.mail.id not in held:
+                outcomes.append(None)
+                continue
+            outcome = item.failed or self._record_one(session, item)
+            outcomes.append(outcome)
+        finish_many(
+            session,
+            [
+                (item.mail.id, outcome.status, outcome.reason)
+                for item, outcome in zip(prepared, outcomes, strict=True)
+                if outcome is not None
+            ],
+        )
+        del preloaded
+        return outcomes
+
+    def _preload(self, session: Session, prepared: list[Prepared]) -> list[Post | Person]:
+        """Load the batch's posts and people in two queries, so each message finds them in the
+        session instead of asking the database one row at a time."""
+        targets = [
+            item.address.target
+            for item in prepared
+            if item.address is not None
+            and item.address.kind is AddressKind.REPLY
+            and item.address.target is not None
+        ]
+        if len(targets) < 2:
+            return []
+        posts = session.scalars(select(Post).where(Post.id.in_({t.post_id for t in targets})))
+        people = session.scalars(
+            select(Person).where(Person.id.in_({t.person_id for t in targets}))
+        )
+        return [*posts, *people]
+
+    def _record_one(self, session: Session, item: Prepared) -> Outcome:
+        """One message's decision and its writes, in a savepoint of its own."""
+        assert item.message is not None and item.key is not None
+        message, mail = item.message, item.mail
+        try:
+            with session.begin_nested():
+                if item.ignore:
+                    outcome = Outcome(InboundStatus.IGNORED, item.ignore)
                 else:
-                    outcome = self._decide(session, row, address, message, raw, extraction, key)
+                    outcome = self._decide(
+                        session, mail, item.address, message, item.extraction, item.key
+                    )
                 if outcome.code:
                     self.notices.queue(
                         session,
-                        inbound_id=row.id,
-                        to=message.from_address or sender,
+                        inbound_id=mail.id,
+                        to=message.from_address or mail.sender,
                         code=outcome.code,
                         subject=message.subject,
                         in_reply_to=message.message_id,
                     )
-                finish(session, row, outcome.status, outcome.reason)
                 return outcome
         except IntegrityError:
             # Another worker published the same reply between our check and our insert.
-            duplicate = Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
-            return self._finish_alone(inbound_id, worker, duplicate)
+            return Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
+        except Exception as exc:
+            log.exception("processing inbound #%s failed", mail.id)
+            return _failure(exc)
+
+    def _fail_alone(self, mail: ClaimedMail, worker: str) -> Outcome | None:
+        """Record a failure in a transaction of its own, when recording the outcome failed."""
+        outcome = Outcome(InboundStatus.FAILED, "recording the outcome failed; see the log")
+        with self.session_factory.begin() as session:
+            if held_mail(session, mail.id, worker) is None:
+                return None
+            finish_many(session, [(mail.id, outcome.status, outcome.reason)])
+            return outcome
 
     def _decide(
         self,
         session: Session,
-        row: InboundEmail,
+        mail: ClaimedMail,
         address: Recipient | None,
         message: ParsedMessage,
-        raw: bytes,
         extraction: Extraction | None,
         key: str,
     ) -> Outcome:
@@ -164,7 +244,7 @@ class Pipeline:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
         if address.kind is AddressKind.BOUNCE:
-            return self._bounce(session, address, raw)
+            return self._bounce(session, address, mail.raw)
         if address.kind is AddressKind.UNSUBSCRIBE:
             assert address.target is not None
             done = unsubscribe(session, address.target)
@@ -174,7 +254,7 @@ class Pipeline:
                 "digest", "reply to a digest's own address; the sender was told how to reply"
             )
         assert extraction is not None
-        return self._publish(session, row, message, extraction, key)
+        return self._publish(session, mail, message, extraction, key)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
@@ -188,7 +268,7 @@ class Pipeline:
     def _publish(
         self,
         session: Session,
-        row: InboundEmail,
+        mail: ClaimedMail,
         message: ParsedMessage,
         extraction: Extraction,
         key: str,
@@ -199,7 +279,7 @@ class Pipeline:
             if forged:
                 # No notice: the From address is probably not the one who sent this.
                 return Outcome(InboundStatus.REJECTED, forged)
-        route = route_reply(session, self.book, self.keyring, row.recipient, message)
+        route = route_reply(session, self.book, self.keyring, mail.recipient, message)
         if route.target is None:
             return rejected("no_route", route.reason)
         target = route.target
@@ -239,13 +319,13 @@ class Pipeline:
             body=extraction.reply.strip(),
             elided=extraction.elided,
             source="email",
-            inbound_email_id=row.id,
+            inbound_email_id=mail.id,
             dedupe_key=key,
         )
         queued = self.notifier.publish(session, comment, post, person)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
-            row.id,
+            mail.id,
             comment.id,
             post.slug,
             queued,

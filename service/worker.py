@@ -18,7 +18,7 @@ from multiprocessing.process import BaseProcess
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.inbox import claim_batch, release
+from service.inbox import ClaimedMail, claim_mail, release
 from service.logs import configure_logging
 from service.outbox import Outbox
 from service.pipeline import Pipeline
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
 STOP_TIMEOUT_SECONDS = 60.0  # how long a worker process may take to finish the message in hand
-CLAIM_BATCH = 8  # rows a worker claims at once; small, so several workers share a burst
+CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers share a burst
 OUTBOUND_GATHER_SECONDS = 0.05  # once woken, let the mail of comments published together gather
 WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
 _WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
@@ -52,18 +52,19 @@ async def inbound_loop(
 ) -> None:
     """Claim and process inbound rows until `stopping` is set; the row in hand is finished."""
     while not stopping.is_set():
-        batch: list[int] = []
+        batch: list[ClaimedMail] = []
         try:
-            # A few rows per claim: one commit instead of one per message.
-            batch = await asyncio.to_thread(claim_batch, session_factory, name, CLAIM_BATCH, lease)
+            # A few rows per claim, and one commit records them all.
+            batch = await asyncio.to_thread(claim_mail, session_factory, name, CLAIM_BATCH, lease)
             if not batch:
                 await wait_for_work(wakeup)
                 continue
-            while batch and not stopping.is_set():
-                row_id = batch.pop(0)
-                outcome = await asyncio.to_thread(pipeline.process, row_id, name)
-                if outcome is not None and outcome.comment_id is not None:
-                    published()
+            if stopping.is_set():
+                continue  # given back below
+            outcomes = await asyncio.to_thread(pipeline.process_batch, batch, name)
+            batch = []
+            if any(outcome is not None and outcome.comment_id for outcome in outcomes):
+                published()
         except Exception:
             # The database may be briefly unavailable; the rows' leases bring them back.
             log.exception("inbound worker %s hit an error; retrying shortly", name)
@@ -71,7 +72,8 @@ async def inbound_loop(
         if batch:
             # Stopping (or an error): rows claimed but not begun go back to the queue now.
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(release, session_factory, name, batch)
+                ids = [mail.id for mail in batch]
+                await asyncio.to_thread(release, session_factory, name, ids)
 
 
 async def outbound_loop(
