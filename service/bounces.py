@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import Message
@@ -61,11 +62,13 @@ def record_bounce(session: Session, person: Person, bounce: Bounce) -> str:
     return verdict
 
 
-def record_delivery(session: Session, person_id: int) -> None:
-    """A delivery went through: decay the person's bounce score (never below zero)."""
+def record_delivery(session: Session, person_ids: Collection[int]) -> None:
+    """Deliveries went through: decay these people's bounce scores (never below zero)."""
+    if not person_ids:
+        return
     session.execute(
         update(Person)
-        .where(Person.id == person_id, Person.bounce_score > 0)
+        .where(Person.id.in_(person_ids), Person.bounce_score > 0)
         .values(
             bounce_score=case(
                 (Person.bounce_score > DELIVERY_DECAY, Person.bounce_score - DELIVERY_DECAY),

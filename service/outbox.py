@@ -10,18 +10,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import aiosmtplib
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.bounces import record_delivery
 from service.config import Outbound
-from service.models import OutboundEmail, OutboundStatus, utcnow
+from service.models import OutboundEmail, OutboundStatus, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
+CLAIM_LIMIT = 32  # rows claimed, delivered and recorded together
 
 
 class DeliveryError(Exception):
@@ -68,13 +69,21 @@ class Outbox:
         self.envelope_sender = envelope_sender
         self.max_attempts = max_attempts
         self.local_hostname = local_hostname
+        self._maildir: mailbox.Maildir | None = None
 
-    def claim_due(self, worker: str, limit: int = 20) -> list[Parcel]:
+    def claim_due(self, worker: str, limit: int = CLAIM_LIMIT) -> list[Parcel]:
         """Claim up to `limit` rows that are due (or whose sender died mid-delivery)."""
         now = utcnow()
         with self.session_factory.begin() as session:
-            rows = session.scalars(
-                select(OutboundEmail)
+            rows = session.execute(
+                select(
+                    OutboundEmail.id,
+                    OutboundEmail.recipient,
+                    OutboundEmail.raw,
+                    OutboundEmail.attempts,
+                    OutboundEmail.kind,
+                    OutboundEmail.recipient_id,
+                )
                 .where(
                     or_(
                         (OutboundEmail.status == OutboundStatus.QUEUED)
@@ -87,27 +96,29 @@ class Outbox:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
-            parcels = []
-            for row in rows:
-                row.status = OutboundStatus.SENDING
-                row.claimed_by = worker
-                row.lease_until = now + self.lease
-                row.attempts += 1
-                parcels.append(
-                    Parcel(row.id, row.recipient, row.raw, row.attempts, row.kind, row.recipient_id)
+            if not rows:
+                return []
+            session.execute(
+                update(OutboundEmail)
+                .where(OutboundEmail.id.in_([row.id for row in rows]))
+                .values(
+                    status=OutboundStatus.SENDING,
+                    claimed_by=worker,
+                    lease_until=now + self.lease,
+                    attempts=OutboundEmail.attempts + 1,
                 )
-            return parcels
+            )
+            return [
+                Parcel(row.id, row.recipient, row.raw, row.attempts + 1, row.kind, row.recipient_id)
+                for row in rows
+            ]
 
     async def deliver(self, parcel: Parcel) -> None:
         """Hand one message to the configured destination; raises DeliveryError."""
         if self.outbound.kind == "maildir":
-            assert self.outbound.path is not None
-            try:
-                await asyncio.to_thread(_add_to_maildir, str(self.outbound.path), parcel.raw)
-            except OSError as exc:
-                raise DeliveryError(
-                    f"cannot write to the outbox Maildir: {exc}", permanent=False
-                ) from exc
+            error = (await asyncio.to_thread(self._file_all, [parcel]))[0]
+            if error is not None:
+                raise error
             return
         client = aiosmtplib.SMTP(
             hostname=self.outbound.host,
@@ -152,54 +163,91 @@ class Outbox:
         if not attempts:
             return []
         with self.session_factory.begin() as session:
-            # One query for the batch, locked so that a sender whose lease lapsed cannot
-            # overwrite the new claimant's result; the raw message is not read back.
+            # Locked, so that a sender whose lease lapsed cannot overwrite the new claimant's
+            # result; the raw message is not read back.
             rows = {
                 row.id: row
-                for row in session.scalars(
-                    select(OutboundEmail)
-                    .options(defer(OutboundEmail.raw))
+                for row in session.execute(
+                    select(OutboundEmail.id, OutboundEmail.claimed_by, OutboundEmail.attempts)
                     .where(OutboundEmail.id.in_([parcel.id for parcel, _ in attempts]))
                     .with_for_update()
                 )
             }
-            return [
-                self._record(session, rows.get(parcel.id), worker, error)
-                for parcel, error in attempts
-            ]
+            now = utcnow()
+            statuses: list[str] = []
+            changes: list[dict[str, object]] = []
+            delivered_to: set[int] = set()
+            for parcel, error in attempts:
+                row = rows.get(parcel.id)
+                if row is None or row.claimed_by != worker:
+                    statuses.append("lost-claim")
+                    continue
+                change: dict[str, object] = {
+                    "row_id": parcel.id,
+                    "status": OutboundStatus.SENT,
+                    "sent_at": None,
+                    "next_attempt_at": None,  # None: unchanged
+                    "last_error": None,
+                }
+                if error is None:
+                    change["sent_at"] = now
+                    if parcel.recipient_id is not None:
+                        delivered_to.add(parcel.recipient_id)
+                elif error.permanent or row.attempts >= self.max_attempts:
+                    change["status"] = OutboundStatus.FAILED
+                    change["last_error"] = str(error)[:2000]
+                else:
+                    change["status"] = OutboundStatus.QUEUED
+                    change["next_attempt_at"] = now + backoff(row.attempts)
+                    change["last_error"] = str(error)[:2000]
+                changes.append(change)
+                statuses.append(str(change["status"]))
+            if changes:
+                session.connection().execute(
+                    update(OutboundEmail)
+                    .where(OutboundEmail.__table__.c.id == bindparam("row_id"))
+                    .values(
+                        status=bindparam("status"),
+                        sent_at=bindparam("sent_at", type_=UTCDateTime()),
+                        next_attempt_at=func.coalesce(
+                            bindparam("next_attempt_at", type_=UTCDateTime()),
+                            OutboundEmail.next_attempt_at,
+                        ),
+                        last_error=bindparam("last_error"),
+                        claimed_by=None,
+                        lease_until=None,
+                    ),
+                    changes,
+                )
+            record_delivery(session, delivered_to)
+            return statuses
 
-    def _record(
-        self,
-        session: Session,
-        row: OutboundEmail | None,
-        worker: str,
-        error: DeliveryError | None,
-    ) -> str:
-        now = utcnow()
-        if row is None or row.claimed_by != worker:
-            return "lost-claim"
-        row.claimed_by = None
-        row.lease_until = None
-        if error is None:
-            row.status = OutboundStatus.SENT
-            row.sent_at = now
-            row.last_error = None
-            if row.recipient_id is not None:
-                record_delivery(session, row.recipient_id)
-        elif error.permanent or row.attempts >= self.max_attempts:
-            row.status = OutboundStatus.FAILED
-            row.last_error = str(error)[:2000]
-        else:
-            row.status = OutboundStatus.QUEUED
-            row.next_attempt_at = now + backoff(row.attempts)
-            row.last_error = str(error)[:2000]
-        return row.status
+    def _file_all(self, parcels: list[Parcel]) -> list[DeliveryError | None]:
+        """Write parcels into the outbox Maildir; per parcel, None or why it failed."""
+        results: list[DeliveryError | None] = []
+        for parcel in parcels:
+            try:
+                if self._maildir is None:
+                    assert self.outbound.path is not None
+                    self._maildir = mailbox.Maildir(str(self.outbound.path), create=True)
+                # Written into tmp/ and renamed into new/, so readers never see half a file.
+                self._maildir.add(parcel.raw)
+                results.append(None)
+            except OSError as exc:
+                self._maildir = None  # the folder may be gone: look again next time
+                message = f"cannot write to the outbox Maildir: {exc}"
+                results.append(DeliveryError(message, permanent=False))
+        return results
 
     async def run_once(self, worker: str) -> int:
         """Deliver everything due now; returns how many attempts were made."""
         parcels = await asyncio.to_thread(self.claim_due, worker)
         attempts: list[tuple[Parcel, DeliveryError | None]] = []
-        for parcel in parcels:
+        if parcels and self.outbound.kind == "maildir":
+            # One trip to a thread for the whole batch: local files need no concurrency.
+            errors = await asyncio.to_thread(self._file_all, parcels)
+            attempts = list(zip(parcels, errors, strict=True))
+        for parcel in parcels if not attempts else []:
             error: DeliveryError | None = None
             try:
                 await self.deliver(parcel)
@@ -217,8 +265,3 @@ class Outbox:
                     "outbound #%s attempt %s: %s -> %s", parcel.id, parcel.attempts, error, status
                 )
         return len(parcels)
-
-
-def _add_to_maildir(path: str, raw: bytes) -> None:
-    # mailbox.Maildir writes into tmp/ and renames into new/, so readers never see half a file.
-    mailbox.Maildir(path, create=True).add(raw)
