@@ -48,6 +48,8 @@ def make_templates(directory: Path = TEMPLATES_DIR, language: str = "en") -> Env
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        # Templates are read once per process: no stat() of each file at every render.
+        auto_reload=False,
     )
     environment.globals["marker"] = MARKERS.get(language, MARKERS["en"])
     return environment

@@ -55,10 +55,9 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
                 dbapi_connection.commit()
 
         return engine
-    gate: Path | None = None
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        gate = Path(f"{parsed.database}-urgent")
+    gate = _gate(url)
+    if gate is not None:
+        gate.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -85,6 +84,23 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
         begin_immediate(connection.connection.driver_connection, gate, urgent=urgent)
 
     return engine
+
+
+def _gate(url: str) -> Path | None:
+    """The file urgent writers announce themselves on, for a SQLite database file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(f"{parsed.database}-urgent")
+
+
+def edge_waiting(engine: Engine) -> bool:
+    """Whether the SMTP edge waits for SQLite's write lock right now (never on PostgreSQL).
+
+    A long writer checks this between units of work and commits early, so senders waiting
+    for their 250 are not kept behind a whole batch.
+    """
+    return _someone_waits(_gate(engine.url.render_as_string(hide_password=False)))
 
 
 def begin_immediate(

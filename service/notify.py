@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
@@ -22,38 +24,52 @@ def notification_id(comment_id: int, person_id: int, domain: str) -> str:
     return f"<comment-{comment_id}.to-{person_id}@{domain}>"
 
 
-def followers(session: Session, post: Post, writer_id: int) -> list[Person]:
-    """Everyone who gets a mail per comment on `post`, except the writer and suspended people."""
-    subscriptions = session.scalars(
-        select(Subscription).where(Subscription.post_id == post.id)
-    ).all()
+def followers(
+    session: Session,
+    post: Post,
+    writer_id: int,
+    subscriptions: Sequence[Subscription] | None = None,
+) -> list[Person]:
+    """Everyone who gets a mail per comment on `post`, except the writer and suspended people.
+
+    That is the post's author, its commenters and its subscribers, less anyone who switched
+    the thread off or takes it as a digest. `subscriptions` saves a query when the caller
+    already has the post's.
+    """
+    if subscriptions is None:
+        subscriptions = post_subscriptions(session, post)
     opted_out = {s.person_id for s in subscriptions if not s.active or s.digest is not None}
     wanted = {s.person_id for s in subscriptions if s.active and s.digest is None}
     wanted.add(post.author_id)
-    commenters = session.scalars(
-        select(Comment.author_id).where(Comment.post_id == post.id).distinct()
-    ).all()
-    wanted.update(commenters)
-    wanted -= opted_out
-    wanted.discard(writer_id)
-    if not wanted:
-        return []
+    commenters = select(Comment.author_id).where(Comment.post_id == post.id)
     query = (
         select(Person)
-        .where(Person.id.in_(wanted), Person.suspended_at.is_(None))
+        .where(or_(Person.id.in_(wanted), Person.id.in_(commenters)))
+        .where(Person.suspended_at.is_(None))
         .order_by(Person.id)
     )
-    return list(session.scalars(query))
+    return [
+        person
+        for person in session.scalars(query)
+        if person.id not in opted_out and person.id != writer_id
+    ]
 
 
-def follow(session: Session, post: Post, person: Person) -> None:
+def post_subscriptions(session: Session, post: Post) -> Sequence[Subscription]:
+    """Every subscription row of a post, whatever its state."""
+    return session.scalars(select(Subscription).where(Subscription.post_id == post.id)).all()
+
+
+def follow(
+    session: Session,
+    post: Post,
+    person: Person,
+    subscriptions: Sequence[Subscription] | None = None,
+) -> None:
     """Make a commenter follow the thread, unless they opted out of it before."""
-    exists = session.scalar(
-        select(Subscription.id).where(
-            Subscription.post_id == post.id, Subscription.person_id == person.id
-        )
-    )
-    if exists is None:
+    if subscriptions is None:
+        subscriptions = post_subscriptions(session, post)
+    if all(s.person_id != person.id for s in subscriptions):
         session.add(Subscription(post_id=post.id, person_id=person.id))
 
 
@@ -136,37 +152,45 @@ class Notifier:
         )
         return message
 
-    def queue_for_comment(self, session: Session, comment: Comment, post: Post) -> int:
-        """Queue one notification per follower; returns how many were queued."""
-        recipients = followers(session, post, comment.author_id)
+    def queue_for_comment(
+        self,
+        session: Session,
+        comment: Comment,
+        post: Post,
+        recipients: list[Person] | None = None,
+    ) -> int:
+        """Queue one notification per follower (or per given recipient); returns how many."""
+        if recipients is None:
+            recipients = followers(session, post, comment.author_id)
         if not recipients:
             return 0
         ancestors = thread_above(session, comment)  # once, not once per recipient
         bodies = self.bodies(comment, post, ancestors)  # likewise
-        for person in recipients:
-            message = self.headers(comment, post, person, ancestors)
-            session.add(
-                OutboundEmail(
-                    kind="notification",
-                    message_id=message["Message-ID"],
-                    recipient_id=person.id,
-                    recipient=person.email,
-                    post_id=post.id,
-                    comment_id=comment.id,
-                    raw=message.as_bytes(bodies),
-                )
+        session.add_all(
+            OutboundEmail(
+                kind="notification",
+                message_id=notification_id(comment.id, person.id, self.book.domain),
+                recipient_id=person.id,
+                recipient=person.email,
+                post_id=post.id,
+                comment_id=comment.id,
+                raw=self.headers(comment, post, person, ancestors).as_bytes(bodies),
             )
+            for person in recipients
+        )
         return len(recipients)
 
     def publish(self, session: Session, comment: Comment, post: Post, author: Person) -> int:
         """Store a new comment, make its writer follow the thread and queue its mail, in the
         caller's transaction (invariant 3); returns how many notifications were queued.
         """
+        # Who hears of it is settled before the comment exists: its writer is left out anyway.
+        subscriptions = post_subscriptions(session, post)
+        recipients = followers(session, post, author.id, subscriptions)
+        follow(session, post, author, subscriptions)
         session.add(comment)
-        session.flush()
-        follow(session, post, author)
-        session.flush()
-        return self.queue_for_comment(session, comment, post)
+        session.flush()  # the comment's id names its notifications and their reply addresses
+        return self.queue_for_comment(session, comment, post, recipients)
 
 
 MAX_REFERENCES = 20  # ancestors named in References; deeper threads still thread by the last

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -80,6 +80,7 @@ class Pipeline:
         own_addresses: Collection[str],
         quotes_only: bool = False,
         trust_authserv_id: str | None = None,
+        yield_now: Callable[[], bool] = lambda: False,
     ) -> None:
         self.session_factory = session_factory
         self.book = book
@@ -89,6 +90,9 @@ class Pipeline:
         self.own_addresses = own_addresses
         self.quotes_only = quotes_only
         self.trust_authserv_id = trust_authserv_id
+        # Asked between messages: should the transaction end now, because someone whose
+        # commit senders wait for (the SMTP edge on SQLite) wants the write lock?
+        self.yield_now = yield_now
 
     def process(self, inbound_id: int, worker: str) -> Outcome | None:
         """Process a row this worker claimed; None if the claim was lost to another worker."""
@@ -107,8 +111,11 @@ class Pipeline:
         """
         prepared = [self._prepare(mail) for mail in mails]
         try:
-            with self.session_factory.begin() as session:
-                return self._record(session, prepared, worker)
+            outcomes: list[Outcome | None] = []
+            while len(outcomes) < len(prepared):
+                with self.session_factory.begin() as session:
+                    outcomes += self._record(session, prepared[len(outcomes) :], worker)
+            return outcomes
         except Exception:
             if len(mails) == 1:
                 log.exception("recording inbound #%s failed", mails[0].id)
@@ -140,7 +147,8 @@ class Pipeline:
     def _record(
         self, session: Session, prepared: list[Prepared], worker: str
     ) -> list[Outcome | None]:
-        """Decide and store every prepared message in the caller's transaction."""
+        """Decide and store prepared messages in the caller's transaction, in order; it may
+        stop early to let a waiting writer in, and returns the outcomes of those it did."""
         # Locked (PostgreSQL): a worker whose lease lapsed cannot finish a row while the
         # worker that took it over does; SQLite's write lock already serialises them.
         held = set(
@@ -158,6 +166,8 @@ class Pipeline:
         preloaded = self._preload(session, [item for item in prepared if item.mail.id in held])
         outcomes: list[Outcome | None] = []
         for item in prepared:
+            if outcomes and self.yield_now():
+                break
             if item.mail.id not in held:
                 outcomes.append(None)
                 continue
@@ -167,7 +177,7 @@ class Pipeline:
             session,
             [
                 (item.mail.id, outcome.status, outcome.reason)
-                for item, outcome in zip(prepared, outcomes, strict=True)
+                for item, outcome in zip(prepared, outcomes, strict=False)
                 if outcome is not None
             ],
         )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.addresses import AddressBook, Keyring
 from service.compose import make_templates
 from service.config import Settings
-from service.db import check_schema, make_engine, make_sessionmaker
+from service.db import check_schema, edge_waiting, make_engine, make_sessionmaker
 from service.digest import PERIODS, Digests, last_complete_period
 from service.http import HttpServer
 from service.inbox import GroupCommit
@@ -108,6 +108,7 @@ class Components:
             own_addresses={settings.from_address},
             quotes_only=settings.quotes_only,
             trust_authserv_id=settings.trust_authserv_id,
+            yield_now=lambda: edge_waiting(self.engine),
         )
 
     def envelope_sender(self, parcel: Parcel) -> str:
