@@ -229,7 +229,9 @@ class Outbox:
             try:
                 if self._maildir is None:
                     assert self.outbound.path is not None
-                    self._maildir = mailbox.Maildir(str(self.outbound.path), create=True)
+                    # Maildir makes the folder itself but not its parents.
+                    self.outbound.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._maildir = mailbox.Maildir(self.outbound.path, create=True)
                 # Written into tmp/ and renamed into new/, so readers never see half a file.
                 self._maildir.add(parcel.raw)
                 results.append(None)

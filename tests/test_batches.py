@@ -1,0 +1,165 @@
+"""Batches: a worker records many messages in one transaction, the outbox files many at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email import message_from_bytes
+from pathlib import Path
+
+from sqlalchemy import event, func, select, update
+
+from service.config import Outbound
+from service.db import _waiting
+from service.inbox import ClaimedMail, claim_mail, store_received
+from service.models import (
+    Comment,
+    InboundEmail,
+    InboundStatus,
+    OutboundEmail,
+    OutboundStatus,
+    utcnow,
+)
+from service.outbox import Outbox
+from service.pipeline import Outcome
+from service.server import Components
+from tests.conftest import Blog, reply_message
+
+
+@contextmanager
+def counting_commits(components: Components) -> Iterator[list[int]]:
+    """Count the commits on the components' engine while the block runs."""
+    commits: list[int] = []
+
+    def count(_connection: object) -> None:
+        commits.append(1)
+
+    event.listen(components.engine, "commit", count)
+    try:
+        yield commits
+    finally:
+        event.remove(components.engine, "commit", count)
+
+
+def store_replies(blog: Blog, posts: list[int], reader: str = "reader@example.org") -> list[int]:
+    """One reply from `reader` to each post, stored as the edge stores mail; the row ids."""
+    ids = []
+    for number, post in enumerate(posts):
+        address = blog.address(post, reader)
+        raw = reply_message(reader, address, f"Reply number {number}.")
+        ids += store_received(blog.parts.session_factory, raw, reader, [address])
+    return ids
+
+
+def claim(parts: Components, count: int) -> list[ClaimedMail]:
+    """Claim `count` rows in one claim, as a worker does."""
+    batch = claim_mail(parts.session_factory, "batch-worker", count)
+    assert len(batch) == count
+    return batch
+
+
+def process(parts: Components, batch: list[ClaimedMail]) -> list[Outcome | None]:
+    """Process a claimed batch as the worker that claimed it."""
+    return parts.pipeline().process_batch(batch, "batch-worker")
+
+
+class TestOneTransactionPerBatch:
+    def test_a_batch_is_recorded_in_one_commit(self, parts: Components, blog: Blog) -> None:
+        """Three replies, three comments, their notifications: one commit records them all."""
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        batch = claim(parts, 3)
+        with counting_commits(parts) as commits:
+            outcomes = process(parts, batch)
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
+        assert len(commits) == 1
+        with parts.session_factory() as session:
+            assert session.scalar(select(func.count()).select_from(Comment)) == 3
+            assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 3
+
+    def test_one_failing_message_does_not_undo_the_others(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """A message whose notification cannot be built fails alone, in the same commit.
+
+        The middle post's author has a line break in their address (a header injection
+        attempt), so rendering its notification raises: its savepoint is undone and the row
+        is failed with the reason, while the replies before and after it are published.
+        """
+        posts = [
+            blog.post("first"),
+            blog.post("second", author="evil@example.org\r\nBcc: victim@example.org"),
+            blog.post("third"),
+        ]
+        ids = store_replies(blog, posts)
+        batch = claim(parts, 3)
+        with counting_commits(parts) as commits:
+            outcomes = process(parts, batch)
+        assert [o.status if o else None for o in outcomes] == [
+            InboundStatus.PROCESSED,
+            InboundStatus.FAILED,
+            InboundStatus.PROCESSED,
+        ]
+        assert len(commits) == 1
+        with parts.session_factory() as session:
+            failed = session.get(InboundEmail, ids[1])
+            assert failed is not None and failed.status == InboundStatus.FAILED
+            assert "line break" in (failed.reason or "")
+            commented = set(session.scalars(select(Comment.post_id)))
+            assert commented == {posts[0], posts[2]}  # nothing left of the failed one
+            raws = list(session.scalars(select(OutboundEmail.raw)))
+        assert len(raws) == 2
+        assert not any(b"victim@example.org" in raw for raw in raws)
+
+
+class TestYieldingToTheEdge:
+    def test_the_worker_commits_after_each_message_while_the_edge_waits(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """While the SMTP edge waits for SQLite's write lock, a batch commits message by message."""
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        database = parts.engine.url.database
+        assert database is not None
+        batch = claim(parts, 3)
+        with _waiting(Path(f"{database}-urgent")), counting_commits(parts) as commits:
+            outcomes = process(parts, batch)
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
+        assert len(commits) == 3
+        with parts.session_factory() as session:
+            assert session.scalar(select(func.count()).select_from(Comment)) == 3
+
+
+class TestMaildirBatches:
+    def test_a_batch_waits_while_the_maildir_cannot_be_written_then_goes_out(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """Filing a batch into an unwritable Maildir keeps every message queued, with the
+        reason; once the folder can be made, the next attempt files them all, once each."""
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        process(parts, claim(parts, 3))
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("a file where the outbox's parent folder should be")
+        outbox = Outbox(
+            parts.session_factory,
+            Outbound(kind="maildir", path=blocker / "outbox"),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+        )
+        assert asyncio.run(outbox.run_once("sender")) == 3
+        with parts.session_factory() as session:
+            rows = list(session.scalars(select(OutboundEmail)))
+            assert {row.status for row in rows} == {OutboundStatus.QUEUED}
+            assert all("cannot write to the outbox Maildir" in (r.last_error or "") for r in rows)
+            assert all(row.next_attempt_at > utcnow() for row in rows)  # backing off
+        blocker.unlink()
+        with parts.session_factory.begin() as session:
+            session.execute(update(OutboundEmail).values(next_attempt_at=utcnow()))
+        assert asyncio.run(outbox.run_once("sender")) == 3
+        with parts.session_factory() as session:
+            rows = list(session.scalars(select(OutboundEmail)))
+            assert {row.status for row in rows} == {OutboundStatus.SENT}
+            assert {row.attempts for row in rows} == {2}
+        filed = sorted((blocker / "outbox" / "new").iterdir())
+        assert len(filed) == 3
+        ids = {message_from_bytes(path.read_bytes())["Message-ID"] for path in filed}
+        assert ids == {row.message_id for row in rows}
