@@ -13,7 +13,7 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import (
     ChoiceLoader,
@@ -67,12 +67,28 @@ def header_text(value: str, limit: int = 200) -> str:
 
 
 def deliverable_address(address: str) -> bool:
-    """Whether an address can stand in a To header: one well-formed addr-spec with a domain."""
+    """Whether an address can stand in a To header: one well-formed addr-spec with a domain.
+
+    ASCII only: our mail is not sent with SMTPUTF8 (RFC 6531), so an internationalised
+    address (or an undecoded IDN domain) cannot be written into it.
+    """
+    if not address.isascii():
+        return False
     try:
         parsed = Address(addr_spec=address)
     except (ValueError, IndexError, HeaderParseError, InvalidHeaderDefect):
         return False
     return bool(parsed.username and "." in parsed.domain) and parsed.addr_spec == address
+
+
+class Addressee(Protocol):
+    """Whoever a message is addressed to: a Person, or a row with the same fields."""
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
 
 
 def public_name(person: Person) -> str:
@@ -149,7 +165,7 @@ def new_message(
     *,
     sender_name: str,
     sender_address: str,
-    to: Person | str,
+    to: Addressee | str,
     subject: str,
     message_id: str,
     date: datetime,
@@ -158,10 +174,10 @@ def new_message(
     """A message with the headers every mail of ours carries (RFC 3834 loop protection too)."""
     message = Draft()
     message["From"] = mailbox(sender_name, sender_address)
-    if isinstance(to, Person):
-        message["To"] = mailbox(to.display_name, to.email)
-    else:
+    if isinstance(to, str):
         message["To"] = mailbox("", to)
+    else:
+        message["To"] = mailbox(to.display_name, to.email)
     message["Subject"] = header_text(subject, 250)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id

@@ -13,7 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.addresses import ALL_POSTS, AddressBook, Keyring, ReplyTarget
-from service.compose import make_templates, new_message, public_name, render_bodies, render_line
+from service.compose import (
+    deliverable_address,
+    make_templates,
+    new_message,
+    public_name,
+    render_bodies,
+    render_line,
+)
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
 from service.notify import Notifier
 
@@ -99,6 +106,11 @@ class Digests:
         )
         person = session.get(Person, person_id)
         if done is not None or person is None or person.suspended_at is not None:
+            return 0
+        if not deliverable_address(person.email):
+            log.warning(
+                "person #%s gets no digest: their address cannot stand in a To header", person_id
+            )
             return 0
         post_ids = session.scalars(
             select(Subscription.post_id).where(

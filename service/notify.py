@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from jinja2 import Environment
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
-from service.compose import Draft, mailbox, make_templates, new_message, public_name, render_bodies
+from service.compose import (
+    Draft,
+    deliverable_address,
+    mailbox,
+    make_templates,
+    new_message,
+    public_name,
+    render_bodies,
+)
 from service.marker import MARKER_HTML_ID
-from service.models import Comment, OutboundEmail, Person, Post, Subscription
+from service.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def post_root_id(post: Post, domain: str) -> str:
@@ -24,12 +36,28 @@ def notification_id(comment_id: int, person_id: int, domain: str) -> str:
     return f"<comment-{comment_id}.to-{person_id}@{domain}>"
 
 
+class Reader(NamedTuple):
+    """Enough of a person to send them a notification."""
+
+    id: int
+    email: str
+    display_name: str
+
+
+class Following(NamedTuple):
+    """One subscription row of a post: who, whether it is on, and whether as a digest."""
+
+    person_id: int
+    active: bool
+    digest: str | None
+
+
 def followers(
     session: Session,
     post: Post,
     writer_id: int,
-    subscriptions: Sequence[Subscription] | None = None,
-) -> list[Person]:
+    subscriptions: Sequence[Following] | None = None,
+) -> list[Reader]:
     """Everyone who gets a mail per comment on `post`, except the writer and suspended people.
 
     That is the post's author, its commenters and its subscribers, less anyone who switched
@@ -43,34 +71,40 @@ def followers(
     wanted.add(post.author_id)
     commenters = select(Comment.author_id).where(Comment.post_id == post.id)
     query = (
-        select(Person)
+        select(Person.id, Person.email, Person.display_name)
         .where(or_(Person.id.in_(wanted), Person.id.in_(commenters)))
         .where(Person.suspended_at.is_(None))
         .order_by(Person.id)
     )
+    # Plain rows through the Core connection: this runs once per comment, on the hot path.
     return [
-        person
-        for person in session.scalars(query)
-        if person.id not in opted_out and person.id != writer_id
+        Reader(*row)
+        for row in session.connection().execute(query)
+        if row.id not in opted_out and row.id != writer_id
     ]
 
 
-def post_subscriptions(session: Session, post: Post) -> Sequence[Subscription]:
+def post_subscriptions(session: Session, post: Post) -> list[Following]:
     """Every subscription row of a post, whatever its state."""
-    return session.scalars(select(Subscription).where(Subscription.post_id == post.id)).all()
+    query = select(Subscription.person_id, Subscription.active, Subscription.digest).where(
+        Subscription.post_id == post.id
+    )
+    return [Following(*row) for row in session.connection().execute(query)]
 
 
 def follow(
     session: Session,
     post: Post,
     person: Person,
-    subscriptions: Sequence[Subscription] | None = None,
+    subscriptions: Sequence[Following] | None = None,
 ) -> None:
     """Make a commenter follow the thread, unless they opted out of it before."""
     if subscriptions is None:
         subscriptions = post_subscriptions(session, post)
     if all(s.person_id != person.id for s in subscriptions):
-        session.add(Subscription(post_id=post.id, person_id=person.id))
+        session.connection().execute(
+            insert(Subscription).values(post_id=post.id, person_id=person.id)
+        )
 
 
 class Notifier:
@@ -126,7 +160,7 @@ class Notifier:
         )
 
     def headers(
-        self, comment: Comment, post: Post, recipient: Person, ancestors: list[Comment]
+        self, comment: Comment, post: Post, recipient: Reader, ancestors: list[Comment]
     ) -> Draft:
         """The header fields of the notification about `comment` for `recipient`."""
         domain = self.book.domain
@@ -157,26 +191,33 @@ class Notifier:
         session: Session,
         comment: Comment,
         post: Post,
-        recipients: list[Person] | None = None,
+        recipients: list[Reader] | None = None,
     ) -> int:
         """Queue one notification per follower (or per given recipient); returns how many."""
         if recipients is None:
             recipients = followers(session, post, comment.author_id)
+        recipients = [reader for reader in recipients if _writable(reader)]
         if not recipients:
             return 0
         ancestors = thread_above(session, comment)  # once, not once per recipient
         bodies = self.bodies(comment, post, ancestors)  # likewise
-        session.add_all(
-            OutboundEmail(
-                kind="notification",
-                message_id=notification_id(comment.id, person.id, self.book.domain),
-                recipient_id=person.id,
-                recipient=person.email,
-                post_id=post.id,
-                comment_id=comment.id,
-                raw=self.headers(comment, post, person, ancestors).as_bytes(bodies),
-            )
-            for person in recipients
+        now = utcnow()
+        session.connection().execute(
+            insert(OutboundEmail),
+            [
+                {
+                    "kind": "notification",
+                    "message_id": notification_id(comment.id, reader.id, self.book.domain),
+                    "recipient_id": reader.id,
+                    "recipient": reader.email,
+                    "post_id": post.id,
+                    "comment_id": comment.id,
+                    "raw": self.headers(comment, post, reader, ancestors).as_bytes(bodies),
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+                for reader in recipients
+            ],
         )
         return len(recipients)
 
@@ -191,6 +232,14 @@ class Notifier:
         session.add(comment)
         session.flush()  # the comment's id names its notifications and their reply addresses
         return self.queue_for_comment(session, comment, post, recipients)
+
+
+def _writable(reader: Reader) -> bool:
+    """Whether a mail to the reader can be written; if not, they are skipped, not the comment."""
+    if deliverable_address(reader.email):
+        return True
+    log.warning("person #%s is not notified: their address cannot stand in a To header", reader.id)
+    return False
 
 
 MAX_REFERENCES = 20  # ancestors named in References; deeper threads still thread by the last

@@ -116,10 +116,10 @@ class Pipeline:
                 with self.session_factory.begin() as session:
                     outcomes += self._record(session, prepared[len(outcomes) :], worker)
             return outcomes
-        except Exception:
+        except Exception as exc:
             if len(mails) == 1:
                 log.exception("recording inbound #%s failed", mails[0].id)
-                return [self._fail_alone(mails[0], worker)]
+                return [self._fail_alone(mails[0], worker, _failure(exc))]
             # Something broke the batch's transaction: give each message its own.
             log.warning("a batch of %s messages failed; recording them one by one", len(mails))
             return [outcome for mail in mails for outcome in self.process_batch([mail], worker)]
@@ -164,6 +164,7 @@ class Pipeline:
         )
         # Kept referenced: the session's identity map only holds objects someone else does.
         preloaded = self._preload(session, [item for item in prepared if item.mail.id in held])
+        published = self._already_published(session, prepared)
         outcomes: list[Outcome | None] = []
         for item in prepared:
             if outcomes and self.yield_now():
@@ -171,7 +172,7 @@ class Pipeline:
             if item.mail.id not in held:
                 outcomes.append(None)
                 continue
-            outcome = item.failed or self._record_one(session, item)
+            outcome = item.failed or self._record_one(session, item, published)
             outcomes.append(outcome)
         finish_many(
             session,
@@ -202,8 +203,18 @@ class Pipeline:
         )
         return [*posts, *people]
 
-    def _record_one(self, session: Session, item: Prepared) -> Outcome:
-        """One message's decision and its writes, in a savepoint of its own."""
+    @staticmethod
+    def _already_published(session: Session, prepared: list[Prepared]) -> dict[str, int]:
+        """Dedupe keys of the batch that a comment already has, with its id (one query)."""
+        keys = [item.key for item in prepared if item.key is not None]
+        if not keys:
+            return {}
+        query = select(Comment.dedupe_key, Comment.id).where(Comment.dedupe_key.in_(keys))
+        return {row.dedupe_key: row.id for row in session.connection().execute(query)}
+
+    def _record_one(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
+        """One message's decision and its writes, in a savepoint of its own; `published` maps
+        dedupe keys to comments and learns the ones this message adds."""
         assert item.message is not None and item.key is not None
         message, mail = item.message, item.mail
         try:
@@ -211,9 +222,7 @@ class Pipeline:
                 if item.ignore:
                     outcome = Outcome(InboundStatus.IGNORED, item.ignore)
                 else:
-                    outcome = self._decide(
-                        session, mail, item.address, message, item.extraction, item.key
-                    )
+                    outcome = self._decide(session, item, published)
                 if outcome.code:
                     self.notices.queue(
                         session,
@@ -223,7 +232,9 @@ class Pipeline:
                         subject=message.subject,
                         in_reply_to=message.message_id,
                     )
-                return outcome
+            if outcome.comment_id is not None:
+                published[item.key] = outcome.comment_id  # a redelivery later in the batch
+            return outcome
         except IntegrityError:
             # Another worker published the same reply between our check and our insert.
             return Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
@@ -231,30 +242,22 @@ class Pipeline:
             log.exception("processing inbound #%s failed", mail.id)
             return _failure(exc)
 
-    def _fail_alone(self, mail: ClaimedMail, worker: str) -> Outcome | None:
+    def _fail_alone(self, mail: ClaimedMail, worker: str, outcome: Outcome) -> Outcome | None:
         """Record a failure in a transaction of its own, when recording the outcome failed."""
-        outcome = Outcome(InboundStatus.FAILED, "recording the outcome failed; see the log")
         with self.session_factory.begin() as session:
             if held_mail(session, mail.id, worker) is None:
                 return None
             finish_many(session, [(mail.id, outcome.status, outcome.reason)])
             return outcome
 
-    def _decide(
-        self,
-        session: Session,
-        mail: ClaimedMail,
-        address: Recipient | None,
-        message: ParsedMessage,
-        extraction: Extraction | None,
-        key: str,
-    ) -> Outcome:
+    def _decide(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
         """What a (person-written, or bounce) message to one of our addresses leads to."""
+        address = item.address
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
         if address.kind is AddressKind.BOUNCE:
-            return self._bounce(session, address, mail.raw)
+            return self._bounce(session, address, item.mail.raw)
         if address.kind is AddressKind.UNSUBSCRIBE:
             assert address.target is not None
             done = unsubscribe(session, address.target)
@@ -263,8 +266,7 @@ class Pipeline:
             return rejected(
                 "digest", "reply to a digest's own address; the sender was told how to reply"
             )
-        assert extraction is not None
-        return self._publish(session, mail, message, extraction, key)
+        return self._publish(session, item, published)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
@@ -275,15 +277,10 @@ class Pipeline:
         verdict = record_bounce(session, person, read_bounce(raw))
         return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
 
-    def _publish(
-        self,
-        session: Session,
-        mail: ClaimedMail,
-        message: ParsedMessage,
-        extraction: Extraction,
-        key: str,
-    ) -> Outcome:
+    def _publish(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
         """Decide whether the reply may be published; if so store it and queue its mail."""
+        mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
+        assert message is not None and extraction is not None and key is not None
         if self.trust_authserv_id:
             forged = dmarc_failure(message, self.trust_authserv_id)
             if forged:
@@ -315,7 +312,7 @@ class Pipeline:
                 "empty",
                 "empty reply: nothing was left after removing the quoted text and signature",
             )
-        existing = session.scalar(select(Comment.id).where(Comment.dedupe_key == key))
+        existing = published.get(key)
         if existing is not None:
             return Outcome(
                 InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"

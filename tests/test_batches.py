@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import event, func, select, update
 
+from service.compose import make_templates
 from service.config import Outbound
 from service.db import _waiting
 from service.inbox import ClaimedMail, claim_mail, store_received
@@ -19,6 +20,7 @@ from service.models import (
     InboundStatus,
     OutboundEmail,
     OutboundStatus,
+    Subscription,
     utcnow,
 )
 from service.outbox import Outbox
@@ -42,12 +44,18 @@ def counting_commits(components: Components) -> Iterator[list[int]]:
         event.remove(components.engine, "commit", count)
 
 
-def store_replies(blog: Blog, posts: list[int], reader: str = "reader@example.org") -> list[int]:
+def store_replies(
+    blog: Blog,
+    posts: list[int],
+    reader: str = "reader@example.org",
+    bodies: list[str] | None = None,
+) -> list[int]:
     """One reply from `reader` to each post, stored as the edge stores mail; the row ids."""
     ids = []
     for number, post in enumerate(posts):
         address = blog.address(post, reader)
-        raw = reply_message(reader, address, f"Reply number {number}.")
+        body = bodies[number] if bodies else f"Reply number {number}."
+        raw = reply_message(reader, address, body)
         ids += store_received(blog.parts.session_factory, raw, reader, [address])
     return ids
 
@@ -78,23 +86,24 @@ class TestOneTransactionPerBatch:
             assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 3
 
     def test_one_failing_message_does_not_undo_the_others(
-        self, parts: Components, blog: Blog
+        self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
-        """A message whose notification cannot be built fails alone, in the same commit.
+        """A message whose notification cannot be rendered fails alone, in the same commit.
 
-        The middle post's author has a line break in their address (a header injection
-        attempt), so rendering its notification raises: its savepoint is undone and the row
-        is failed with the reason, while the replies before and after it are published.
+        The operator's notification template has a mistake that only shows for some comments
+        (a variable that does not exist); the reply that hits it is undone to its savepoint
+        and failed with the reason, while the replies before and after it are published.
         """
-        posts = [
-            blog.post("first"),
-            blog.post("second", author="evil@example.org\r\nBcc: victim@example.org"),
-            blog.post("third"),
-        ]
-        ids = store_replies(blog, posts)
+        (tmp_path / "notification.txt").write_text(
+            "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
+        )
+        posts = [blog.post(f"post-{n}") for n in range(3)]
+        ids = store_replies(blog, posts, bodies=["Fine.", "This one goes boom.", "Fine too."])
+        pipeline = parts.pipeline()
+        pipeline.notifier.templates = make_templates(tmp_path)
         batch = claim(parts, 3)
         with counting_commits(parts) as commits:
-            outcomes = process(parts, batch)
+            outcomes = pipeline.process_batch(batch, "batch-worker")
         assert [o.status if o else None for o in outcomes] == [
             InboundStatus.PROCESSED,
             InboundStatus.FAILED,
@@ -104,12 +113,27 @@ class TestOneTransactionPerBatch:
         with parts.session_factory() as session:
             failed = session.get(InboundEmail, ids[1])
             assert failed is not None and failed.status == InboundStatus.FAILED
-            assert "line break" in (failed.reason or "")
+            assert "no_such_variable" in (failed.reason or "")
             commented = set(session.scalars(select(Comment.post_id)))
             assert commented == {posts[0], posts[2]}  # nothing left of the failed one
-            raws = list(session.scalars(select(OutboundEmail.raw)))
-        assert len(raws) == 2
-        assert not any(b"victim@example.org" in raw for raw in raws)
+            assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 2
+
+    def test_a_follower_whose_address_cannot_be_written_is_skipped(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """A stored address with a line break (or non-ASCII) gets no mail; the reply is still
+        published and the thread's other followers are told."""
+        post = blog.post("hello", author="evil@example.org\r\nBcc: victim@example.org")
+        with parts.session_factory.begin() as session:
+            for email in ("follower@example.org", "jürgen@example.org"):
+                session.add(Subscription(post_id=post, person_id=blog.person(email)))
+        store_replies(blog, [post])
+        [outcome] = process(parts, claim(parts, 1))
+        assert outcome is not None and outcome.status == InboundStatus.PROCESSED
+        with parts.session_factory() as session:
+            rows = list(session.scalars(select(OutboundEmail)))
+        assert [row.recipient for row in rows] == ["follower@example.org"]
+        assert b"victim@example.org" not in rows[0].raw
 
 
 class TestYieldingToTheEdge:
