@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, or_, select, update
+from sqlalchemy import CursorResult, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import InboundEmail, InboundStatus, utcnow
+from service.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
 LEASE = timedelta(minutes=5)
@@ -33,21 +33,36 @@ def header_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[InboundEmail]:
-    """One new row per envelope recipient of one message."""
+def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[dict[str, Any]]:
+    """The values of one new row per envelope recipient of one message."""
     digest = hashlib.sha256(raw).hexdigest()
     message_id = header_message_id(raw)
+    now = utcnow()
     return [
-        InboundEmail(
-            raw=raw,
-            sha256=digest,
-            message_id=message_id,
-            sender=sender,
-            recipient=recipient.lower(),
-            status=InboundStatus.RECEIVED,
-        )
+        {
+            "raw": raw,
+            "sha256": digest,
+            "message_id": message_id,
+            "sender": sender,
+            "recipient": recipient.lower(),
+            "status": InboundStatus.RECEIVED,
+            "received_at": now,
+            "updated_at": now,
+        }
         for recipient in recipients
     ]
+
+
+# Built once: the edge runs it for every message, and building a statement costs more than
+# SQLite takes to run it. The ids come back in the order the rows were given.
+_STORE = insert(InboundEmail).returning(InboundEmail.id, sort_by_parameter_order=True)
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT the rows in one statement; their new ids, in order."""
+    if not rows:
+        return []
+    return list(session.connection().execute(_STORE, rows).scalars())
 
 
 def store_received(
@@ -55,10 +70,7 @@ def store_received(
 ) -> list[int]:
     """Commit one row per envelope recipient; returns their ids. Raises if not stored."""
     with session_factory.begin() as session:
-        rows = _received_rows(raw, sender, recipients)
-        session.add_all(rows)
-        session.flush()
-        return [row.id for row in rows]
+        return _insert_rows(session, _received_rows(raw, sender, recipients))
 
 
 @dataclass
@@ -126,11 +138,10 @@ class GroupCommit:
     def _commit(self, batch: list[_Waiting]) -> None:
         try:
             with self.session_factory.begin() as session:
-                rows = [_received_rows(i.raw, i.sender, i.recipients) for i in batch]
-                session.add_all([row for group in rows for row in group])
-                session.flush()
-                for item, group in zip(batch, rows, strict=True):
-                    item.ids = [row.id for row in group]
+                groups = [_received_rows(i.raw, i.sender, i.recipients) for i in batch]
+                ids = iter(_insert_rows(session, [row for group in groups for row in group]))
+                for item, group in zip(batch, groups, strict=True):
+                    item.ids = [next(ids) for _ in group]
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -167,6 +178,34 @@ _CLAIMED_COLUMNS = (
 )
 
 
+_CLAIMABLE = (
+    select(*_CLAIMED_COLUMNS)
+    .where(
+        or_(
+            InboundEmail.status == InboundStatus.RECEIVED,
+            (InboundEmail.status == InboundStatus.PROCESSING)
+            & (InboundEmail.lease_until < bindparam("now", type_=UTCDateTime())),
+        )
+    )
+    .order_by(InboundEmail.id)
+    .limit(bindparam("limit"))
+    # PostgreSQL: nodes skip rows another node holds; SQLite ignores this and relies on
+    # BEGIN IMMEDIATE serialising writers.
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(InboundEmail)
+    .where(InboundEmail.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=InboundStatus.PROCESSING,
+        claimed_by=bindparam("worker"),
+        lease_until=bindparam("lease_until", type_=UTCDateTime()),
+        attempts=InboundEmail.attempts + 1,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
 def claim_next(
     session_factory: sessionmaker[Session], worker: str, lease: timedelta = LEASE
 ) -> int | None:
@@ -188,38 +227,21 @@ def claim_mail(
     """claim_batch, returning the claimed rows' content too, so processing need not read them."""
     now = utcnow()
     with session_factory.begin() as session:
-        candidates = (
-            select(*_CLAIMED_COLUMNS)
-            .where(
-                or_(
-                    InboundEmail.status == InboundStatus.RECEIVED,
-                    (InboundEmail.status == InboundStatus.PROCESSING)
-                    & (InboundEmail.lease_until < now),
-                )
-            )
-            .order_by(InboundEmail.id)
-            .limit(limit)
-            # PostgreSQL: nodes skip rows another node holds; SQLite ignores this and relies
-            # on BEGIN IMMEDIATE serialising writers.
-            .with_for_update(skip_locked=True)
-        )
+        connection = session.connection()
         mails = [
             ClaimedMail(row.id, row.raw, row.sender, row.recipient, row.sha256, row.attempts + 1)
-            for row in session.execute(candidates)
+            for row in connection.execute(_CLAIMABLE, {"now": now, "limit": limit})
         ]
-        if not mails:
-            return []
-        session.execute(
-            update(InboundEmail)
-            .where(InboundEmail.id.in_([mail.id for mail in mails]))
-            .values(
-                status=InboundStatus.PROCESSING,
-                claimed_by=worker,
-                lease_until=now + lease,
-                attempts=InboundEmail.attempts + 1,
-                updated_at=now,
+        if mails:
+            connection.execute(
+                _CLAIM,
+                {
+                    "ids": [mail.id for mail in mails],
+                    "worker": worker,
+                    "lease_until": now + lease,
+                    "now": now,
+                },
             )
-        )
         return mails
 
 
@@ -262,42 +284,29 @@ def release(session_factory: sessionmaker[Session], worker: str, ids: Iterable[i
         return result.rowcount or 0
 
 
-def finish(
-    session: Session, row: InboundEmail, status: InboundStatus, reason: str | None = None
-) -> None:
-    """Move a claimed row to a terminal state (inside the caller's transaction)."""
-    now = utcnow()
-    row.status = status
-    row.reason = reason
-    row.claimed_by = None
-    row.lease_until = None
-    row.updated_at = now
-    row.finished_at = now
+_FINISH = (
+    update(InboundEmail)
+    .where(InboundEmail.__table__.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        reason=bindparam("reason"),
+        claimed_by=None,
+        lease_until=None,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        finished_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
 
 
 def finish_many(session: Session, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
     """Move claimed rows to their terminal states, as (id, status, reason), in one statement."""
     now = utcnow()
     params = [
-        {"row_id": row_id, "status": status, "reason": reason}
+        {"row_id": row_id, "status": status, "reason": reason, "now": now}
         for row_id, status, reason in outcomes
     ]
-    if not params:
-        return
-    table = InboundEmail.__table__
-    session.connection().execute(
-        update(InboundEmail)
-        .where(table.c.id == bindparam("row_id"))
-        .values(
-            status=bindparam("status"),
-            reason=bindparam("reason"),
-            claimed_by=None,
-            lease_until=None,
-            updated_at=now,
-            finished_at=now,
-        ),
-        params,
-    )
+    if params:
+        session.connection().execute(_FINISH, params)
 
 
 REPLAYABLE = (InboundStatus.FAILED, InboundStatus.REJECTED, InboundStatus.IGNORED)

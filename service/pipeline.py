@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,6 +64,26 @@ def dedupe_key(message_id: str | None, raw_sha256: str, sender: str, recipient: 
     identity = message_id or f"sha256:{raw_sha256}"
     key = f"{identity}\0{sender.lower()}\0{recipient.lower()}"
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+# Statements run for every batch, built once with bound parameters (building and hashing a
+# statement costs more than SQLite takes to run it).
+_HELD = (
+    select(InboundEmail.id)
+    .where(
+        InboundEmail.id.in_(bindparam("ids", expanding=True)),
+        InboundEmail.status == InboundStatus.PROCESSING,
+        InboundEmail.claimed_by == bindparam("worker"),
+    )
+    # Locked (PostgreSQL): a worker whose lease lapsed cannot finish a row while the worker
+    # that took it over does; SQLite's write lock already serialises them.
+    .with_for_update()
+)
+_PUBLISHED = select(Comment.dedupe_key, Comment.id).where(
+    Comment.dedupe_key.in_(bindparam("keys", expanding=True))
+)
+_POSTS = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
+_PEOPLE = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
 
 
 class Pipeline:
@@ -149,19 +169,8 @@ class Pipeline:
     ) -> list[Outcome | None]:
         """Decide and store prepared messages in the caller's transaction, in order; it may
         stop early to let a waiting writer in, and returns the outcomes of those it did."""
-        # Locked (PostgreSQL): a worker whose lease lapsed cannot finish a row while the
-        # worker that took it over does; SQLite's write lock already serialises them.
-        held = set(
-            session.scalars(
-                select(InboundEmail.id)
-                .where(
-                    InboundEmail.id.in_([item.mail.id for item in prepared]),
-                    InboundEmail.status == InboundStatus.PROCESSING,
-                    InboundEmail.claimed_by == worker,
-                )
-                .with_for_update()
-            )
-        )
+        ids = [item.mail.id for item in prepared]
+        held = set(session.connection().execute(_HELD, {"ids": ids, "worker": worker}).scalars())
         # Kept referenced: the session's identity map only holds objects someone else does.
         preloaded = self._preload(session, [item for item in prepared if item.mail.id in held])
         published = self._already_published(session, prepared)
@@ -197,10 +206,8 @@ class Pipeline:
         ]
         if len(targets) < 2:
             return []
-        posts = session.scalars(select(Post).where(Post.id.in_({t.post_id for t in targets})))
-        people = session.scalars(
-            select(Person).where(Person.id.in_({t.person_id for t in targets}))
-        )
+        posts = session.scalars(_POSTS, {"ids": list({t.post_id for t in targets})})
+        people = session.scalars(_PEOPLE, {"ids": list({t.person_id for t in targets})})
         return [*posts, *people]
 
     @staticmethod
@@ -209,8 +216,8 @@ class Pipeline:
         keys = [item.key for item in prepared if item.key is not None]
         if not keys:
             return {}
-        query = select(Comment.dedupe_key, Comment.id).where(Comment.dedupe_key.in_(keys))
-        return {row.dedupe_key: row.id for row in session.connection().execute(query)}
+        rows = session.connection().execute(_PUBLISHED, {"keys": keys})
+        return {row.dedupe_key: row.id for row in rows}
 
     def _record_one(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
         """One message's decision and its writes, in a savepoint of its own; `published` maps
