@@ -7,7 +7,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +94,15 @@ def _gate(url: str) -> Path | None:
     return Path(f"{parsed.database}-urgent")
 
 
-def edge_waiting(engine: Engine) -> bool:
-    """Whether the SMTP edge waits for SQLite's write lock right now (never on PostgreSQL).
+def edge_waiting(engine: Engine) -> Callable[[], bool]:
+    """A check of whether the SMTP edge waits for SQLite's write lock right now (on
+    PostgreSQL, never).
 
-    A long writer checks this between units of work and commits early, so senders waiting
-    for their 250 are not kept behind a whole batch.
+    A long writer calls it between units of work and commits early, so senders waiting for
+    their 250 are not kept behind a whole batch.
     """
-    return _someone_waits(_gate(engine.url.render_as_string(hide_password=False)))
+    gate = _gate(engine.url.render_as_string(hide_password=False))
+    return lambda: _someone_waits(gate)
 
 
 def begin_immediate(

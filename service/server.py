@@ -108,7 +108,7 @@ class Components:
             own_addresses={settings.from_address},
             quotes_only=settings.quotes_only,
             trust_authserv_id=settings.trust_authserv_id,
-            yield_now=lambda: edge_waiting(self.engine),
+            yield_now=edge_waiting(self.engine),
         )
 
     def envelope_sender(self, parcel: Parcel) -> str:
