@@ -158,10 +158,10 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of a process tree, including reaped children."""
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """User plus system CPU of a process (and its tree), including reaped children."""
     total = 0.0
-    for member in process_tree(pid):
+    for member in process_tree(pid) if tree else [pid]:
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
@@ -325,6 +325,7 @@ class ReplydRun:
     accept: Run
     end_to_end_seconds: float
     cpu_seconds: float
+    edge_cpu_seconds: float  # the daemon's own process: the SMTP edge (and any in-process work)
     rss_start: tuple[float, float]
     rss_end: tuple[float, float]
     comments: int
@@ -359,6 +360,7 @@ def run_replyd(
             time.sleep(0.05)
         rss_start = rss_mib(process.pid)
         cpu_before = cpu_seconds(process.pid)
+        edge_before = cpu_seconds(process.pid, tree=False)
         started = time.perf_counter()
         latencies, refused = blast(port, load, connections)
         accepted = time.perf_counter() - started
@@ -366,6 +368,7 @@ def run_replyd(
             time.sleep(0.01)
         end_to_end = time.perf_counter() - started
         cpu = cpu_seconds(process.pid) - cpu_before
+        edge_cpu = cpu_seconds(process.pid, tree=False) - edge_before
         rss_end = rss_mib(process.pid)
         comments = count_done(engine)[1]
         with engine.connect() as connection:
@@ -376,6 +379,7 @@ def run_replyd(
             Run(accepted, latencies, cpu, refused),
             end_to_end,
             cpu,
+            edge_cpu,
             rss_start,
             rss_end,
             comments,
@@ -485,7 +489,9 @@ def main() -> None:
                 f" -> {replyd.rss_end[1]:.0f} MiB); {replyd.comments} comments, "
                 f"{replyd.notifications} notifications queued, "
                 f"{sink.refused + replyd.accept.refused} refused; accept p99 b/a "
-                f"{p99_ratio:.1f}"
+                f"{p99_ratio:.1f}; CPU per message: edge process "
+                f"{replyd.edge_cpu_seconds / count * 1000:.2f} ms, worker processes "
+                f"{(replyd.cpu_seconds - replyd.edge_cpu_seconds) / count * 1000:.2f} ms"
             )
     print(
         f"{args.messages} messages of ~{len(letters[-1].raw) // 1000} KB, "
