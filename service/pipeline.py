@@ -130,19 +130,20 @@ class Pipeline:
         recorded as such without undoing the others.
         """
         prepared = [self._prepare(mail) for mail in mails]
+        outcomes: list[Outcome | None] = []  # of the messages already committed
         try:
-            outcomes: list[Outcome | None] = []
             while len(outcomes) < len(prepared):
                 with self.session_factory.begin() as session:
                     outcomes += self._record(session, prepared[len(outcomes) :], worker)
             return outcomes
         except Exception as exc:
-            if len(mails) == 1:
-                log.exception("recording inbound #%s failed", mails[0].id)
-                return [self._fail_alone(mails[0], worker, _failure(exc))]
-            # Something broke the batch's transaction: give each message its own.
-            log.warning("a batch of %s messages failed; recording them one by one", len(mails))
-            return [outcome for mail in mails for outcome in self.process_batch([mail], worker)]
+            rest = mails[len(outcomes) :]
+            if len(rest) == 1:
+                log.exception("recording inbound #%s failed", rest[0].id)
+                return [*outcomes, self._fail_alone(rest[0], worker, _failure(exc))]
+            # Something broke the batch's transaction: give each message left its own.
+            log.warning("a batch of %s messages failed; recording them one by one", len(rest))
+            return outcomes + [o for mail in rest for o in self.process_batch([mail], worker)]
 
     def _prepare(self, mail: ClaimedMail) -> Prepared:
         """The CPU-heavy part of processing: parse, classify, extract (no database)."""
