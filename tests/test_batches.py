@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes
@@ -13,7 +14,7 @@ from sqlalchemy import event, func, select, update
 from service.compose import make_templates
 from service.config import Outbound
 from service.db import _waiting
-from service.inbox import ClaimedMail, claim_mail, store_received
+from service.inbox import ClaimedMail, claim_mail, requeue, store_received
 from service.models import (
     Comment,
     InboundEmail,
@@ -187,3 +188,27 @@ class TestMaildirBatches:
         assert len(filed) == 3
         ids = {message_from_bytes(path.read_bytes())["Message-ID"] for path in filed}
         assert ids == {row.message_id for row in rows}
+
+
+class TestBrokenBatch:
+    def test_when_the_batch_transaction_breaks_each_message_is_failed_with_the_reason(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """A database fault that breaks the whole batch (here: the comments table is gone)
+        still leaves every message in a terminal state with the error, replayable later."""
+        ids = store_replies(blog, [blog.post(f"post-{n}") for n in range(2)])
+        database = parts.engine.url.database
+        assert database is not None
+        parts.engine.dispose()  # no pooled connection keeps the old schema cached
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE comments RENAME TO comments_away")
+        outcomes = process(parts, claim(parts, 2))
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.FAILED] * 2
+        assert all("comments" in (o.reason or "") for o in outcomes if o)
+        parts.engine.dispose()
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE comments_away RENAME TO comments")
+        with parts.session_factory.begin() as session:
+            assert requeue(session, ids) == 2
+        outcomes = process(parts, claim(parts, 2))
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 2
