@@ -103,7 +103,7 @@ def mailbox(display_name: str, address: str) -> str:
 
 
 # The wire form of our mail: CRLF line ends, 7-bit clean (bodies are quoted-printable), so
-# any relay takes it unchanged. The email package's compat32 API builds it: a tenth of the
+# any relay takes it unchanged. The email package's compat32 API builds it: a fifth of the
 # CPU of EmailMessage's header objects, which matters when one comment fans out to many.
 _WIRE = compat32.clone(linesep="\r\n")
 _UTF8_QP = Charset("utf-8")
