@@ -7,7 +7,7 @@ import logging
 import mailbox
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiosmtplib
 from sqlalchemy import bindparam, func, or_, select, update
@@ -23,6 +23,23 @@ LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
 CLAIM_LIMIT = 32  # rows claimed, delivered and recorded together
+
+
+# The outcome of one delivery attempt, for many rows in one executemany.
+_RECORD = (
+    update(OutboundEmail)
+    .where(OutboundEmail.__table__.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        sent_at=bindparam("sent_at", type_=UTCDateTime()),
+        next_attempt_at=func.coalesce(
+            bindparam("next_attempt_at", type_=UTCDateTime()), OutboundEmail.next_attempt_at
+        ),
+        last_error=bindparam("last_error"),
+        claimed_by=None,
+        lease_until=None,
+    )
+)
 
 
 class DeliveryError(Exception):
@@ -182,45 +199,34 @@ class Outbox:
                 if row is None or row.claimed_by != worker:
                     statuses.append("lost-claim")
                     continue
-                change: dict[str, object] = {
-                    "row_id": parcel.id,
-                    "status": OutboundStatus.SENT,
-                    "sent_at": None,
-                    "next_attempt_at": None,  # None: unchanged
-                    "last_error": None,
-                }
-                if error is None:
-                    change["sent_at"] = now
-                    if parcel.recipient_id is not None:
-                        delivered_to.add(parcel.recipient_id)
-                elif error.permanent or row.attempts >= self.max_attempts:
-                    change["status"] = OutboundStatus.FAILED
-                    change["last_error"] = str(error)[:2000]
-                else:
-                    change["status"] = OutboundStatus.QUEUED
-                    change["next_attempt_at"] = now + backoff(row.attempts)
-                    change["last_error"] = str(error)[:2000]
+                change = self._change(parcel.id, row.attempts, error, now)
                 changes.append(change)
                 statuses.append(str(change["status"]))
+                if error is None and parcel.recipient_id is not None:
+                    delivered_to.add(parcel.recipient_id)
             if changes:
-                session.connection().execute(
-                    update(OutboundEmail)
-                    .where(OutboundEmail.__table__.c.id == bindparam("row_id"))
-                    .values(
-                        status=bindparam("status"),
-                        sent_at=bindparam("sent_at", type_=UTCDateTime()),
-                        next_attempt_at=func.coalesce(
-                            bindparam("next_attempt_at", type_=UTCDateTime()),
-                            OutboundEmail.next_attempt_at,
-                        ),
-                        last_error=bindparam("last_error"),
-                        claimed_by=None,
-                        lease_until=None,
-                    ),
-                    changes,
-                )
+                session.connection().execute(_RECORD, changes)
             record_delivery(session, delivered_to)
             return statuses
+
+    def _change(
+        self, row_id: int, attempts: int, error: DeliveryError | None, now: datetime
+    ) -> dict[str, object]:
+        """The parameters of _RECORD for one attempt: sent, failed for good, or retried later."""
+        if error is None:
+            status, sent_at, retry_at, reason = OutboundStatus.SENT, now, None, None
+        elif error.permanent or attempts >= self.max_attempts:
+            status, sent_at, retry_at, reason = OutboundStatus.FAILED, None, None, str(error)
+        else:
+            status, sent_at, reason = OutboundStatus.QUEUED, None, str(error)
+            retry_at = now + backoff(attempts)
+        return {
+            "row_id": row_id,
+            "status": status,
+            "sent_at": sent_at,
+            "next_attempt_at": retry_at,  # None keeps the row's own
+            "last_error": reason[:2000] if reason else None,
+        }
 
     def _file_all(self, parcels: list[Parcel]) -> list[DeliveryError | None]:
         """Write parcels into the outbox Maildir; per parcel, None or why it failed."""
