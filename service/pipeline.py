@@ -123,11 +123,12 @@ class Pipeline:
         return self.process_batch([mail], worker)[0]
 
     def process_batch(self, mails: list[ClaimedMail], worker: str) -> list[Outcome | None]:
-        """Process claimed rows, all recorded in one commit; None for a claim lost meanwhile.
+        """Process claimed rows; the outcome of each, None for a claim lost meanwhile.
 
-        Parsing and extraction run first, outside the transaction. Each message then gets a
-        savepoint of its own, so one that fails (or loses a race for its dedupe key) is
-        recorded as such without undoing the others.
+        Parsing and extraction run first, outside any transaction. The outcomes are then
+        recorded in one commit (more when the SMTP edge waits for SQLite's lock, see
+        `yield_now`), each message in a savepoint of its own, so one that fails (or loses a
+        race for its dedupe key) is recorded as such without undoing the others.
         """
         prepared = [self._prepare(mail) for mail in mails]
         outcomes: list[Outcome | None] = []  # of the messages already committed
