@@ -12,7 +12,7 @@ from service.addresses import make_token, verify_token
 from service.bounces import SUSPEND_AT, read_bounce
 from service.digest import last_complete_period
 from service.marker import MARKERS
-from service.models import InboundStatus, OutboundEmail, Person, Subscription, utcnow
+from service.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
 from tests.test_reply_flow import comments, delivered, final_row
 
@@ -256,6 +256,31 @@ class TestDigests:
             assert session.scalars(select(Subscription.active)).all() == [False]
 
 
+class TestDigestAddresses:
+    def test_a_subscriber_whose_address_cannot_be_written_gets_no_digest(self, blog: Blog) -> None:
+        """A non-ASCII address (replyd does not send SMTPUTF8) is skipped; the others' digests
+        are still queued, and the run does not fail over and over."""
+        post = blog.post()
+        writer = blog.person(READER)
+        period = last_complete_period("daily", utcnow())
+        with blog.parts.session_factory.begin() as session:
+            for email in ("jürgen@example.org", "fan@example.org"):
+                person = blog.person(email)
+                session.add(Subscription(post_id=post, person_id=person, digest="daily"))
+            session.add(
+                Comment(
+                    post_id=post,
+                    author_id=writer,
+                    body="from yesterday",
+                    created_at=period.start + timedelta(hours=1),
+                )
+            )
+        assert blog.parts.digests().send(blog.parts.session_factory, period) == 1
+        with blog.parts.session_factory() as session:
+            queued = session.scalars(select(OutboundEmail.recipient)).all()
+        assert queued == ["fan@example.org"]
+
+
 class TestDigestScheduler:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, str]:
@@ -270,7 +295,6 @@ class TestDigestScheduler:
         fan = blog.person("fan@example.org", "Fan")
         writer = blog.person(READER)
         period = last_complete_period("daily", utcnow())
-        from service.models import Comment
 
         with blog.parts.session_factory.begin() as session:
             session.add(Subscription(post_id=post, person_id=fan, digest="daily"))
