@@ -103,6 +103,8 @@ def make_settings(var_dir: Path, **overrides: str) -> Settings:
         "REPLYD_SECRET": SECRET,
         "REPLYD_SMTP_PORT": str(free_port()),
         "REPLYD_HTTP_PORT": "0",  # any free port: tests never collide on 8025
+        # In-process daemons run their workers inline; tests of worker processes ask for them.
+        "REPLYD_WORKER_PROCESSES": "0",
         "REPLYD_BASE_URL": "https://blog.example.org",
         "REPLYD_SITE_NAME": "Example Blog",
         **overrides,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -20,9 +21,21 @@ class TestSettings:
         assert settings.outbound.path == tmp_path / "outbox"
         assert settings.max_message_bytes == 10 * 1024 * 1024
 
+    def test_worker_processes_default_to_one_when_there_is_a_second_cpu(
+        self, tmp_path: Path
+    ) -> None:
+        """By default ("auto") the edge gets a worker process beside it on a multi-core
+        machine, and keeps the work in one process on a single core; a number overrides."""
+        expected = 1 if (os.cpu_count() or 1) >= 2 else 0
+        assert load_settings({"REPLYD_VAR_DIR": str(tmp_path)}).worker_processes == expected
+        for raw, count in (("AUTO", expected), ("0", 0), ("3", 3)):
+            env = {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_WORKER_PROCESSES": raw}
+            assert load_settings(env).worker_processes == count
+
     @pytest.mark.parametrize(
         ("name", "value"),
         [
+            ("REPLYD_WORKER_PROCESSES", "many"),
             ("REPLYD_SMTP_PORT", "smtp"),
             ("REPLYD_SMTP_PORT", "70000"),
             ("REPLYD_MAX_MESSAGE_BYTES", "lots"),
