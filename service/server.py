@@ -203,11 +203,13 @@ class ReplydServer:
         if self.settings.retention_days:
             self._tasks.append(asyncio.create_task(self._retention()))
         log.info(
-            "replyd listening for %s on %s:%s (workers: %s, outbound: %s)",
+            "replyd listening for %s on %s:%s (%s, outbound: %s)",
             self.settings.protocol.upper(),
             self.settings.smtp_host,
             self.settings.smtp_port,
-            self.settings.workers,
+            f"worker processes: {self.settings.worker_processes}"
+            if self.settings.worker_processes
+            else f"workers in this process: {self.settings.workers}",
             self.settings.outbound.kind,
         )
 
