@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Collection
@@ -39,6 +40,10 @@ class Outcome:
 def rejected(code: str, reason: str) -> Outcome:
     """A refusal after DATA, with the code of the notice the sender gets."""
     return Outcome(InboundStatus.REJECTED, reason, code=code)
+
+
+class _Careful(Exception):
+    """A message failed in a transaction without savepoints: record the batch again with them."""
 
 
 def _failure(exc: Exception) -> Outcome:
@@ -127,15 +132,23 @@ class Pipeline:
 
         Parsing and extraction run first, outside any transaction. The outcomes are then
         recorded in one commit (more when the SMTP edge waits for SQLite's lock, see
-        `yield_now`), each message in a savepoint of its own, so one that fails (or loses a
-        race for its dedupe key) is recorded as such without undoing the others.
+        `yield_now`). Should a message fail, or lose a race for its dedupe key, the
+        transaction is done again with a savepoint per message, so that message is recorded
+        as failed (or duplicate) without undoing the others; savepoints cost two statements
+        per message, so they are only taken then.
         """
         prepared = [self._prepare(mail) for mail in mails]
         outcomes: list[Outcome | None] = []  # of the messages already committed
         try:
             while len(outcomes) < len(prepared):
-                with self.session_factory.begin() as session:
-                    outcomes += self._record(session, prepared[len(outcomes) :], worker)
+                todo = prepared[len(outcomes) :]
+                try:
+                    with self.session_factory.begin() as session:
+                        outcomes += self._record(session, todo, worker, careful=False)
+                except _Careful:
+                    # A message failed: again from the top, each in a savepoint of its own.
+                    with self.session_factory.begin() as session:
+                        outcomes += self._record(session, todo, worker, careful=True)
             return outcomes
         except Exception as exc:
             rest = mails[len(outcomes) :]
@@ -167,10 +180,11 @@ class Pipeline:
         return Prepared(mail, address, message, ignore, extraction, key)
 
     def _record(
-        self, session: Session, prepared: list[Prepared], worker: str
+        self, session: Session, prepared: list[Prepared], worker: str, *, careful: bool
     ) -> list[Outcome | None]:
         """Decide and store prepared messages in the caller's transaction, in order; it may
-        stop early to let a waiting writer in, and returns the outcomes of those it did."""
+        stop early to let a waiting writer in, and returns the outcomes of those it did.
+        `careful`: each message in a savepoint; otherwise the first failure raises _Careful."""
         ids = [item.mail.id for item in prepared]
         held = set(session.connection().execute(_HELD, {"ids": ids, "worker": worker}).scalars())
         # Kept referenced: the session's identity map only holds objects someone else does.
@@ -183,7 +197,7 @@ class Pipeline:
             if item.mail.id not in held:
                 outcomes.append(None)
                 continue
-            outcome = item.failed or self._record_one(session, item, published)
+            outcome = item.failed or self._record_one(session, item, published, careful)
             outcomes.append(outcome)
         finish_many(
             session,
@@ -221,13 +235,15 @@ class Pipeline:
         rows = session.connection().execute(_PUBLISHED, {"keys": keys})
         return {row.dedupe_key: row.id for row in rows}
 
-    def _record_one(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
-        """One message's decision and its writes, in a savepoint of its own; `published` maps
-        dedupe keys to comments and learns the ones this message adds."""
+    def _record_one(
+        self, session: Session, item: Prepared, published: dict[str, int], careful: bool
+    ) -> Outcome:
+        """One message's decision and its writes (in a savepoint of its own when `careful`);
+        `published` maps dedupe keys to comments and learns the ones this message adds."""
         assert item.message is not None and item.key is not None
         message, mail = item.message, item.mail
         try:
-            with session.begin_nested():
+            with session.begin_nested() if careful else contextlib.nullcontext():
                 if item.ignore:
                     outcome = Outcome(InboundStatus.IGNORED, item.ignore)
                 else:
@@ -244,10 +260,12 @@ class Pipeline:
             if outcome.comment_id is not None:
                 published[item.key] = outcome.comment_id  # a redelivery later in the batch
             return outcome
-        except IntegrityError:
-            # Another worker published the same reply between our check and our insert.
-            return Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
         except Exception as exc:
+            if not careful:
+                raise _Careful from exc
+            if isinstance(exc, IntegrityError):
+                # Another worker published the same reply between our check and our insert.
+                return Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
             log.exception("processing inbound #%s failed", mail.id)
             return _failure(exc)
 

@@ -45,6 +45,22 @@ def counting_commits(components: Components) -> Iterator[list[int]]:
         event.remove(components.engine, "commit", count)
 
 
+@contextmanager
+def counting_savepoints(components: Components) -> Iterator[list[str]]:
+    """Collect the SAVEPOINT statements sent on the components' engine while the block runs."""
+    savepoints: list[str] = []
+
+    def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("SAVEPOINT"):
+            savepoints.append(statement)
+
+    event.listen(components.engine, "before_cursor_execute", watch)
+    try:
+        yield savepoints
+    finally:
+        event.remove(components.engine, "before_cursor_execute", watch)
+
+
 def store_replies(
     blog: Blog,
     posts: list[int],
@@ -75,13 +91,15 @@ def process(parts: Components, batch: list[ClaimedMail]) -> list[Outcome | None]
 
 class TestOneTransactionPerBatch:
     def test_a_batch_is_recorded_in_one_commit(self, parts: Components, blog: Blog) -> None:
-        """Three replies, three comments, their notifications: one commit records them all."""
+        """Three replies, three comments, their notifications: one commit records them all,
+        and no savepoint is spent while nothing fails."""
         store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
         batch = claim(parts, 3)
-        with counting_commits(parts) as commits:
+        with counting_commits(parts) as commits, counting_savepoints(parts) as savepoints:
             outcomes = process(parts, batch)
         assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
         assert len(commits) == 1
+        assert savepoints == []
         with parts.session_factory() as session:
             assert session.scalar(select(func.count()).select_from(Comment)) == 3
             assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 3
@@ -92,8 +110,9 @@ class TestOneTransactionPerBatch:
         """A message whose notification cannot be rendered fails alone, in the same commit.
 
         The operator's notification template has a mistake that only shows for some comments
-        (a variable that does not exist); the reply that hits it is undone to its savepoint
-        and failed with the reason, while the replies before and after it are published.
+        (a variable that does not exist). The batch is recorded again with a savepoint per
+        message: the reply that hits the mistake is undone to its savepoint and failed with
+        the reason, while the replies before and after it are published, in one commit.
         """
         (tmp_path / "notification.txt").write_text(
             "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
@@ -103,7 +122,7 @@ class TestOneTransactionPerBatch:
         pipeline = parts.pipeline()
         pipeline.notifier.templates = make_templates(tmp_path)
         batch = claim(parts, 3)
-        with counting_commits(parts) as commits:
+        with counting_commits(parts) as commits, counting_savepoints(parts) as savepoints:
             outcomes = pipeline.process_batch(batch, "batch-worker")
         assert [o.status if o else None for o in outcomes] == [
             InboundStatus.PROCESSED,
@@ -111,6 +130,7 @@ class TestOneTransactionPerBatch:
             InboundStatus.PROCESSED,
         ]
         assert len(commits) == 1
+        assert len(savepoints) == 3
         with parts.session_factory() as session:
             failed = session.get(InboundEmail, ids[1])
             assert failed is not None and failed.status == InboundStatus.FAILED
