@@ -123,12 +123,6 @@ class Draft:
             raise ValueError(f"line break in the {name} header value")
         self._fields.append((name, value))
 
-    def __getitem__(self, name: str) -> str:
-        for field_name, value in self._fields:
-            if field_name.lower() == name.lower():
-                return value
-        raise KeyError(name)
-
     def as_bytes(self, bodies: bytes) -> bytes:
         """The whole message: these header fields, then `bodies` from `render_bodies`."""
         head: Message[str, str | Header] = Message()

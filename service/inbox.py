@@ -210,21 +210,15 @@ def claim_next(
     session_factory: sessionmaker[Session], worker: str, lease: timedelta = LEASE
 ) -> int | None:
     """Claim the oldest waiting (or abandoned) inbound row for `worker`; its id or None."""
-    ids = claim_batch(session_factory, worker, 1, lease)
-    return ids[0] if ids else None
-
-
-def claim_batch(
-    session_factory: sessionmaker[Session], worker: str, limit: int, lease: timedelta = LEASE
-) -> list[int]:
-    """Claim up to `limit` of the oldest waiting (or abandoned) inbound rows, in one commit."""
-    return [mail.id for mail in claim_mail(session_factory, worker, limit, lease)]
+    mails = claim_mail(session_factory, worker, 1, lease)
+    return mails[0].id if mails else None
 
 
 def claim_mail(
     session_factory: sessionmaker[Session], worker: str, limit: int, lease: timedelta = LEASE
 ) -> list[ClaimedMail]:
-    """claim_batch, returning the claimed rows' content too, so processing need not read them."""
+    """Claim up to `limit` of the oldest waiting (or abandoned) inbound rows in one commit,
+    with what processing needs of them, so it need not read them again."""
     now = utcnow()
     with session_factory.begin() as session:
         connection = session.connection()

@@ -66,12 +66,13 @@ class RejectionNotices:
         )
         if already is not None:
             return False
+        message_id = f"<rejected-{inbound_id}@{self.domain}>"
         message = new_message(
             sender_name=self.site_name,
             sender_address=self.from_address,
             to=to,
             subject=render_line(self.templates, "rejection.subject", {"subject": subject}),
-            message_id=f"<rejected-{inbound_id}@{self.domain}>",
+            message_id=message_id,
             date=utcnow(),
             auto_submitted="auto-replied",
         )
@@ -95,7 +96,7 @@ class RejectionNotices:
                 session.add(
                     OutboundEmail(
                         kind="rejection",
-                        message_id=message["Message-ID"],
+                        message_id=message_id,
                         recipient=to,
                         raw=message.as_bytes(bodies),
                     )

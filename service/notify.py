@@ -101,14 +101,10 @@ def post_subscriptions(session: Session, post: Post) -> list[Following]:
 
 
 def follow(
-    session: Session,
-    post: Post,
-    person: Person,
-    subscriptions: Sequence[Following] | None = None,
+    session: Session, post: Post, person: Person, subscriptions: Sequence[Following]
 ) -> None:
-    """Make a commenter follow the thread, unless they opted out of it before."""
-    if subscriptions is None:
-        subscriptions = post_subscriptions(session, post)
+    """Make a commenter follow the thread, unless they opted out of it before;
+    `subscriptions` are the post's, as `post_subscriptions` read them."""
     if all(s.person_id != person.id for s in subscriptions):
         session.connection().execute(_FOLLOW, {"post_id": post.id, "person_id": person.id})
 

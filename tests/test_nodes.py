@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from service.config import Settings
 from service.db import _someone_waits, _waiting
-from service.inbox import claim_batch, release, store_received
+from service.inbox import claim_mail, release, store_received
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
 from service.server import Components
 from tests.conftest import (
@@ -138,7 +138,7 @@ class TestClaims:
             store_received(parts.session_factory, b"Subject: x\r\n\r\nx", "r@x.org", [address])[0]
             for _ in range(5)
         ]
-        batch = claim_batch(parts.session_factory, "stopping-worker", 3)
+        batch = [m.id for m in claim_mail(parts.session_factory, "stopping-worker", 3)]
         assert batch == ids[:3]
         assert release(parts.session_factory, "another-worker", batch) == 0  # not its claims
         assert release(parts.session_factory, "stopping-worker", batch[1:]) == 2
@@ -153,7 +153,7 @@ class TestClaims:
         ]
         assert [rows[i].attempts for i in ids] == [1, 0, 0, 0, 0]
         assert rows[ids[1]].claimed_by is None
-        assert claim_batch(parts.session_factory, "next-worker", 10) == ids[1:]
+        assert [m.id for m in claim_mail(parts.session_factory, "next-worker", 10)] == ids[1:]
 
 
 class TestWriterPriority:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.addresses import make_token, verify_token
 from service.bounces import SUSPEND_AT, read_bounce
-from service.digest import last_complete_period
+from service.digest import Period, last_complete_period
 from service.marker import MARKERS
 from service.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
@@ -256,25 +256,32 @@ class TestDigests:
             assert session.scalars(select(Subscription.active)).all() == [False]
 
 
+def news_for_daily_digests(blog: Blog, subscribers: list[str]) -> Period:
+    """A post whose `subscribers` take it as a daily digest, and a comment on it from the last
+    complete day; returns that day's period."""
+    post = blog.post()
+    writer = blog.person(READER)
+    period = last_complete_period("daily", utcnow())
+    with blog.parts.session_factory.begin() as session:
+        for email in subscribers:
+            person = blog.person(email)
+            session.add(Subscription(post_id=post, person_id=person, digest="daily"))
+        session.add(
+            Comment(
+                post_id=post,
+                author_id=writer,
+                body="from yesterday",
+                created_at=period.start + timedelta(hours=1),
+            )
+        )
+    return period
+
+
 class TestDigestAddresses:
     def test_a_subscriber_whose_address_cannot_be_written_gets_no_digest(self, blog: Blog) -> None:
         """A non-ASCII address (replyd does not send SMTPUTF8) is skipped; the others' digests
         are still queued, and the run does not fail over and over."""
-        post = blog.post()
-        writer = blog.person(READER)
-        period = last_complete_period("daily", utcnow())
-        with blog.parts.session_factory.begin() as session:
-            for email in ("jürgen@example.org", "fan@example.org"):
-                person = blog.person(email)
-                session.add(Subscription(post_id=post, person_id=person, digest="daily"))
-            session.add(
-                Comment(
-                    post_id=post,
-                    author_id=writer,
-                    body="from yesterday",
-                    created_at=period.start + timedelta(hours=1),
-                )
-            )
+        period = news_for_daily_digests(blog, ["jürgen@example.org", "fan@example.org"])
         assert blog.parts.digests().send(blog.parts.session_factory, period) == 1
         with blog.parts.session_factory() as session:
             queued = session.scalars(select(OutboundEmail.recipient)).all()
@@ -291,21 +298,7 @@ class TestDigestScheduler:
         self, settings, blog: Blog, sink: tuple[SinkHandler, int]
     ) -> None:  # type: ignore[no-untyped-def]
         """`replyd serve` queues the due period's digests without any command."""
-        post = blog.post()
-        fan = blog.person("fan@example.org", "Fan")
-        writer = blog.person(READER)
-        period = last_complete_period("daily", utcnow())
-
-        with blog.parts.session_factory.begin() as session:
-            session.add(Subscription(post_id=post, person_id=fan, digest="daily"))
-            session.add(
-                Comment(
-                    post_id=post,
-                    author_id=writer,
-                    body="from yesterday",
-                    created_at=period.start + timedelta(hours=1),
-                )
-            )
+        news_for_daily_digests(blog, ["fan@example.org"])
         running = RunningServer(settings).start()
         try:
             [digest] = delivered(sink, "fan@example.org")
