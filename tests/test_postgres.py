@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from service.config import Settings
-from service.digest import last_complete_period
 from service.inbox import claim_next, requeue, store_received
 from service.models import (
     Comment,
@@ -20,7 +19,6 @@ from service.models import (
     InboundStatus,
     OutboundEmail,
     OutboundStatus,
-    Subscription,
     utcnow,
 )
 from service.outbox import Outbox
@@ -34,6 +32,7 @@ from tests.conftest import (
     reply_message,
     send,
 )
+from tests.test_outbound_mail import news_for_daily_digests
 
 READER = flow.READER
 T = TypeVar("T")
@@ -220,22 +219,9 @@ class TestClaimsUnderConcurrency:
 
     def test_two_nodes_queue_each_digest_once(self, parts: Components, blog: Blog) -> None:
         """Two nodes running the same digest period at once queue one digest per subscriber."""
-        post = blog.post()
-        period = last_complete_period("daily", utcnow())
-        fans = [blog.person(f"fan{n}@example.org") for n in range(5)]
-        writer = blog.person(READER)
-        with parts.session_factory.begin() as session:
-            session.add_all(
-                Subscription(post_id=post, person_id=fan, digest="daily") for fan in fans
-            )
-            session.add(
-                Comment(
-                    post_id=post,
-                    author_id=writer,
-                    body="news",
-                    created_at=period.start + timedelta(hours=1),
-                )
-            )
+        emails = [f"fan{n}@example.org" for n in range(5)]
+        period = news_for_daily_digests(blog, emails)
+        fans = [blog.person(email) for email in emails]
         digests = [parts.digests(), parts.digests()]
         queued = all_at_once(2, lambda n: digests[n].send(parts.session_factory, period))
         assert sum(queued) == len(fans)
