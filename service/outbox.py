@@ -42,6 +42,46 @@ _RECORD = (
 )
 
 
+# Claiming runs for every batch: built once (building a statement costs more than running it).
+_NOW = bindparam("now", type_=UTCDateTime())
+_DUE = (
+    select(
+        OutboundEmail.id,
+        OutboundEmail.recipient,
+        OutboundEmail.raw,
+        OutboundEmail.attempts,
+        OutboundEmail.kind,
+        OutboundEmail.recipient_id,
+    )
+    .where(
+        or_(
+            (OutboundEmail.status == OutboundStatus.QUEUED)
+            & (OutboundEmail.next_attempt_at <= _NOW),
+            (OutboundEmail.status == OutboundStatus.SENDING) & (OutboundEmail.lease_until < _NOW),
+        )
+    )
+    .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(OutboundEmail)
+    .where(OutboundEmail.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=OutboundStatus.SENDING,
+        claimed_by=bindparam("worker"),
+        lease_until=bindparam("lease_until", type_=UTCDateTime()),
+        attempts=OutboundEmail.attempts + 1,
+    )
+)
+# Locked, so that a sender whose lease lapsed cannot overwrite the new claimant's result.
+_HOLDERS = (
+    select(OutboundEmail.id, OutboundEmail.claimed_by, OutboundEmail.attempts)
+    .where(OutboundEmail.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
+
+
 class DeliveryError(Exception):
     """A delivery attempt failed; `permanent` says whether trying again could help."""
 
@@ -92,38 +132,17 @@ class Outbox:
         """Claim up to `limit` rows that are due (or whose sender died mid-delivery)."""
         now = utcnow()
         with self.session_factory.begin() as session:
-            rows = session.execute(
-                select(
-                    OutboundEmail.id,
-                    OutboundEmail.recipient,
-                    OutboundEmail.raw,
-                    OutboundEmail.attempts,
-                    OutboundEmail.kind,
-                    OutboundEmail.recipient_id,
-                )
-                .where(
-                    or_(
-                        (OutboundEmail.status == OutboundStatus.QUEUED)
-                        & (OutboundEmail.next_attempt_at <= now),
-                        (OutboundEmail.status == OutboundStatus.SENDING)
-                        & (OutboundEmail.lease_until < now),
-                    )
-                )
-                .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+            connection = session.connection()
+            rows = connection.execute(_DUE, {"now": now, "limit": limit}).all()
             if not rows:
                 return []
-            session.execute(
-                update(OutboundEmail)
-                .where(OutboundEmail.id.in_([row.id for row in rows]))
-                .values(
-                    status=OutboundStatus.SENDING,
-                    claimed_by=worker,
-                    lease_until=now + self.lease,
-                    attempts=OutboundEmail.attempts + 1,
-                )
+            connection.execute(
+                _CLAIM,
+                {
+                    "ids": [row.id for row in rows],
+                    "worker": worker,
+                    "lease_until": now + self.lease,
+                },
             )
             return [
                 Parcel(row.id, row.recipient, row.raw, row.attempts + 1, row.kind, row.recipient_id)
@@ -180,16 +199,9 @@ class Outbox:
         if not attempts:
             return []
         with self.session_factory.begin() as session:
-            # Locked, so that a sender whose lease lapsed cannot overwrite the new claimant's
-            # result; the raw message is not read back.
-            rows = {
-                row.id: row
-                for row in session.execute(
-                    select(OutboundEmail.id, OutboundEmail.claimed_by, OutboundEmail.attempts)
-                    .where(OutboundEmail.id.in_([parcel.id for parcel, _ in attempts]))
-                    .with_for_update()
-                )
-            }
+            # The raw message is not read back.
+            ids = [parcel.id for parcel, _ in attempts]
+            rows = {row.id: row for row in session.connection().execute(_HOLDERS, {"ids": ids})}
             now = utcnow()
             statuses: list[str] = []
             changes: list[dict[str, object]] = []

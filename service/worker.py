@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.inbox import ClaimedMail, claim_mail, release
 from service.logs import configure_logging
-from service.outbox import Outbox
+from service.outbox import CLAIM_LIMIT, Outbox
 from service.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
 STOP_TIMEOUT_SECONDS = 60.0  # how long a worker process may take to finish the message in hand
 CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers share a burst
-OUTBOUND_GATHER_SECONDS = 0.05  # once woken, let the mail of comments published together gather
+OUTBOUND_GATHER_SECONDS = 0.2  # how long the mail of comments published together may gather
 WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
 _WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
 
@@ -82,10 +82,15 @@ async def outbound_loop(
     """Deliver due mail until `stopping` is set; the batch in hand is finished and recorded."""
     while not stopping.is_set():
         try:
-            if not await outbox.run_once(name):
+            sent = await outbox.run_once(name)
+            if sent >= CLAIM_LIMIT:
+                continue  # more may be due already
+            if not sent:
                 await wait_for_work(wakeup)
-                # Then one claim and one record commit serve a burst of notifications.
-                await asyncio.sleep(OUTBOUND_GATHER_SECONDS)
+            # Let the mail of a burst gather, so one claim and one record commit serve many
+            # notifications instead of each comment's few (at most this much later).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), OUTBOUND_GATHER_SECONDS)
         except Exception:
             log.exception("outbound worker %s hit an error; retrying shortly", name)
             await asyncio.sleep(IDLE_POLL_SECONDS)
