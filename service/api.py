@@ -148,8 +148,9 @@ def create_web_comment(
             post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
         )
         web.notifier.publish(session, comment, post, person)
-        session.refresh(comment)
-        return comment_json(comment, 0, private=True)
+        stored = session.get(Comment, comment.id)  # as the database has it
+        assert stored is not None
+        return comment_json(stored, 0, private=True)
 
 
 async def post_comment(request: Request) -> Response:

@@ -70,6 +70,7 @@ _FOLLOWERS = (
 )
 _FOLLOW = insert(Subscription)
 _QUEUE = insert(OutboundEmail)
+_COMMENT = insert(Comment).returning(Comment.id)
 
 
 def followers(
@@ -231,9 +232,34 @@ class Notifier:
         subscriptions = post_subscriptions(session, post)
         recipients = followers(session, post, author.id, subscriptions)
         follow(session, post, author, subscriptions)
-        session.add(comment)
-        session.flush()  # the comment's id names its notifications and their reply addresses
+        store_comment(session, comment, author)
         return self.queue_for_comment(session, comment, post, recipients)
+
+
+def store_comment(session: Session, comment: Comment, author: Person) -> None:
+    """INSERT a new comment in the caller's transaction and give the object its id.
+
+    Through Core, not the session: a unit-of-work flush costs three times the INSERT, once
+    per comment on the hot path. The object stays out of the session (load it with
+    `session.get` to read it back); it gets its id, its time and its author, which is all
+    its notifications need.
+    """
+    comment.created_at = utcnow()
+    comment.id = session.connection().execute(
+        _COMMENT,
+        {
+            "post_id": comment.post_id,
+            "parent_id": comment.parent_id,
+            "author_id": author.id,
+            "body": comment.body,
+            "elided": comment.elided or "",
+            "source": comment.source or "email",
+            "inbound_email_id": comment.inbound_email_id,
+            "dedupe_key": comment.dedupe_key,
+            "created_at": comment.created_at,
+        },
+    ).scalar_one()
+    comment.author = author
 
 
 def _writable(reader: Reader) -> bool:
