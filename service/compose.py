@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime
 from email.charset import QP, Charset
@@ -67,6 +68,9 @@ def header_text(value: str, limit: int = 200) -> str:
     return " ".join(cleaned.split())[:limit]
 
 
+# Remembered: the same followers are checked for every comment on their threads, and the
+# email package's address parser costs more than the rest of a notification's headers.
+@functools.lru_cache(maxsize=4096)
 def deliverable_address(address: str) -> bool:
     """Whether an address can stand in a To header: one well-formed addr-spec with a domain.
 
