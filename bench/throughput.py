@@ -7,7 +7,7 @@ sink runs before and after replyd, and b/a is taken against the mean of the two 
 drifts). The table is printed, not asserted: speed is measured here, correctness is proved by
 the tests.
 
-    .venv/bin/python bench/throughput.py [--messages 1000] [--postgres URL]
+    .venv/bin/python bench/throughput.py [--messages 1000] [--rounds 1] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import signal
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -426,51 +427,57 @@ def main() -> None:
         help="replies to each post; every commenter follows the post, so each reply is "
         "mailed to the author and the earlier commenters (default 1: to the author only)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="sink and replyd take turns this many times (each replyd round on a fresh "
+        "database), and the median ratio is printed too: the machine drifts within seconds",
+    )
     parser.add_argument("--postgres", default=os.environ.get("REPLYD_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     total = args.messages + 16  # 16 warm up each server first
     posts = max(1, total // args.replies_per_post)
+    count = args.messages
 
     header = (
         f"| {'target':<42} | {'msg/s':>8} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU ms/msg':>9} |"
         f" {'b/a':>5} |"
     )
     lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
-    memory = []
+    notes = []
     stores = [] if args.no_sqlite else [("sqlite", None)]
     if args.postgres:
         stores.append(("postgresql", args.postgres))
     for store, base_url in stores:
-        with tempfile.TemporaryDirectory(prefix="replyd-bench-") as tmp:
-            workdir = Path(tmp)
-            with postgres_database(base_url) if base_url else _sqlite_url(workdir) as database_url:
-                port_env = replyd_env(workdir, database_url, free_port(), args.worker_processes)
-                letters = seed(port_env, total, posts)
-                before = run_sink(letters[16:], args.connections, workdir, "sink-before")
-                replyd = run_replyd(
-                    letters, args.connections, workdir, database_url, args.worker_processes
-                )
-                # Measured again afterwards: on a shared machine the ceiling drifts, and the
-                # ratios are taken against the mean of the two.
-                after = run_sink(letters[16:], args.connections, workdir, "sink-after")
-            count = args.messages
+        ratios: list[float] = []
+        p99_ratios: list[float] = []
+        sink: Run | None = None  # the sink run after one round is the one before the next
+        for number in range(1, args.rounds + 1):
+            label = store if args.rounds == 1 else f"{store}, round {number}"
+            with tempfile.TemporaryDirectory(prefix="replyd-bench-") as tmp:
+                workdir = Path(tmp)
+                with (
+                    postgres_database(base_url) if base_url else _sqlite_url(workdir)
+                ) as database_url:
+                    port_env = replyd_env(workdir, database_url, free_port(), args.worker_processes)
+                    letters = seed(port_env, total, posts)
+                    before = sink or run_sink(letters[16:], args.connections, workdir, "before")
+                    replyd = run_replyd(
+                        letters, args.connections, workdir, database_url, args.worker_processes
+                    )
+                    # Measured again afterwards: on a shared machine the ceiling drifts, and
+                    # the ratios are taken against the mean of the two.
+                    after = sink = run_sink(letters[16:], args.connections, workdir, "after")
             sink_rate = (before.rate(count) + after.rate(count)) / 2
             e2e_rate = count / replyd.end_to_end_seconds
-            for when, sink in (("before", before), ("after", after)):
-                lines.append(
-                    row(
-                        f"(a) fsync sink, {when} [{store}]",
-                        sink.rate(count),
-                        sink.latencies,
-                        sink.cpu_seconds,
-                        count,
-                        "",
-                    )
-                )
+            ratios.append(e2e_rate / sink_rate)
+            if number == 1:
+                lines.append(sink_row(f"(a) fsync sink, before [{label}]", before, count))
             lines.append(
                 row(
-                    f"(b) replyd accept [{store}]",
+                    f"(b) replyd accept [{label}]",
                     replyd.accept.rate(count),
                     replyd.accept.latencies,
                     replyd.cpu_seconds,
@@ -480,25 +487,33 @@ def main() -> None:
             )
             lines.append(
                 row(
-                    f"(b) replyd end to end [{store}]",
+                    f"(b) replyd end to end [{label}]",
                     e2e_rate,
                     replyd.accept.latencies,
                     replyd.cpu_seconds,
                     count,
-                    f"{e2e_rate / sink_rate:.2f}",
+                    f"{ratios[-1]:.2f}",
                 )
             )
+            lines.append(sink_row(f"(a) fsync sink, after [{label}]", after, count))
             sink_p99 = (percentile(before.latencies, 0.99) + percentile(after.latencies, 0.99)) / 2
-            p99_ratio = percentile(replyd.accept.latencies, 0.99) / sink_p99
-            memory.append(
-                f"{store}: RSS of replyd serve {replyd.rss_start[0]:.0f} -> "
+            p99_ratios.append(percentile(replyd.accept.latencies, 0.99) / sink_p99)
+            notes.append(
+                f"{label}: RSS of replyd serve {replyd.rss_start[0]:.0f} -> "
                 f"{replyd.rss_end[0]:.0f} MiB (with worker processes {replyd.rss_start[1]:.0f}"
                 f" -> {replyd.rss_end[1]:.0f} MiB); {replyd.comments} comments, "
                 f"{replyd.notifications} notifications queued, "
                 f"{before.refused + after.refused + replyd.accept.refused} refused; accept p99 b/a "
-                f"{p99_ratio:.1f}; CPU per message: edge process "
+                f"{p99_ratios[-1]:.1f}; CPU per message: edge process "
                 f"{replyd.edge_cpu_seconds / count * 1000:.2f} ms, worker processes "
                 f"{(replyd.cpu_seconds - replyd.edge_cpu_seconds) / count * 1000:.2f} ms"
+            )
+        if args.rounds > 1:
+            notes.append(
+                f"{store}: end to end b/a by round {', '.join(f'{r:.2f}' for r in ratios)}; "
+                f"median {statistics.median(ratios):.2f}. Accept p99 b/a by round "
+                f"{', '.join(f'{r:.1f}' for r in p99_ratios)}; "
+                f"median {statistics.median(p99_ratios):.1f}"
             )
     print(
         f"{args.messages} messages of ~{len(letters[-1].raw) // 1000} KB, "
@@ -506,7 +521,12 @@ def main() -> None:
         f"REPLYD_WORKER_PROCESSES={args.worker_processes}"
     )
     print("\n".join(lines))
-    print("\n".join(memory))
+    print("\n".join(notes))
+
+
+def sink_row(name: str, sink: Run, count: int) -> str:
+    """The table line of one sink run."""
+    return row(name, sink.rate(count), sink.latencies, sink.cpu_seconds, count, "")
 
 
 @contextmanager
