@@ -409,7 +409,7 @@ def percentile(values: list[float], fraction: float) -> float:
 def row(name: str, rate: float, latencies: list[float], cpu: float, count: int, ratio: str) -> str:
     """One line of the table."""
     return (
-        f"| {name:<42} | {rate:>8.0f} | {percentile(latencies, 0.5) * 1000:>8.1f} | "
+        f"| {name:<46} | {rate:>8.0f} | {percentile(latencies, 0.5) * 1000:>8.1f} | "
         f"{percentile(latencies, 0.99) * 1000:>8.1f} | {cpu / count * 1000:>9.2f} | {ratio:>5} |"
     )
 
@@ -442,7 +442,7 @@ def main() -> None:
     count = args.messages
 
     header = (
-        f"| {'target':<42} | {'msg/s':>8} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU ms/msg':>9} |"
+        f"| {'target':<46} | {'msg/s':>8} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU ms/msg':>9} |"
         f" {'b/a':>5} |"
     )
     lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
