@@ -109,12 +109,15 @@ def mailbox(display_name: str, address: str) -> str:
 # The wire form of our mail: CRLF line ends, 7-bit clean (bodies are quoted-printable), so
 # any relay takes it unchanged. The email package's compat32 API builds it: a fifth of the
 # CPU of EmailMessage's header objects, which matters when one comment fans out to many.
+_FOLD_AT = 78  # RFC 5322's recommended line length, at which Header folds
+
+
 class _Wire(Compat32):
     """compat32, except that a short ASCII field is written without a Header object.
 
     compat32 hands every field to a Header, which folds it at 78 characters; a field that
-    fits is returned unchanged, so building the Header only costs time: most of a
-    notification's CPU before this shortcut.
+    fits comes back unchanged, so building the Header only costs time (two thirds of the
+    CPU of a notification's headers).
     """
 
     def fold_binary(self, name: str, value: Any) -> bytes:
@@ -126,7 +129,6 @@ class _Wire(Compat32):
         return super().fold_binary(name, value)
 
 
-_FOLD_AT = 78  # RFC 5322's recommended line length, at which Header folds
 _WIRE = _Wire(linesep="\r\n")
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP

@@ -245,20 +245,18 @@ def store_comment(session: Session, comment: Comment, author: Person) -> None:
     its notifications need.
     """
     comment.created_at = utcnow()
-    comment.id = session.connection().execute(
-        _COMMENT,
-        {
-            "post_id": comment.post_id,
-            "parent_id": comment.parent_id,
-            "author_id": author.id,
-            "body": comment.body,
-            "elided": comment.elided or "",
-            "source": comment.source or "email",
-            "inbound_email_id": comment.inbound_email_id,
-            "dedupe_key": comment.dedupe_key,
-            "created_at": comment.created_at,
-        },
-    ).scalar_one()
+    values = {
+        "post_id": comment.post_id,
+        "parent_id": comment.parent_id,
+        "author_id": author.id,
+        "body": comment.body,
+        "elided": comment.elided or "",
+        "source": comment.source or "email",
+        "inbound_email_id": comment.inbound_email_id,
+        "dedupe_key": comment.dedupe_key,
+        "created_at": comment.created_at,
+    }
+    comment.id = session.connection().execute(_COMMENT, values).scalar_one()
     comment.author = author
 
 
