@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import email
 import email.utils
 import logging
 import re
@@ -180,10 +181,12 @@ def _message_ids(value: str) -> tuple[str, ...]:
     return tuple(re.findall(r"<[^<>\s]+>", value))
 
 
-def _read_headers(raw: bytes) -> tuple[dict[str, tuple[str, ...]], str]:
-    """Decoded headers by lower-case name, and the raw From (parsed before decoding)."""
+def _read_headers(raw: bytes, message: Message | None) -> tuple[dict[str, tuple[str, ...]], str]:
+    """Decoded headers by lower-case name, and the raw From (parsed before decoding); from
+    the parsed message, or from the header block alone when the body could not be parsed."""
     try:
-        items = BytesHeaderParser(policy=compat32).parsebytes(raw).raw_items()
+        head = message or BytesHeaderParser(policy=compat32).parsebytes(raw)
+        items = head.raw_items()
     except Exception:  # a message we cannot read must still reach a terminal state
         return {}, ""
     headers: dict[str, tuple[str, ...]] = {}
@@ -274,9 +277,22 @@ class _BodyParser(mailparser.MailParser):
         return _decode_body_part(part)
 
 
-def _bodies(raw: bytes) -> tuple[str | None, str | None, tuple[str, ...]]:
+def _whole(raw: bytes) -> tuple[Message | None, str]:
+    """The message parsed once, headers and MIME tree, for both headers and bodies; or None
+    and the name of what went wrong (deep nesting, broken MIME)."""
     try:
-        mail = _BodyParser.from_bytes(raw)
+        return email.message_from_bytes(raw, policy=compat32), ""
+    except Exception as error:
+        return None, type(error).__name__
+
+
+def _bodies(
+    message: Message | None, unreadable: str
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    if message is None:
+        return None, None, (f"body unreadable: {unreadable}",)
+    try:
+        mail = _BodyParser(message)
         plain = [part for part in mail.text_plain if part.strip()]
         html = [part for part in mail.text_html if part.strip()]
         defects = tuple(sorted(str(name) for name in mail.defects_categories))
@@ -287,7 +303,8 @@ def _bodies(raw: bytes) -> tuple[str | None, str | None, tuple[str, ...]]:
 
 def parse_message(raw: bytes) -> ParsedMessage:
     """Parse one message; never raises on malformed input (missing parts become empty)."""
-    headers, raw_from = _read_headers(raw)
+    message, unreadable = _whole(raw)
+    headers, raw_from = _read_headers(raw, message)
 
     def first(name: str) -> str:
         values = headers.get(name, ())
@@ -297,7 +314,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         name, address = email.utils.parseaddr(raw_from)
     except Exception:
         name, address = "", ""
-    text, html, defects = _bodies(raw)
+    text, html, defects = _bodies(message, unreadable)
     return ParsedMessage(
         message_id=first("message-id").strip() or None,
         from_address=decode_header_value(address).strip().lower(),
