@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mailbox
 from collections.abc import Callable
@@ -102,6 +103,31 @@ class Parcel:
     recipient_id: int | None
 
 
+def relay_error(exc: Exception) -> DeliveryError:
+    """What an exception from the relay means for the parcel: permanent, or try again later."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [error.code for error in exc.recipients]
+        return DeliveryError(
+            f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
+        )
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, not this message, are wrong: keep it queued until they are fixed.
+        return DeliveryError(
+            f"relay refused our login ({exc.code} {exc.message}); check REPLYD_OUTBOUND",
+            permanent=False,
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return DeliveryError(f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500)
+    if isinstance(exc, ValueError):
+        # The SMTP client refuses to write an address it cannot send safely.
+        return DeliveryError(f"address cannot be sent: {exc}", permanent=True)
+    return DeliveryError(f"relay unreachable: {exc}", permanent=False)
+
+
+# Answers after which the relay's session stays usable (aiosmtplib resets the envelope).
+_REFUSALS = (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)
+
+
 def backoff(attempts: int) -> timedelta:
     """Wait before the next try: 30 s, 1 min, 2 min, ... capped at 6 h."""
     return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
@@ -149,14 +175,9 @@ class Outbox:
                 for row in rows
             ]
 
-    async def deliver(self, parcel: Parcel) -> None:
-        """Hand one message to the configured destination; raises DeliveryError."""
-        if self.outbound.kind == "maildir":
-            error = (await asyncio.to_thread(self._file_all, [parcel]))[0]
-            if error is not None:
-                raise error
-            return
-        client = aiosmtplib.SMTP(
+    def _relay_client(self) -> aiosmtplib.SMTP:
+        """A client for the configured relay (it logs in and starts TLS as it connects)."""
+        return aiosmtplib.SMTP(
             hostname=self.outbound.host,
             port=self.outbound.port,
             username=self.outbound.username,
@@ -166,27 +187,44 @@ class Outbox:
             local_hostname=self.local_hostname,
             timeout=60,
         )
+
+    async def _relay_all(self, parcels: list[Parcel]) -> list[DeliveryError | None]:
+        """Send parcels through the relay over one SMTP session; per parcel, None or why not.
+
+        One session for the batch, as MTAs reuse theirs: connecting, TLS and login cost more
+        than a notification. Should the relay drop the session, the next parcel opens another;
+        should it not take a connection or our login, the rest of the batch is not tried.
+        """
+        results: list[DeliveryError | None] = []
+        client: aiosmtplib.SMTP | None = None
         try:
-            # The client, not aiosmtplib.send(): send() cannot use the null sender "<>".
-            async with client:
-                await client.sendmail(self.envelope_sender(parcel), [parcel.recipient], parcel.raw)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [error.code for error in exc.recipients]
-            raise DeliveryError(
-                f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
-            ) from exc
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            # Our credentials, not this message, are wrong: keep it queued until they are fixed.
-            raise DeliveryError(
-                f"relay refused our login ({exc.code} {exc.message}); check REPLYD_OUTBOUND",
-                permanent=False,
-            ) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(
-                f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
-            ) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"relay unreachable: {exc}", permanent=False) from exc
+            for index, parcel in enumerate(parcels):
+                if client is None:
+                    client = self._relay_client()
+                    try:
+                        await client.connect()
+                    except (aiosmtplib.SMTPException, OSError) as exc:
+                        client = None
+                        results += [relay_error(exc)] * (len(parcels) - index)
+                        break
+                try:
+                    # The client, not aiosmtplib.send(): send() cannot use the null sender "<>".
+                    await client.sendmail(
+                        self.envelope_sender(parcel), [parcel.recipient], parcel.raw
+                    )
+                    results.append(None)
+                except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+                    results.append(relay_error(exc))
+                    # A refusal resets the envelope and keeps the session; anything else
+                    # (a drop, a timeout) may leave it half-way, so the next parcel gets a new one.
+                    if not isinstance(exc, _REFUSALS) or not client.is_connected:
+                        client.close()
+                        client = None
+        finally:
+            if client is not None:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+        return results
 
     def record(self, parcel: Parcel, worker: str, error: DeliveryError | None) -> str:
         """Store the outcome of one attempt; returns the row's new status."""
@@ -262,18 +300,13 @@ class Outbox:
     async def run_once(self, worker: str) -> int:
         """Deliver everything due now; returns how many attempts were made."""
         parcels = await asyncio.to_thread(self.claim_due, worker)
-        attempts: list[tuple[Parcel, DeliveryError | None]] = []
+        errors: list[DeliveryError | None] = []
         if parcels and self.outbound.kind == "maildir":
             # One trip to a thread for the whole batch: local files need no concurrency.
             errors = await asyncio.to_thread(self._file_all, parcels)
-            attempts = list(zip(parcels, errors, strict=True))
-        for parcel in parcels if not attempts else []:
-            error: DeliveryError | None = None
-            try:
-                await self.deliver(parcel)
-            except DeliveryError as exc:
-                error = exc
-            attempts.append((parcel, error))
+        elif parcels:
+            errors = await self._relay_all(parcels)
+        attempts = list(zip(parcels, errors, strict=True))
         # One commit for the whole batch: a crash before it re-sends the batch (at least
         # once, as any crash between delivery and record would), never loses a message.
         statuses = await asyncio.to_thread(self.record_all, attempts, worker)

@@ -54,6 +54,7 @@ class SinkHandler:
 
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    peers: list[object] = field(default_factory=list)  # the client end of each message's session
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -67,6 +68,7 @@ class SinkHandler:
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        self.peers.append(session.peer)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from service.inbox import requeue, store_received
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
+from service.subscriptions import set_following
 from tests.conftest import (
     Blog,
     RunningServer,
@@ -306,6 +307,29 @@ class TestDelivery:
         row = requeued(blog)
         assert "451" in (row.last_error or "")
         assert row.next_attempt_at > row.created_at
+
+    def test_notifications_of_a_comment_share_one_relay_session(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A comment's notifications reach the relay over one SMTP session, not one each, and
+        a recipient the relay refuses fails alone, without ending the session for the rest."""
+        post = blog.post()
+        followers = [blog.person(f"follower{n}@example.org") for n in range(4)]
+        with blog.parts.session_factory.begin() as session:
+            for person_id in followers:
+                set_following(session, post, person_id, active=True)
+        sink[0].answers.append("550 5.1.1 No such user")  # the first RCPT of the batch
+        address = blog.address(post, READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Hello, all"))
+        wait_for(lambda: len(sink[0].messages) == 4, what="four of the five notifications")
+        assert len(set(sink[0].peers)) == 1
+        rows = wait_for(
+            lambda: [o for o in outbound(blog) if o.status == OutboundStatus.FAILED],
+            what="the refused notification failed",
+        )
+        assert len(rows) == 1 and "550" in (rows[0].last_error or "")
+        statuses = sorted(o.status for o in outbound(blog))
+        assert statuses == sorted([OutboundStatus.FAILED] + [OutboundStatus.SENT] * 4)
 
 
 class TestUnreachableRelay:
