@@ -7,7 +7,7 @@ sink runs before and after replyd, and b/a is taken against the mean of the two 
 drifts). The table is printed, not asserted: speed is measured here, correctness is proved by
 the tests.
 
-    .venv/bin/python bench/throughput.py [--messages 1000] [--rounds 1] [--postgres URL]
+    .venv/bin/python bench/throughput.py [--messages 1000] [--rounds 1] [--relay] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -209,8 +209,9 @@ controller.stop()
 """
 
 
-def run_sink(letters: list[Letter], connections: int, workdir: Path, name: str) -> Run:
-    """The ceiling: aiosmtpd storing each message with one fsync, and nothing else."""
+@contextmanager
+def fsync_sink(workdir: Path, name: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A bare aiosmtpd server that fsyncs each message into workdir/name: its port and process."""
     port = free_port()
     spool = workdir / name
     spool.mkdir()
@@ -221,16 +222,22 @@ def run_sink(letters: list[Letter], connections: int, workdir: Path, name: str) 
     )
     try:
         wait_listening(port, process)
+        yield port, process
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(30)
+
+
+def run_sink(letters: list[Letter], connections: int, workdir: Path, name: str) -> Run:
+    """The ceiling: aiosmtpd storing each message with one fsync, and nothing else."""
+    with fsync_sink(workdir, name) as (port, process):
         blast(port, letters[:16], min(connections, 4))  # warm up
         cpu_before = cpu_seconds(process.pid)
         started = time.perf_counter()
         latencies, refused = blast(port, letters, connections)
         seconds = time.perf_counter() - started
         return Run(seconds, latencies, cpu_seconds(process.pid) - cpu_before, refused)
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        process.wait(30)
 
 
 # --- replyd -------------------------------------------------------------------------------
@@ -252,9 +259,14 @@ def postgres_database(base_url: str) -> Iterator[str]:
 
 
 def replyd_env(
-    workdir: Path, database_url: str, port: int, worker_processes: int
+    workdir: Path,
+    database_url: str,
+    port: int,
+    worker_processes: int,
+    outbound: str | None = None,
 ) -> dict[str, str]:
-    """The environment `replyd serve` runs with in the benchmark."""
+    """The environment `replyd serve` runs with in the benchmark (outbound: a Maildir unless
+    a relay URL is given)."""
     return {
         **os.environ,
         "REPLYD_VAR_DIR": str(workdir),
@@ -264,7 +276,7 @@ def replyd_env(
         "REPLYD_SMTP_PORT": str(port),
         "REPLYD_HTTP_PORT": "0",
         "REPLYD_RATE_LIMITS": "off",
-        "REPLYD_OUTBOUND": f"maildir://{workdir / 'outbox'}",
+        "REPLYD_OUTBOUND": outbound or f"maildir://{workdir / 'outbox'}",
         "REPLYD_WORKER_PROCESSES": str(worker_processes),
     }
 
@@ -341,12 +353,27 @@ def run_replyd(
     workdir: Path,
     database_url: str,
     worker_processes: int,
+    relay: bool = False,
 ) -> ReplydRun:
-    """`replyd serve` as a subprocess, end to end: accepted, comment stored, mail queued."""
+    """`replyd serve` as a subprocess, end to end: accepted, comment stored, mail queued;
+    notifications go to a Maildir, or with `relay` to another fsync sink over SMTP."""
+    with fsync_sink(workdir, "relay") if relay else nullcontext((0, None)) as (relay_port, _):
+        outbound = f"smtp://127.0.0.1:{relay_port}" if relay else None
+        return _run_replyd(letters, connections, workdir, database_url, worker_processes, outbound)
+
+
+def _run_replyd(
+    letters: list[Letter],
+    connections: int,
+    workdir: Path,
+    database_url: str,
+    worker_processes: int,
+    outbound: str | None,
+) -> ReplydRun:
     from service.models import OutboundEmail
 
     port = free_port()
-    env = replyd_env(workdir, database_url, port, worker_processes)
+    env = replyd_env(workdir, database_url, port, worker_processes, outbound)
     warmup, load = letters[:16], letters[16:]
     engine = create_engine(database_url)
     log = open(workdir / "replyd.log", "wb")  # noqa: SIM115 - closed in finally
@@ -434,6 +461,12 @@ def main() -> None:
         help="sink and replyd take turns this many times (each replyd round on a fresh "
         "database), and the median ratio is printed too: the machine drifts within seconds",
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="replyd sends its notifications over SMTP to another fsync sink (a relay) "
+        "instead of filing them into a Maildir",
+    )
     parser.add_argument("--postgres", default=os.environ.get("REPLYD_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
@@ -465,7 +498,12 @@ def main() -> None:
                     letters = seed(port_env, total, posts)
                     before = sink or run_sink(letters[16:], args.connections, workdir, "before")
                     replyd = run_replyd(
-                        letters, args.connections, workdir, database_url, args.worker_processes
+                        letters,
+                        args.connections,
+                        workdir,
+                        database_url,
+                        args.worker_processes,
+                        args.relay,
                     )
                     # Measured again afterwards: on a shared machine the ceiling drifts, and
                     # the ratios are taken against the mean of the two.
@@ -518,7 +556,8 @@ def main() -> None:
     print(
         f"{args.messages} messages of ~{len(letters[-1].raw) // 1000} KB, "
         f"{args.connections} connections, {os.cpu_count()} CPUs, "
-        f"REPLYD_WORKER_PROCESSES={args.worker_processes}"
+        f"REPLYD_WORKER_PROCESSES={args.worker_processes}, "
+        f"notifications to {'an SMTP relay' if args.relay else 'a Maildir'}"
     )
     print("\n".join(lines))
     print("\n".join(notes))
