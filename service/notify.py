@@ -74,19 +74,14 @@ _COMMENT = insert(Comment).returning(Comment.id)
 
 
 def followers(
-    session: Session,
-    post: Post,
-    writer_id: int,
-    subscriptions: Sequence[Following] | None = None,
+    session: Session, post: Post, writer_id: int, subscriptions: Sequence[Following]
 ) -> list[Reader]:
     """Everyone who gets a mail per comment on `post`, except the writer and suspended people.
 
     That is the post's author, its commenters and its subscribers, less anyone who switched
-    the thread off or takes it as a digest. `subscriptions` saves a query when the caller
-    already has the post's.
+    the thread off or takes it as a digest; `subscriptions` are the post's, as
+    `post_subscriptions` read them.
     """
-    if subscriptions is None:
-        subscriptions = post_subscriptions(session, post)
     opted_out = {s.person_id for s in subscriptions if not s.active or s.digest is not None}
     wanted = {s.person_id for s in subscriptions if s.active and s.digest is None}
     wanted.add(post.author_id)
@@ -190,15 +185,9 @@ class Notifier:
         return message
 
     def queue_for_comment(
-        self,
-        session: Session,
-        comment: Comment,
-        post: Post,
-        recipients: list[Reader] | None = None,
+        self, session: Session, comment: Comment, post: Post, recipients: list[Reader]
     ) -> int:
-        """Queue one notification per follower (or per given recipient); returns how many."""
-        if recipients is None:
-            recipients = followers(session, post, comment.author_id)
+        """Queue one notification per recipient who can be written to; returns how many."""
         recipients = [reader for reader in recipients if _writable(reader)]
         if not recipients:
             return 0

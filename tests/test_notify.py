@@ -8,8 +8,9 @@ from email.message import EmailMessage
 from sqlalchemy import select
 
 from service.addresses import verify_token
-from service.models import Comment, OutboundEmail, Person, Post, Subscription
-from service.notify import followers
+from service.models import Comment, OutboundEmail, Person, Post
+from service.notify import followers, post_subscriptions
+from service.subscriptions import set_following
 from tests.conftest import Blog
 
 
@@ -23,11 +24,9 @@ def publish(
         person = session.get(Person, person_id)
         assert person is not None
         comment = Comment(post_id=post_id, parent_id=parent, author_id=person.id, body=body)
-        session.add(comment)
-        session.flush()
         post = session.get(Post, post_id)
         assert post is not None
-        notifier.queue_for_comment(session, comment, post)
+        notifier.publish(session, comment, post, person)
         return comment.id
 
 
@@ -133,11 +132,12 @@ class TestFollowers:
         fan, quiet, daily = (blog.person(f"{n}@example.org") for n in ("fan", "quiet", "daily"))
         writer = blog.person("early@example.org")
         with blog.parts.session_factory.begin() as session:
-            session.add(Subscription(post_id=post, person_id=fan))
-            session.add(Subscription(post_id=post, person_id=quiet, active=False))
-            session.add(Subscription(post_id=post, person_id=daily, digest="daily"))
+            set_following(session, post, fan, active=True)
+            set_following(session, post, quiet, active=False)  # it followed by commenting
+            set_following(session, post, daily, active=True, digest="daily")
         with blog.parts.session_factory() as session:
             row = session.get(Post, post)
             assert row is not None
-            emails = {p.email for p in followers(session, row, writer)}
+            subscriptions = post_subscriptions(session, row)
+            emails = {p.email for p in followers(session, row, writer, subscriptions)}
         assert emails == {"author@example.org", "fan@example.org"}
