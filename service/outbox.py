@@ -226,10 +226,6 @@ class Outbox:
                     await client.quit()
         return results
 
-    def record(self, parcel: Parcel, worker: str, error: DeliveryError | None) -> str:
-        """Store the outcome of one attempt; returns the row's new status."""
-        return self.record_all([(parcel, error)], worker)[0]
-
     def record_all(
         self, attempts: list[tuple[Parcel, DeliveryError | None]], worker: str
     ) -> list[str]:
