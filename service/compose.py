@@ -159,28 +159,63 @@ class Draft:
         return head.as_bytes(policy=_WIRE).removesuffix(b"\r\n") + bodies
 
 
+def _part_head(subtype: str, *, top: bool) -> bytes:
+    """The header fields of a quoted-printable UTF-8 text part as MIMEText writes them (the
+    blank line after them included); MIME-Version only when the part is the whole body."""
+    # typeshed says str, but MIMEText takes a Charset too: ours is quoted-printable UTF-8.
+    part = MIMEText("", subtype, _UTF8_QP)  # type: ignore[arg-type]
+    if not top:
+        del part["MIME-Version"]  # said once, at the top
+    return part.as_bytes(policy=_WIRE)
+
+
+def _alternative_head(boundary: str) -> bytes:
+    """The header fields of a multipart/alternative body with `boundary`, blank line included."""
+    return MIMEMultipart("alternative", boundary).as_bytes(policy=_WIRE).split(b"\r\n\r\n")[0]
+
+
+# Our own boundary: "=_" cannot occur in quoted-printable text, so it is safe without the
+# generator's search of the bodies. It always has the same length, so the email package's
+# header for one boundary, written once, serves for every other.
+_BOUNDARY_HEX = 12
+_SAMPLE_BOUNDARY = "=_replyd_" + "0" * 2 * _BOUNDARY_HEX
+_ALTERNATIVE_HEAD = _alternative_head(_SAMPLE_BOUNDARY) + b"\r\n\r\n"
+_PART_HEADS = {
+    (subtype, top): _part_head(subtype, top=top)
+    for subtype in ("plain", "html")
+    for top in (True, False)
+}
+
+
+def _qp_part(text: str, subtype: str, *, top: bool) -> bytes:
+    """One text part: MIMEText's header fields and its quoted-printable body, CRLF line ends."""
+    # The encoder ends lines with LF only (a CR in the text comes out as a line end too),
+    # and the generator writes each as CRLF.
+    body = _UTF8_QP.body_encode(text)
+    return _PART_HEADS[subtype, top] + body.replace("\n", "\r\n").encode("ascii")
+
+
 def render_bodies(templates: Environment, name: str, context: dict[str, Any]) -> bytes:
     """`name`.txt (and `name`.html when it exists) rendered and MIME-encoded, with their
     Content-Type lines: the part of a message after its own header fields.
 
-    Rendered once, these bytes serve every recipient of the same text.
+    Rendered once, these bytes serve every recipient of the same text. The email package
+    encodes the text and writes every header field; the parts are joined here as its
+    generator joins them (building MIMEText objects took three quarters of the time).
     """
     text = templates.get_template(f"{name}.txt").render(context)
-    # typeshed says str, but MIMEText takes a Charset too: ours is quoted-printable UTF-8.
-    part: Message = MIMEText(text, "plain", _UTF8_QP)  # type: ignore[arg-type]
     try:
         html = templates.get_template(f"{name}.html")
     except TemplateNotFound:
-        pass
-    else:
-        alternative = MIMEText(html.render(context), "html", _UTF8_QP)  # type: ignore[arg-type]
-        for inner in (part, alternative):
-            del inner["MIME-Version"]  # said once, at the top
-        # Our own boundary: "=_" cannot occur in quoted-printable text, so it is safe without
-        # the generator's search of the bodies (which compiles a new regex every time).
-        boundary = f"=_replyd_{secrets.token_hex(12)}"
-        part = MIMEMultipart("alternative", boundary, [part, alternative])
-    return part.as_bytes(policy=_WIRE)
+        return _qp_part(text, "plain", top=True)
+    boundary = f"=_replyd_{secrets.token_hex(_BOUNDARY_HEX)}".encode("ascii")
+    head = _ALTERNATIVE_HEAD.replace(_SAMPLE_BOUNDARY.encode("ascii"), boundary)
+    plain = _qp_part(text, "plain", top=False)
+    rich = _qp_part(html.render(context), "html", top=False)
+    dash = b"--" + boundary
+    return b"".join(
+        (head, dash, b"\r\n", plain, b"\r\n", dash, b"\r\n", rich, b"\r\n", dash, b"--\r\n")
+    )
 
 
 def new_message(
