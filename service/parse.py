@@ -277,6 +277,11 @@ class _BodyParser(mailparser.MailParser):
         # replacement characters and does not unflow, so the decoding is ours.
         return _decode_body_part(part)
 
+    def _make_mail(self, complete: bool = True) -> dict[str, object]:
+        # mail-parser ends each parse building two dicts of every header and computed part
+        # (its `mail` and `mail_partial`) from what it already holds; we read neither.
+        return {}
+
 
 def _whole(raw: bytes) -> tuple[Message | None, str]:
     """The message parsed once, headers and MIME tree, for both headers and bodies; or None
