@@ -313,7 +313,8 @@ class Pipeline:
             if forged:
                 # No notice: the From address is probably not the one who sent this.
                 return Outcome(InboundStatus.REJECTED, forged)
-        route = route_reply(session, self.book, self.keyring, mail.recipient, message)
+        # The token was verified with the address; a reply without a valid one goes by threading.
+        route = route_reply(session, item.address.target if item.address else None, message)
         if route.target is None:
             return rejected("no_route", route.reason)
         target = route.target

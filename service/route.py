@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.addresses import AddressBook, Keyring, ReplyTarget, verify_token
+from service.addresses import ReplyTarget
 from service.models import OutboundEmail
 from service.parse import ParsedMessage
 
@@ -21,15 +21,11 @@ class Route:
     via: str = "token"
 
 
-def route_reply(
-    session: Session, book: AddressBook, keyring: Keyring, recipient: str, message: ParsedMessage
-) -> Route:
-    """Route by the reply address's token; without one, by the notification replied to."""
-    token = book.token_of(recipient)
-    if token:
-        target = verify_token(token, keyring)
-        if target is not None:
-            return Route(target)
+def route_reply(session: Session, verified: ReplyTarget | None, message: ParsedMessage) -> Route:
+    """Route by the target the reply address's token names (`verified`, as the address book
+    verified it); without one, by the notification replied to."""
+    if verified is not None:
+        return Route(verified)
     # Newest first: In-Reply-To names the message answered; References end with it too.
     candidates = [*message.in_reply_to, *reversed(message.references)]
     if candidates:
