@@ -9,7 +9,6 @@ from email.charset import QP, Charset
 from email.errors import HeaderParseError, InvalidHeaderDefect
 from email.header import Header
 from email.headerregistry import Address
-from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
@@ -149,14 +148,16 @@ class Draft:
 
     def as_bytes(self, bodies: bytes) -> bytes:
         """The whole message: these header fields, then `bodies` from `render_bodies`."""
-        head: Message[str, str | Header] = Message()
-        for name, value in self._fields:
-            # Non-ASCII text becomes RFC 2047 encoded words; ASCII is folded as it is.
-            if value.isascii():
-                head[name] = value
-            else:
-                head[name] = Header(value, "utf-8", header_name=name)
-        return head.as_bytes(policy=_WIRE).removesuffix(b"\r\n") + bodies
+        # Each field folded and encoded by the policy, exactly as the generator writes a
+        # Message's fields (without building one): non-ASCII text becomes RFC 2047 encoded
+        # words, ASCII is folded as it is.
+        fields = [
+            _WIRE.fold_binary(
+                name, value if value.isascii() else Header(value, "utf-8", header_name=name)
+            )
+            for name, value in self._fields
+        ]
+        return b"".join(fields) + bodies
 
 
 def _part_head(subtype: str, *, top: bool) -> bytes:
