@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.models import Comment, InboundEmail, InboundStatus, Post
+from service.notify import Audience
 from service.subscriptions import person_for, save_post, set_following
 from service.web import (
     MAX_COMMENT_CHARS,
@@ -147,7 +148,7 @@ def create_web_comment(
         comment = Comment(
             post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
         )
-        web.notifier.publish(session, comment, post, person)
+        web.notifier.publish(session, comment, post, person, Audience(session, [post]))
         stored = session.get(Comment, comment.id)  # as the database has it
         assert stored is not None
         return comment_json(stored, 0, private=True)

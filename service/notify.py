@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from jinja2 import Environment
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from service.addresses import AddressBook, Keyring, ReplyTarget, make_token
@@ -54,55 +54,105 @@ class Following(NamedTuple):
 
 # Statements on the publishing path are built once, with bound parameters: building and
 # hashing a statement costs several times more than SQLite takes to run it.
-_SUBSCRIPTIONS = select(Subscription.person_id, Subscription.active, Subscription.digest).where(
-    Subscription.post_id == bindparam("post_id")
+_SUBSCRIPTIONS = select(
+    Subscription.post_id, Subscription.person_id, Subscription.active, Subscription.digest
+).where(Subscription.post_id.in_(bindparam("post_ids", expanding=True)))
+_COMMENTERS = (
+    select(Comment.post_id, Comment.author_id)
+    .where(Comment.post_id.in_(bindparam("post_ids", expanding=True)))
+    .distinct()
 )
-_FOLLOWERS = (
+_READERS = (
     select(Person.id, Person.email, Person.display_name)
-    .where(
-        or_(
-            Person.id.in_(bindparam("wanted", expanding=True)),
-            Person.id.in_(select(Comment.author_id).where(Comment.post_id == bindparam("post_id"))),
-        )
-    )
+    .where(Person.id.in_(bindparam("ids", expanding=True)))
     .where(Person.suspended_at.is_(None))
-    .order_by(Person.id)
 )
+# A thread's followers are read this many at a time: databases bound the parameters of one
+# statement (SQLite before 3.32 at 999).
+_IDS_PER_QUERY = 900
 _FOLLOW = insert(Subscription)
 _QUEUE = insert(OutboundEmail)
 _COMMENT = insert(Comment).returning(Comment.id)
 
 
-def followers(
-    session: Session, post: Post, writer_id: int, subscriptions: Sequence[Following]
-) -> list[Reader]:
-    """Everyone who gets a mail per comment on `post`, except the writer and suspended people.
+class Audience:
+    """Who follows some posts (subscriptions, commenters, authors), read once for a batch of
+    comments and kept up to date as the batch publishes: three queries per batch instead
+    of two per comment.
 
-    That is the post's author, its commenters and its subscribers, less anyone who switched
-    the thread off or takes it as a digest; `subscriptions` are the post's, as
-    `post_subscriptions` read them.
+    A post it has not read yet is read when first asked about. After anything that changes
+    subscriptions or suspends people some other way (an unsubscribe, a bounce), call
+    `forget`, so what it holds is read again.
     """
-    opted_out = {s.person_id for s in subscriptions if not s.active or s.digest is not None}
-    wanted = {s.person_id for s in subscriptions if s.active and s.digest is None}
-    wanted.add(post.author_id)
-    # Plain rows through the Core connection: this runs once per comment, on the hot path.
-    rows = session.connection().execute(_FOLLOWERS, {"wanted": list(wanted), "post_id": post.id})
-    return [Reader(*row) for row in rows if row.id not in opted_out and row.id != writer_id]
 
+    def __init__(self, session: Session, posts: Iterable[Post] = ()) -> None:
+        self._session = session
+        self._authors: dict[int, int] = {}
+        self._subscriptions: dict[int, dict[int, Following]] = {}
+        self._commenters: dict[int, set[int]] = {}
+        self._readers: dict[int, Reader] = {}
+        self.read(posts)
 
-def post_subscriptions(session: Session, post: Post) -> list[Following]:
-    """Every subscription row of a post, whatever its state."""
-    rows = session.connection().execute(_SUBSCRIPTIONS, {"post_id": post.id})
-    return [Following(*row) for row in rows]
+    def read(self, posts: Iterable[Post]) -> None:
+        """Read who follows each of `posts` it does not hold yet."""
+        new = {post.id: post.author_id for post in posts if post.id not in self._authors}
+        if not new:
+            return
+        post_ids = list(new)
+        self._authors.update(new)
+        for post_id in post_ids:
+            self._subscriptions[post_id] = {}
+            self._commenters[post_id] = set()
+        # Plain rows through the Core connection: this is on the hot path.
+        connection = self._session.connection()
+        for post_id, person_id, active, digest in connection.execute(
+            _SUBSCRIPTIONS, {"post_ids": post_ids}
+        ):
+            self._subscriptions[post_id][person_id] = Following(person_id, active, digest)
+        for post_id, author_id in connection.execute(_COMMENTERS, {"post_ids": post_ids}):
+            self._commenters[post_id].add(author_id)
+        wanted = set(new.values())
+        for post_id in post_ids:
+            wanted |= self._subscriptions[post_id].keys() | self._commenters[post_id]
+        ids = sorted(wanted - self._readers.keys())
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            rows = connection.execute(_READERS, {"ids": ids[start : start + _IDS_PER_QUERY]})
+            self._readers.update((row.id, Reader(*row)) for row in rows)
 
+    def forget(self) -> None:
+        """Drop what was read, because subscriptions or people changed outside `commented`;
+        the session's pending changes are written first, so the next read sees them."""
+        self._session.flush()
+        for held in (self._authors, self._subscriptions, self._commenters, self._readers):
+            held.clear()
 
-def follow(
-    session: Session, post: Post, person: Person, subscriptions: Sequence[Following]
-) -> None:
-    """Make a commenter follow the thread, unless they opted out of it before;
-    `subscriptions` are the post's, as `post_subscriptions` read them."""
-    if all(s.person_id != person.id for s in subscriptions):
-        session.connection().execute(_FOLLOW, {"post_id": post.id, "person_id": person.id})
+    def followers(self, post: Post, writer_id: int) -> list[Reader]:
+        """Everyone who gets a mail per comment on `post`, except the writer and suspended
+        people: its author, commenters and subscribers, less anyone who switched the thread
+        off or takes it as a digest."""
+        self.read([post])
+        subscriptions = self._subscriptions[post.id].values()
+        opted_out = {s.person_id for s in subscriptions if not s.active or s.digest is not None}
+        wanted = {s.person_id for s in subscriptions if s.active and s.digest is None}
+        wanted |= self._commenters[post.id]
+        wanted.add(post.author_id)
+        wanted -= opted_out
+        wanted.discard(writer_id)
+        return [self._readers[pid] for pid in sorted(wanted) if pid in self._readers]
+
+    def subscribed(self, post: Post, person_id: int) -> bool:
+        """Whether the person has a subscription row for the post, whatever its state."""
+        self.read([post])
+        return person_id in self._subscriptions[post.id]
+
+    def commented(self, post: Post, writer: Person, *, followed: bool) -> None:
+        """Note a comment published on `post` (and the subscription made for its writer)."""
+        self.read([post])
+        self._commenters[post.id].add(writer.id)
+        if followed:
+            self._subscriptions[post.id][writer.id] = Following(writer.id, True, None)
+        if writer.suspended_at is None:
+            self._readers[writer.id] = Reader(writer.id, writer.email, writer.display_name)
 
 
 class Notifier:
@@ -213,16 +263,22 @@ class Notifier:
         )
         return len(recipients)
 
-    def publish(self, session: Session, comment: Comment, post: Post, author: Person) -> int:
+    def publish(
+        self, session: Session, comment: Comment, post: Post, author: Person, audience: Audience
+    ) -> int:
         """Store a new comment, make its writer follow the thread and queue its mail, in the
         caller's transaction (invariant 3); returns how many notifications were queued.
+        `audience` must hold `post`; it learns of the comment once all of it is written.
         """
         # Who hears of it is settled before the comment exists: its writer is left out anyway.
-        subscriptions = post_subscriptions(session, post)
-        recipients = followers(session, post, author.id, subscriptions)
-        follow(session, post, author, subscriptions)
+        recipients = audience.followers(post, author.id)
+        follow = not audience.subscribed(post, author.id)  # unless they opted out before
+        if follow:
+            session.connection().execute(_FOLLOW, {"post_id": post.id, "person_id": author.id})
         store_comment(session, comment, author)
-        return self.queue_for_comment(session, comment, post, recipients)
+        queued = self.queue_for_comment(session, comment, post, recipients)
+        audience.commented(post, author, followed=follow)
+        return queued
 
 
 def store_comment(session: Session, comment: Comment, author: Person) -> None:

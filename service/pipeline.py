@@ -19,7 +19,7 @@ from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
 from service.notices import RejectionNotices
-from service.notify import Notifier
+from service.notify import Audience, Notifier
 from service.parse import ParsedMessage, parse_message
 from service.route import route_reply
 from service.subscriptions import unsubscribe
@@ -62,6 +62,14 @@ class Prepared:
     extraction: Extraction | None = None
     key: str | None = None
     failed: Outcome | None = None  # already decided: it could not be read, or crashed too often
+
+
+@dataclass
+class _Batch:
+    """What the messages recorded in one transaction share."""
+
+    published: dict[str, int]  # dedupe key -> comment, for the batch's keys and new comments
+    audience: Audience  # who follows the posts replied to
 
 
 def dedupe_key(message_id: str | None, raw_sha256: str, sender: str, recipient: str) -> str:
@@ -188,8 +196,8 @@ class Pipeline:
         ids = [item.mail.id for item in prepared]
         held = set(session.connection().execute(_HELD, {"ids": ids, "worker": worker}).scalars())
         # Kept referenced: the session's identity map only holds objects someone else does.
-        preloaded = self._preload(session, [item for item in prepared if item.mail.id in held])
-        published = self._already_published(session, prepared)
+        posts, people = self._preload(session, [item for item in prepared if item.mail.id in held])
+        batch = _Batch(self._already_published(session, prepared), Audience(session, posts))
         outcomes: list[Outcome | None] = []
         for item in prepared:
             if outcomes and self.yield_now():
@@ -197,7 +205,7 @@ class Pipeline:
             if item.mail.id not in held:
                 outcomes.append(None)
                 continue
-            outcome = item.failed or self._record_one(session, item, published, careful)
+            outcome = item.failed or self._record_one(session, item, batch, careful)
             outcomes.append(outcome)
         finish_many(
             session,
@@ -207,10 +215,12 @@ class Pipeline:
                 if outcome is not None
             ],
         )
-        del preloaded
+        del posts, people
         return outcomes
 
-    def _preload(self, session: Session, prepared: list[Prepared]) -> list[Post | Person]:
+    def _preload(
+        self, session: Session, prepared: list[Prepared]
+    ) -> tuple[list[Post], list[Person]]:
         """Load the batch's posts and people in two queries, so each message finds them in the
         session instead of asking the database one row at a time."""
         targets = [
@@ -220,11 +230,11 @@ class Pipeline:
             and item.address.kind is AddressKind.REPLY
             and item.address.target is not None
         ]
-        if len(targets) < 2:
-            return []
+        if not targets:
+            return [], []
         posts = session.scalars(_POSTS, {"ids": list({t.post_id for t in targets})})
         people = session.scalars(_PEOPLE, {"ids": list({t.person_id for t in targets})})
-        return [*posts, *people]
+        return list(posts), list(people)
 
     @staticmethod
     def _already_published(session: Session, prepared: list[Prepared]) -> dict[str, int]:
@@ -236,10 +246,10 @@ class Pipeline:
         return {row.dedupe_key: row.id for row in rows}
 
     def _record_one(
-        self, session: Session, item: Prepared, published: dict[str, int], careful: bool
+        self, session: Session, item: Prepared, batch: _Batch, careful: bool
     ) -> Outcome:
         """One message's decision and its writes (in a savepoint of its own when `careful`);
-        `published` maps dedupe keys to comments and learns the ones this message adds."""
+        `batch` learns what this message publishes."""
         assert item.message is not None and item.key is not None
         message, mail = item.message, item.mail
         try:
@@ -247,7 +257,7 @@ class Pipeline:
                 if item.ignore:
                     outcome = Outcome(InboundStatus.IGNORED, item.ignore)
                 else:
-                    outcome = self._decide(session, item, published)
+                    outcome = self._decide(session, item, batch)
                 if outcome.code:
                     self.notices.queue(
                         session,
@@ -258,7 +268,7 @@ class Pipeline:
                         in_reply_to=message.message_id,
                     )
             if outcome.comment_id is not None:
-                published[item.key] = outcome.comment_id  # a redelivery later in the batch
+                batch.published[item.key] = outcome.comment_id  # a redelivery later on
             return outcome
         except Exception as exc:
             if not careful:
@@ -277,23 +287,26 @@ class Pipeline:
             finish_many(session, [(mail.id, outcome.status, outcome.reason)])
             return outcome
 
-    def _decide(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
+    def _decide(self, session: Session, item: Prepared, batch: _Batch) -> Outcome:
         """What a (person-written, or bounce) message to one of our addresses leads to."""
         address = item.address
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
         if address.kind is AddressKind.BOUNCE:
-            return self._bounce(session, address, item.mail.raw)
+            outcome = self._bounce(session, address, item.mail.raw)
+            batch.audience.forget()  # the bounce may have suspended someone
+            return outcome
         if address.kind is AddressKind.UNSUBSCRIBE:
             assert address.target is not None
             done = unsubscribe(session, address.target)
+            batch.audience.forget()
             return Outcome(InboundStatus.IGNORED, f"unsubscribe request handled: {done}")
         if address.kind is AddressKind.DIGEST:
             return rejected(
                 "digest", "reply to a digest's own address; the sender was told how to reply"
             )
-        return self._publish(session, item, published)
+        return self._publish(session, item, batch)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
@@ -304,7 +317,7 @@ class Pipeline:
         verdict = record_bounce(session, person, read_bounce(raw))
         return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
 
-    def _publish(self, session: Session, item: Prepared, published: dict[str, int]) -> Outcome:
+    def _publish(self, session: Session, item: Prepared, batch: _Batch) -> Outcome:
         """Decide whether the reply may be published; if so store it and queue its mail."""
         mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
         assert message is not None and extraction is not None and key is not None
@@ -340,7 +353,7 @@ class Pipeline:
                 "empty",
                 "empty reply: nothing was left after removing the quoted text and signature",
             )
-        existing = published.get(key)
+        existing = batch.published.get(key)
         if existing is not None:
             return Outcome(
                 InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"
@@ -357,7 +370,7 @@ class Pipeline:
             inbound_email_id=mail.id,
             dedupe_key=key,
         )
-        queued = self.notifier.publish(session, comment, post, person)
+        queued = self.notifier.publish(session, comment, post, person, batch.audience)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
             mail.id,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import event, func, select, update
 
+from service.addresses import ReplyTarget
 from service.compose import make_templates
 from service.config import Outbound
 from service.db import _waiting
@@ -155,6 +156,94 @@ class TestOneTransactionPerBatch:
             rows = list(session.scalars(select(OutboundEmail)))
         assert [row.recipient for row in rows] == ["follower@example.org"]
         assert b"victim@example.org" not in rows[0].raw
+
+
+class TestWhoHearsWithinABatch:
+    """Who follows a post is read once per batch and kept up to date as the batch publishes."""
+
+    @staticmethod
+    def recipients(parts: Components) -> list[tuple[str, str]]:
+        with parts.session_factory() as session:
+            rows = session.execute(
+                select(Comment.body, OutboundEmail.recipient)
+                .join(Comment, Comment.id == OutboundEmail.comment_id)
+                .order_by(OutboundEmail.id)
+            )
+            return [(body, recipient) for body, recipient in rows]
+
+    def test_who_follows_is_read_once_for_the_whole_batch(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        batch = claim(parts, 3)
+        reads: list[str] = []
+
+        def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.startswith("SELECT") and "subscriptions" in statement:
+                reads.append(statement)
+
+        event.listen(parts.engine, "before_cursor_execute", watch)
+        try:
+            outcomes = process(parts, batch)
+        finally:
+            event.remove(parts.engine, "before_cursor_execute", watch)
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
+        assert len(reads) == 1
+
+    def test_a_reply_later_in_the_batch_is_mailed_to_who_replied_earlier_in_it(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        post = blog.post()
+        store_replies(blog, [post], reader="first@example.org", bodies=["First."])
+        store_replies(blog, [post], reader="second@example.org", bodies=["Second."])
+        process(parts, claim(parts, 2))
+        assert self.recipients(parts) == [
+            ("First.", "author@example.org"),
+            ("Second.", "author@example.org"),
+            ("Second.", "first@example.org"),
+        ]
+        repliers = [blog.person("first@example.org"), blog.person("second@example.org")]
+        with parts.session_factory() as session:
+            followers = session.scalars(select(Subscription.person_id).order_by(Subscription.id))
+            assert list(followers) == repliers  # each follows the thread once
+
+    def test_an_unsubscribe_earlier_in_the_batch_holds_for_the_replies_after_it(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        post = blog.post()
+        fan = "fan@example.org"
+        with parts.session_factory.begin() as session:
+            session.add(Subscription(post_id=post, person_id=blog.person(fan)))
+        mailto = parts.book.unsubscribe_address(
+            ReplyTarget(post, None, blog.person(fan)), parts.keyring
+        )
+        raw = reply_message(fan, mailto, "unsubscribe", subject="unsubscribe")
+        store_received(parts.session_factory, raw, fan, [mailto])
+        store_replies(blog, [post], bodies=["After the unsubscribe."])
+        outcomes = process(parts, claim(parts, 2))
+        assert [o.status if o else None for o in outcomes] == [
+            InboundStatus.IGNORED,
+            InboundStatus.PROCESSED,
+        ]
+        assert self.recipients(parts) == [("After the unsubscribe.", "author@example.org")]
+
+    def test_a_reply_that_failed_leaves_its_writer_out_of_the_thread(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        (tmp_path / "notification.txt").write_text(
+            "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
+        )
+        post = blog.post()
+        store_replies(blog, [post], reader="first@example.org", bodies=["This goes boom."])
+        store_replies(blog, [post], reader="second@example.org", bodies=["Fine."])
+        pipeline = parts.pipeline()
+        pipeline.notifier.templates = make_templates(tmp_path)
+        outcomes = pipeline.process_batch(claim(parts, 2), "batch-worker")
+        assert [o.status if o else None for o in outcomes] == [
+            InboundStatus.FAILED,
+            InboundStatus.PROCESSED,
+        ]
+        assert self.recipients(parts) == [("Fine.", "author@example.org")]
 
 
 class TestYieldingToTheEdge:

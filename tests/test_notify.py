@@ -5,11 +5,11 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.addresses import verify_token
-from service.models import Comment, OutboundEmail, Person, Post
-from service.notify import followers, post_subscriptions
+from service.models import Comment, OutboundEmail, Person, Post, Subscription
+from service.notify import Audience
 from service.subscriptions import set_following
 from tests.conftest import Blog
 
@@ -26,7 +26,7 @@ def publish(
         comment = Comment(post_id=post_id, parent_id=parent, author_id=person.id, body=body)
         post = session.get(Post, post_id)
         assert post is not None
-        notifier.publish(session, comment, post, person)
+        notifier.publish(session, comment, post, person, Audience(session, [post]))
         return comment.id
 
 
@@ -138,6 +138,19 @@ class TestFollowers:
         with blog.parts.session_factory() as session:
             row = session.get(Post, post)
             assert row is not None
-            subscriptions = post_subscriptions(session, row)
-            emails = {p.email for p in followers(session, row, writer, subscriptions)}
+            emails = {p.email for p in Audience(session, [row]).followers(row, writer)}
         assert emails == {"author@example.org", "fan@example.org"}
+
+    def test_a_thread_with_more_followers_than_one_query_names(self, blog: Blog) -> None:
+        """Followers are read a bounded number at a time, so a big thread reaches everyone."""
+        blog.parts_notifier = blog.parts.notifier()
+        post = blog.post()
+        with blog.parts.session_factory.begin() as session:
+            fans = [Person(email=f"fan{n}@example.org") for n in range(1000)]
+            session.add_all(fans)
+            session.flush()
+            session.add_all(Subscription(post_id=post, person_id=fan.id) for fan in fans)
+        publish(blog, post, "writer@example.org", "Hello, all of you.")
+        with blog.parts.session_factory() as session:
+            count = select(func.count()).select_from(OutboundEmail)
+            assert session.scalar(count) == 1001  # the fans and the author
