@@ -31,6 +31,7 @@ CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers 
 OUTBOUND_GATHER_SECONDS = 0.2  # how long the mail of comments published together may gather
 WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
 _WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
+_WAKES_PER_READ = 4096  # bytes a worker takes off its wake-up pipe at once (a few each)
 
 
 async def wait_for_work(wakeup: asyncio.Event, seconds: float = IDLE_POLL_SECONDS) -> None:
@@ -211,9 +212,13 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
 
     def listen() -> None:
         while True:
+            # Raw reads, not recv_bytes: one read takes every wake-up sent since the last, so
+            # a burst of stored mail wakes the loop once, not once per message.
             try:
-                pipe.recv_bytes()
-            except (EOFError, OSError):
+                woken = os.read(pipe.fileno(), _WAKES_PER_READ)
+            except OSError:
+                woken = b""
+            if not woken:
                 # The daemon is gone: finish what we hold and leave.
                 loop.call_soon_threadsafe(stopping.set)
                 loop.call_soon_threadsafe(wake)
