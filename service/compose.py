@@ -172,7 +172,8 @@ def _part_head(subtype: str, *, top: bool) -> bytes:
 
 def _alternative_head(boundary: str) -> bytes:
     """The header fields of a multipart/alternative body with `boundary`, blank line included."""
-    return MIMEMultipart("alternative", boundary).as_bytes(policy=_WIRE).split(b"\r\n\r\n")[0]
+    whole = MIMEMultipart("alternative", boundary).as_bytes(policy=_WIRE)
+    return whole[: whole.index(b"\r\n\r\n") + 4]
 
 
 # Our own boundary: "=_" cannot occur in quoted-printable text, so it is safe without the
@@ -180,7 +181,7 @@ def _alternative_head(boundary: str) -> bytes:
 # header for one boundary, written once, serves for every other.
 _BOUNDARY_HEX = 12
 _SAMPLE_BOUNDARY = "=_replyd_" + "0" * 2 * _BOUNDARY_HEX
-_ALTERNATIVE_HEAD = _alternative_head(_SAMPLE_BOUNDARY) + b"\r\n\r\n"
+_ALTERNATIVE_HEAD = _alternative_head(_SAMPLE_BOUNDARY)
 _PART_HEADS = {
     (subtype, top): _part_head(subtype, top=top)
     for subtype in ("plain", "html")

@@ -31,7 +31,7 @@ CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers 
 OUTBOUND_GATHER_SECONDS = 0.2  # how long the mail of comments published together may gather
 WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
 _WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
-_WAKES_PER_READ = 4096  # bytes a worker takes off its wake-up pipe at once (a few each)
+_WAKES_PER_READ = 4096  # bytes a worker takes off its wake-up pipe at once (4 per wake-up)
 
 
 async def wait_for_work(wakeup: asyncio.Event, seconds: float = IDLE_POLL_SECONDS) -> None:

@@ -174,6 +174,7 @@ class TestWhoHearsWithinABatch:
     def test_who_follows_is_read_once_for_the_whole_batch(
         self, parts: Components, blog: Blog
     ) -> None:
+        """Three replies to three posts: one query for the posts' subscriptions, not three."""
         store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
         batch = claim(parts, 3)
         reads: list[str] = []
@@ -193,6 +194,7 @@ class TestWhoHearsWithinABatch:
     def test_a_reply_later_in_the_batch_is_mailed_to_who_replied_earlier_in_it(
         self, parts: Components, blog: Blog
     ) -> None:
+        """The first replier follows the thread at once, so the second reply reaches them."""
         post = blog.post()
         store_replies(blog, [post], reader="first@example.org", bodies=["First."])
         store_replies(blog, [post], reader="second@example.org", bodies=["Second."])
@@ -210,6 +212,8 @@ class TestWhoHearsWithinABatch:
     def test_an_unsubscribe_earlier_in_the_batch_holds_for_the_replies_after_it(
         self, parts: Components, blog: Blog
     ) -> None:
+        """A follower's unsubscribe mail, then a reply to the same post, in one batch: the
+        follower does not get that reply."""
         post = blog.post()
         fan = "fan@example.org"
         with parts.session_factory.begin() as session:
@@ -230,6 +234,8 @@ class TestWhoHearsWithinABatch:
     def test_a_reply_that_failed_leaves_its_writer_out_of_the_thread(
         self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
+        """A reply undone to its savepoint made no follower: the next one in the batch is
+        mailed to the author only."""
         (tmp_path / "notification.txt").write_text(
             "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
         )
