@@ -6,7 +6,6 @@ import base64
 import binascii
 import codecs
 import copy
-import email
 import email.utils
 import logging
 import re
@@ -186,7 +185,11 @@ def _read_headers(raw: bytes, message: Message | None) -> tuple[dict[str, tuple[
     """Decoded headers by lower-case name, and the raw From (parsed before decoding); from
     the parsed message, or from the header block alone when the body could not be parsed."""
     try:
-        head = message or BytesHeaderParser(policy=compat32).parsebytes(raw)
+        # `is None`, not truthiness: a Message without header fields is falsy, and its
+        # header block would be parsed a second time for nothing.
+        head = (
+            message if message is not None else BytesHeaderParser(policy=compat32).parsebytes(raw)
+        )
         items = head.raw_items()
     except Exception:  # a message we cannot read must still reach a terminal state
         return {}, ""
