@@ -57,7 +57,7 @@ _DUE = (
     .where(
         or_(
             (OutboundEmail.status == OutboundStatus.QUEUED)
-            & (OutboundEmail.next_attempt_at <= _NOW),
+            & (OutboundEmail.next_attempt_at <= bindparam("due", type_=UTCDateTime())),
             (OutboundEmail.status == OutboundStatus.SENDING) & (OutboundEmail.lease_until < _NOW),
         )
     )
@@ -154,12 +154,17 @@ class Outbox:
         self.local_hostname = local_hostname
         self._maildir: mailbox.Maildir | None = None
 
-    def claim_due(self, worker: str, limit: int = CLAIM_LIMIT) -> list[Parcel]:
-        """Claim up to `limit` rows that are due (or whose sender died mid-delivery)."""
+    def claim_due(
+        self, worker: str, limit: int = CLAIM_LIMIT, *, held_back: timedelta = timedelta(0)
+    ) -> list[Parcel]:
+        """Claim up to `limit` rows that fell due at least `held_back` ago (or whose sender
+        died mid-delivery)."""
         now = utcnow()
         with self.session_factory.begin() as session:
             connection = session.connection()
-            rows = connection.execute(_DUE, {"now": now, "limit": limit}).all()
+            rows = connection.execute(
+                _DUE, {"now": now, "due": now - held_back, "limit": limit}
+            ).all()
             if not rows:
                 return []
             connection.execute(
@@ -293,9 +298,10 @@ class Outbox:
                 results.append(DeliveryError(message, permanent=False))
         return results
 
-    async def run_once(self, worker: str) -> int:
-        """Deliver everything due now; returns how many attempts were made."""
-        parcels = await asyncio.to_thread(self.claim_due, worker)
+    async def run_once(self, worker: str, *, held_back: timedelta = timedelta(0)) -> int:
+        """Deliver a batch of what is due (for `held_back` at least); returns how many
+        attempts were made."""
+        parcels = await asyncio.to_thread(self.claim_due, worker, held_back=held_back)
         errors: list[DeliveryError | None] = []
         if parcels and self.outbound.kind == "maildir":
             # One trip to a thread for the whole batch: local files need no concurrency.

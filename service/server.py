@@ -32,7 +32,7 @@ from service.pipeline import Pipeline
 from service.ratelimit import RateLimiter
 from service.retention import purge_raw
 from service.smtp import ReplyHandler, make_protocol
-from service.worker import WorkerProcesses, inbound_loop, outbound_loop
+from service.worker import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class ReplydServer:
         )
         self._inbound_wakeup = asyncio.Event()
         self._outbound_wakeup = asyncio.Event()
+        self._inbound_load = InboundLoad()  # in-process workers: delivery stands back for it
         self._stopping = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -222,11 +223,16 @@ class ReplydServer:
             wakeup=self._inbound_wakeup,
             stopping=self._stopping,
             published=self._wake_outbound,
+            load=self._inbound_load,
         )
 
     async def _outbound_worker(self) -> None:
         await outbound_loop(
-            self.outbox, f"{self.node}/out", wakeup=self._outbound_wakeup, stopping=self._stopping
+            self.outbox,
+            f"{self.node}/out",
+            wakeup=self._outbound_wakeup,
+            stopping=self._stopping,
+            inbound=self._inbound_load,
         )
 
     async def _digest_scheduler(self) -> None:

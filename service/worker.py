@@ -10,7 +10,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -29,7 +30,13 @@ IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node sto
 STOP_TIMEOUT_SECONDS = 60.0  # how long a worker process may take to finish the message in hand
 CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers share a burst
 OUTBOUND_GATHER_SECONDS = 0.2  # how long the mail of comments published together may gather
+# While replies pour in, fresh notifications wait (this long at most) so that publishing has
+# the process and the database to itself; a burst's mail then leaves right after the burst.
+DELIVERY_HOLD = timedelta(seconds=5)
+HOLD_POLL_SECONDS = 0.2  # how often a held-back delivery loop looks whether the burst is over
+BURST_GRACE_SECONDS = 0.1  # a pause between inbound batches shorter than this is the same burst
 WATCH_SECONDS = 1.0  # how often the daemon checks that its worker processes are alive
+_NO_HOLD = timedelta(0)
 _WAKE = b""  # the whole message on a wake-up pipe: "look at the queues now"
 _WAKES_PER_READ = 4096  # bytes a worker takes off its wake-up pipe at once (4 per wake-up)
 
@@ -41,6 +48,29 @@ async def wait_for_work(wakeup: asyncio.Event, seconds: float = IDLE_POLL_SECOND
     wakeup.clear()
 
 
+class InboundLoad:
+    """Whether a process's inbound loops are working through replies, so that delivery,
+    which can wait a few seconds, stands back for them."""
+
+    def __init__(self) -> None:
+        self._batches = 0
+        self._last_end = -BURST_GRACE_SECONDS
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Mark one batch of inbound mail in hand for the duration of the block."""
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
+            self._last_end = time.monotonic()
+
+    def busy(self) -> bool:
+        """A batch is in hand, or one ended so recently that more are likely to follow."""
+        return self._batches > 0 or time.monotonic() - self._last_end < BURST_GRACE_SECONDS
+
+
 async def inbound_loop(
     pipeline: Pipeline,
     session_factory: sessionmaker[Session],
@@ -50,8 +80,11 @@ async def inbound_loop(
     wakeup: asyncio.Event,
     stopping: asyncio.Event,
     published: Callable[[], None],
+    load: InboundLoad | None = None,
 ) -> None:
-    """Claim and process inbound rows until `stopping` is set; the row in hand is finished."""
+    """Claim and process inbound rows until `stopping` is set; the row in hand is finished.
+    `load` is told while a batch is in hand."""
+    load = load or InboundLoad()
     while not stopping.is_set():
         batch: list[ClaimedMail] = []
         try:
@@ -62,7 +95,8 @@ async def inbound_loop(
                 continue
             if stopping.is_set():
                 continue  # given back below
-            outcomes = await asyncio.to_thread(pipeline.process_batch, batch, name)
+            with load.batch():
+                outcomes = await asyncio.to_thread(pipeline.process_batch, batch, name)
             batch = []
             if any(outcome is not None and outcome.comment_id for outcome in outcomes):
                 published()
@@ -78,14 +112,27 @@ async def inbound_loop(
 
 
 async def outbound_loop(
-    outbox: Outbox, name: str, *, wakeup: asyncio.Event, stopping: asyncio.Event
+    outbox: Outbox,
+    name: str,
+    *,
+    wakeup: asyncio.Event,
+    stopping: asyncio.Event,
+    inbound: InboundLoad | None = None,
 ) -> None:
-    """Deliver due mail until `stopping` is set; the batch in hand is finished and recorded."""
+    """Deliver due mail until `stopping` is set; the batch in hand is finished and recorded.
+    While `inbound` is busy, only mail due for DELIVERY_HOLD is sent."""
     while not stopping.is_set():
         try:
-            sent = await outbox.run_once(name)
+            holding = inbound is not None and inbound.busy()
+            sent = await outbox.run_once(name, held_back=DELIVERY_HOLD if holding else _NO_HOLD)
             if sent >= CLAIM_LIMIT:
                 continue  # more may be due already
+            if holding:
+                # Every published batch sets `wakeup`; look again on a clock instead, so a
+                # burst costs a few claims a second, not one per batch.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), HOLD_POLL_SECONDS)
+                continue
             if not sent:
                 await wait_for_work(wakeup)
             # Let the mail of a burst gather, so one claim and one record commit serve many
@@ -203,6 +250,7 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     stopping = asyncio.Event()
     inbound = asyncio.Event()
     outbound = asyncio.Event()
+    load = InboundLoad()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
@@ -238,6 +286,7 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
                 wakeup=inbound,
                 stopping=stopping,
                 published=outbound.set,
+                load=load,
             )
         )
         for thread in range(settings.workers)
@@ -245,7 +294,11 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     tasks.append(
         asyncio.create_task(
             outbound_loop(
-                delivery.outbox(), f"{node}/w{number}.out", wakeup=outbound, stopping=stopping
+                delivery.outbox(),
+                f"{node}/w{number}.out",
+                wakeup=outbound,
+                stopping=stopping,
+                inbound=load,
             )
         )
     )

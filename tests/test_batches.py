@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -28,6 +30,13 @@ from service.models import (
 from service.outbox import Outbox
 from service.pipeline import Outcome
 from service.server import Components
+from service.worker import (
+    BURST_GRACE_SECONDS,
+    DELIVERY_HOLD,
+    InboundLoad,
+    inbound_loop,
+    outbound_loop,
+)
 from tests.conftest import Blog, reply_message
 
 
@@ -327,3 +336,137 @@ class TestBrokenBatch:
             assert requeue(session, ids) == 2
         outcomes = process(parts, claim(parts, 2))
         assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 2
+
+
+class TestDeliveryStandsBackForABurst:
+    """While the worker publishes replies, fresh notifications wait (DELIVERY_HOLD at most)."""
+
+    @staticmethod
+    def maildir_outbox(parts: Components, folder: Path) -> Outbox:
+        return Outbox(
+            parts.session_factory,
+            Outbound(kind="maildir", path=folder),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+        )
+
+    @staticmethod
+    def filed(folder: Path) -> int:
+        return len(list((folder / "new").iterdir())) if (folder / "new").exists() else 0
+
+    def test_fresh_mail_waits_while_a_batch_is_in_hand_and_leaves_when_the_burst_ends(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        process(parts, claim(parts, 3))
+        folder = tmp_path / "outbox"
+        load = InboundLoad()
+
+        async def scenario() -> tuple[int, int]:
+            stopping, wakeup = asyncio.Event(), asyncio.Event()
+            loop = asyncio.create_task(
+                outbound_loop(
+                    self.maildir_outbox(parts, folder),
+                    "sender",
+                    wakeup=wakeup,
+                    stopping=stopping,
+                    inbound=load,
+                )
+            )
+            with load.batch():  # the inbound loop works through a burst
+                wakeup.set()
+                await asyncio.sleep(0.8)
+                during = self.filed(folder)
+            deadline = asyncio.get_running_loop().time() + 5
+            while self.filed(folder) < 3 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            after = self.filed(folder)
+            stopping.set()
+            await loop
+            return during, after
+
+        during, after = asyncio.run(scenario())
+        assert during == 0
+        assert after == 3
+        with parts.session_factory() as session:
+            statuses = set(session.scalars(select(OutboundEmail.status)))
+        assert statuses == {OutboundStatus.SENT}
+
+    def test_mail_held_back_as_long_as_the_hold_leaves_even_during_a_burst(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """A steady stream of replies cannot starve delivery: mail due for DELIVERY_HOLD
+        goes out while the worker is still busy; fresher mail keeps waiting."""
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
+        process(parts, claim(parts, 3))
+        with parts.session_factory.begin() as session:
+            old = list(session.scalars(select(OutboundEmail.id).order_by(OutboundEmail.id)))[:2]
+            session.execute(
+                update(OutboundEmail)
+                .where(OutboundEmail.id.in_(old))
+                .values(next_attempt_at=utcnow() - DELIVERY_HOLD - timedelta(seconds=1))
+            )
+        folder = tmp_path / "outbox"
+        load = InboundLoad()
+
+        async def scenario() -> int:
+            stopping, wakeup = asyncio.Event(), asyncio.Event()
+            with load.batch():
+                loop = asyncio.create_task(
+                    outbound_loop(
+                        self.maildir_outbox(parts, folder),
+                        "sender",
+                        wakeup=wakeup,
+                        stopping=stopping,
+                        inbound=load,
+                    )
+                )
+                deadline = asyncio.get_running_loop().time() + 5
+                while self.filed(folder) < 2 and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # time enough to send the third, were it not held
+                seen = self.filed(folder)
+                stopping.set()
+                await loop
+            return seen
+
+        assert asyncio.run(scenario()) == 2
+        with parts.session_factory() as session:
+            rows = dict(session.execute(select(OutboundEmail.id, OutboundEmail.status)).all())
+        assert {rows[i] for i in old} == {OutboundStatus.SENT}
+        assert [s for i, s in rows.items() if i not in old] == [OutboundStatus.QUEUED]
+
+    def test_a_burst_lasts_while_batches_follow_each_other_closely(self) -> None:
+        load = InboundLoad()
+        assert not load.busy()
+        with load.batch():
+            assert load.busy()
+        assert load.busy()  # the next batch is likely a moment away
+        time.sleep(BURST_GRACE_SECONDS + 0.05)
+        assert not load.busy()
+
+    def test_the_inbound_loop_marks_its_batches(self, parts: Components, blog: Blog) -> None:
+        store_replies(blog, [blog.post(f"post-{n}") for n in range(2)])
+        load = InboundLoad()
+        seen: list[bool] = []
+
+        async def scenario() -> None:
+            stopping = asyncio.Event()
+
+            def published() -> None:
+                seen.append(load.busy())  # right after the batch: still the same burst
+                stopping.set()
+
+            await inbound_loop(
+                parts.pipeline(),
+                parts.session_factory,
+                "batch-worker",
+                lease=timedelta(minutes=5),
+                wakeup=asyncio.Event(),
+                stopping=stopping,
+                published=published,
+                load=load,
+            )
+
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert seen == [True]
