@@ -66,10 +66,13 @@ class Prepared:
 
 @dataclass
 class _Batch:
-    """What the messages recorded in one transaction share."""
+    """What the messages of a batch share, read once even when they take several commits."""
 
     published: dict[str, int]  # dedupe key -> comment, for the batch's keys and new comments
     audience: Audience  # who follows the posts replied to
+    # Kept referenced: the session's identity map only holds objects someone else does.
+    posts: list[Post]
+    people: list[Person]
 
 
 def dedupe_key(message_id: str | None, raw_sha256: str, sender: str, recipient: str) -> str:
@@ -148,15 +151,25 @@ class Pipeline:
         prepared = [self._prepare(mail) for mail in mails]
         outcomes: list[Outcome | None] = []  # of the messages already committed
         try:
-            while len(outcomes) < len(prepared):
-                todo = prepared[len(outcomes) :]
-                try:
-                    with self.session_factory.begin() as session:
-                        outcomes += self._record(session, todo, worker, careful=False)
-                except _Careful:
-                    # A message failed: again from the top, each in a savepoint of its own.
-                    with self.session_factory.begin() as session:
-                        outcomes += self._record(session, todo, worker, careful=True)
+            # One session for all the batch's commits: after letting the edge in, the next
+            # transaction goes on with what the first one read (posts, people, followers)
+            # instead of reading it again. Between them the edge only stores inbound mail; a
+            # change from elsewhere (the web API, the CLI) shows from the next batch on, as
+            # it does on PostgreSQL, where a batch is one transaction.
+            with self.session_factory() as session:
+                batch: _Batch | None = None
+                while len(outcomes) < len(prepared):
+                    todo = prepared[len(outcomes) :]
+                    try:
+                        with session.begin():
+                            batch = batch or self._start(session, todo)
+                            outcomes += self._record(session, todo, worker, batch, careful=False)
+                    except _Careful:
+                        # A message failed: again from the top, each in a savepoint of its
+                        # own; what the batch had learnt in the undone transaction is read again.
+                        with session.begin():
+                            batch = self._start(session, todo)
+                            outcomes += self._record(session, todo, worker, batch, careful=True)
             return outcomes
         except Exception as exc:
             rest = mails[len(outcomes) :]
@@ -187,17 +200,26 @@ class Pipeline:
             return Prepared(mail, failed=_failure(exc))
         return Prepared(mail, address, message, ignore, extraction, key)
 
+    def _start(self, session: Session, prepared: list[Prepared]) -> _Batch:
+        """Read what the batch's messages share: posts, people, followers, earlier copies."""
+        posts, people = self._preload(session, prepared)
+        published = self._already_published(session, prepared)
+        return _Batch(published, Audience(session, posts), posts, people)
+
     def _record(
-        self, session: Session, prepared: list[Prepared], worker: str, *, careful: bool
+        self,
+        session: Session,
+        prepared: list[Prepared],
+        worker: str,
+        batch: _Batch,
+        *,
+        careful: bool,
     ) -> list[Outcome | None]:
         """Decide and store prepared messages in the caller's transaction, in order; it may
         stop early to let a waiting writer in, and returns the outcomes of those it did.
         `careful`: each message in a savepoint; otherwise the first failure raises _Careful."""
         ids = [item.mail.id for item in prepared]
         held = set(session.connection().execute(_HELD, {"ids": ids, "worker": worker}).scalars())
-        # Kept referenced: the session's identity map only holds objects someone else does.
-        posts, people = self._preload(session, [item for item in prepared if item.mail.id in held])
-        batch = _Batch(self._already_published(session, prepared), Audience(session, posts))
         outcomes: list[Outcome | None] = []
         for item in prepared:
             if outcomes and self.yield_now():
@@ -215,7 +237,6 @@ class Pipeline:
                 if outcome is not None
             ],
         )
-        del posts, people
         return outcomes
 
     def _preload(

@@ -274,6 +274,44 @@ class TestYieldingToTheEdge:
             outcomes = process(parts, batch)
         assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
         assert len(commits) == 3
+
+    def test_the_commits_of_one_batch_read_posts_and_followers_once(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """Split into three commits for the edge, the batch still reads what it shares once,
+        and what an earlier commit published still reaches the later replies' followers."""
+        post = blog.post()
+        store_replies(blog, [post], reader="first@example.org", bodies=["First."])
+        store_replies(blog, [post], reader="second@example.org", bodies=["Second."])
+        store_replies(blog, [post], reader="third@example.org", bodies=["Third."])
+        database = parts.engine.url.database
+        assert database is not None
+        batch = claim(parts, 3)
+        reads: list[str] = []
+
+        def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.startswith("SELECT") and (
+                "FROM posts" in statement or "FROM subscriptions" in statement
+            ):
+                reads.append(statement)
+
+        event.listen(parts.engine, "before_cursor_execute", watch)
+        try:
+            with _waiting(Path(f"{database}-urgent")), counting_commits(parts) as commits:
+                outcomes = process(parts, batch)
+        finally:
+            event.remove(parts.engine, "before_cursor_execute", watch)
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 3
+        assert len(commits) == 3
+        assert len(reads) == 2  # the posts once, their subscriptions once
+        assert TestWhoHearsWithinABatch.recipients(parts) == [
+            ("First.", "author@example.org"),
+            ("Second.", "author@example.org"),
+            ("Second.", "first@example.org"),
+            ("Third.", "author@example.org"),
+            ("Third.", "first@example.org"),
+            ("Third.", "second@example.org"),
+        ]
         with parts.session_factory() as session:
             assert session.scalar(select(func.count()).select_from(Comment)) == 3
 
