@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.addresses import AddressBook, AddressKind, Keyring, Recipient
 from service.bounces import read_bounce, record_bounce
@@ -100,6 +101,21 @@ _PUBLISHED = select(Comment.dedupe_key, Comment.id).where(
 )
 _POSTS = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
 _PEOPLE = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
+_NAME = (
+    update(Person)
+    .where(Person.id == bindparam("person_id"))
+    .values(display_name=bindparam("display_name"))
+)
+
+
+def name_person(session: Session, person: Person, name: str) -> None:
+    """Give a person the display name their mail carries, in the caller's transaction.
+
+    An UPDATE through Core, with the loaded object told it is current: the session's
+    unit-of-work flush would cost several times the statement, for most first replies.
+    """
+    session.connection().execute(_NAME, {"person_id": person.id, "display_name": name})
+    set_committed_value(person, "display_name", name)
 
 
 class Pipeline:
@@ -380,7 +396,7 @@ class Pipeline:
                 InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"
             )
         if not person.display_name and message.from_name:
-            person.display_name = message.from_name[:200]
+            name_person(session, person, message.from_name[:200])
         comment = Comment(
             post_id=post.id,
             parent_id=parent.id if parent else None,

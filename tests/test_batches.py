@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from sqlalchemy import event, func, select, update
@@ -24,6 +24,7 @@ from service.models import (
     InboundStatus,
     OutboundEmail,
     OutboundStatus,
+    Person,
     Subscription,
     utcnow,
 )
@@ -508,3 +509,25 @@ class TestDeliveryStandsBackForABurst:
 
         asyncio.run(asyncio.wait_for(scenario(), 30))
         assert seen == [True]
+
+
+class TestDisplayNames:
+    def test_a_first_reply_names_its_writer_and_later_ones_keep_that_name(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """The From name of someone's first reply becomes their name, in the database and in
+        the notifications of that same batch; a later reply's different name changes nothing."""
+        post = blog.post()
+        address = blog.address(post, "joerg@example.org")
+        for name, body in (("Jörg Müller", "First."), ("Somebody Else", "Second.")):
+            raw = reply_message(f"{name} <joerg@example.org>", address, body)
+            store_received(parts.session_factory, raw, "joerg@example.org", [address])
+        process(parts, claim(parts, 2))
+        with parts.session_factory() as session:
+            person = session.scalar(select(Person).where(Person.email == "joerg@example.org"))
+            assert person is not None
+            assert person.display_name == "Jörg Müller"
+            raws = list(session.scalars(select(OutboundEmail.raw).order_by(OutboundEmail.id)))
+        senders = [str(message_from_bytes(raw, policy=policy.default)["From"]) for raw in raws]
+        assert len(senders) == 2
+        assert all(sender.startswith("Jörg Müller via ") for sender in senders)
