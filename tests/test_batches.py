@@ -393,6 +393,26 @@ class TestDeliveryStandsBackForABurst:
     def filed(folder: Path) -> int:
         return len(list((folder / "new").iterdir())) if (folder / "new").exists() else 0
 
+    @classmethod
+    async def filed_within(cls, folder: Path, count: int, seconds: float = 5) -> int:
+        """How many messages are in the Maildir once `count` are, or `seconds` have passed."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while cls.filed(folder) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return cls.filed(folder)
+
+    @classmethod
+    def start_delivery(
+        cls, parts: Components, folder: Path, load: InboundLoad
+    ) -> tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]:
+        """The outbound loop, delivering into `folder` beside `load`: (task, stopping, wakeup)."""
+        stopping, wakeup = asyncio.Event(), asyncio.Event()
+        outbox = cls.maildir_outbox(parts, folder)
+        task = asyncio.create_task(
+            outbound_loop(outbox, "sender", wakeup=wakeup, stopping=stopping, inbound=load)
+        )
+        return task, stopping, wakeup
+
     def test_fresh_mail_waits_while_a_batch_is_in_hand_and_leaves_when_the_burst_ends(
         self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
@@ -402,24 +422,12 @@ class TestDeliveryStandsBackForABurst:
         load = InboundLoad()
 
         async def scenario() -> tuple[int, int]:
-            stopping, wakeup = asyncio.Event(), asyncio.Event()
-            loop = asyncio.create_task(
-                outbound_loop(
-                    self.maildir_outbox(parts, folder),
-                    "sender",
-                    wakeup=wakeup,
-                    stopping=stopping,
-                    inbound=load,
-                )
-            )
+            loop, stopping, wakeup = self.start_delivery(parts, folder, load)
             with load.batch():  # the inbound loop works through a burst
                 wakeup.set()
                 await asyncio.sleep(0.8)
                 during = self.filed(folder)
-            deadline = asyncio.get_running_loop().time() + 5
-            while self.filed(folder) < 3 and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.05)
-            after = self.filed(folder)
+            after = await self.filed_within(folder, 3)
             stopping.set()
             await loop
             return during, after
@@ -449,20 +457,9 @@ class TestDeliveryStandsBackForABurst:
         load = InboundLoad()
 
         async def scenario() -> int:
-            stopping, wakeup = asyncio.Event(), asyncio.Event()
             with load.batch():
-                loop = asyncio.create_task(
-                    outbound_loop(
-                        self.maildir_outbox(parts, folder),
-                        "sender",
-                        wakeup=wakeup,
-                        stopping=stopping,
-                        inbound=load,
-                    )
-                )
-                deadline = asyncio.get_running_loop().time() + 5
-                while self.filed(folder) < 2 and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(0.05)
+                loop, stopping, _wakeup = self.start_delivery(parts, folder, load)
+                await self.filed_within(folder, 2)
                 await asyncio.sleep(0.5)  # time enough to send the third, were it not held
                 seen = self.filed(folder)
                 stopping.set()
