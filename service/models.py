@@ -174,7 +174,8 @@ class Comment(Base):
 
 
 class OutboundEmail(Base):
-    """One rendered message to one recipient, queued in the same transaction as its cause."""
+    """One message to one recipient, queued in the same transaction as its cause; a
+    notification's raw message is written when it is first claimed for delivery."""
 
     __tablename__ = "outbound_emails"
     __table_args__ = (Index("ix_outbound_emails_status_next", "status", "next_attempt_at"),)
@@ -188,7 +189,7 @@ class OutboundEmail(Base):
     # The thread a reply to this message belongs under (routing by In-Reply-To/References).
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), default=None)
     comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"), default=None)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=OutboundStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

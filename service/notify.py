@@ -44,6 +44,15 @@ class Reader(NamedTuple):
     display_name: str
 
 
+class Unrendered(NamedTuple):
+    """A queued notification whose message is yet to be written."""
+
+    id: int
+    comment_id: int | None
+    recipient_id: int | None
+    recipient: str
+
+
 class Following(NamedTuple):
     """One subscription row of a post: who, whether it is on, and whether as a digest."""
 
@@ -237,12 +246,14 @@ class Notifier:
     def queue_for_comment(
         self, session: Session, comment: Comment, post: Post, recipients: list[Reader]
     ) -> int:
-        """Queue one notification per recipient who can be written to; returns how many."""
+        """Queue one notification per recipient who can be written to; returns how many.
+
+        The rows carry no message yet: `render_queued` writes it when delivery claims them,
+        so a burst of replies is published without waiting for its mail to be rendered.
+        """
         recipients = [reader for reader in recipients if _writable(reader)]
         if not recipients:
             return 0
-        ancestors = thread_above(session, comment)  # once, not once per recipient
-        bodies = self.bodies(comment, post, ancestors)  # likewise
         now = utcnow()
         session.connection().execute(
             _QUEUE,
@@ -254,7 +265,7 @@ class Notifier:
                     "recipient": reader.email,
                     "post_id": post.id,
                     "comment_id": comment.id,
-                    "raw": self.headers(comment, post, reader, ancestors).as_bytes(bodies),
+                    "raw": None,
                     "created_at": now,
                     "next_attempt_at": now,
                 }
@@ -262,6 +273,41 @@ class Notifier:
             ],
         )
         return len(recipients)
+
+    def render_queued(self, session: Session, queued: list[Unrendered]) -> dict[int, bytes | str]:
+        """The message of each notification queued unrendered, by row id, as of now; for one
+        that can no longer be written (its comment or reader is gone, a template fails),
+        the reason instead."""
+        written: dict[int, bytes | str] = {}
+        by_comment: dict[int | None, list[Unrendered]] = {}
+        for item in queued:
+            by_comment.setdefault(item.comment_id, []).append(item)
+        for comment_id, items in by_comment.items():
+            comment = session.get(Comment, comment_id) if comment_id is not None else None
+            post = session.get(Post, comment.post_id) if comment is not None else None
+            if comment is None or post is None:
+                gone = "the comment was deleted before its mail left"
+                written.update((item.id, gone) for item in items)
+                continue
+            try:
+                ancestors = thread_above(session, comment)  # once per comment, not per reader
+                bodies = self.bodies(comment, post, ancestors)
+            except Exception as exc:
+                broken = f"cannot render the notification: {exc!r}"
+                written.update((item.id, broken) for item in items)
+                continue
+            for item in items:
+                person = session.get(Person, item.recipient_id) if item.recipient_id else None
+                if person is None:
+                    written[item.id] = "the recipient was deleted before their mail left"
+                    continue
+                reader = Reader(person.id, item.recipient, person.display_name)
+                try:
+                    draft = self.headers(comment, post, reader, ancestors)
+                    written[item.id] = draft.as_bytes(bodies)
+                except Exception as exc:
+                    written[item.id] = f"cannot render the notification: {exc!r}"
+        return written
 
     def publish(
         self, session: Session, comment: Comment, post: Post, author: Person, audience: Audience

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.bounces import record_delivery
 from service.config import Outbound
 from service.models import OutboundEmail, OutboundStatus, UTCDateTime, utcnow
+from service.notify import Unrendered
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ _DUE = (
         OutboundEmail.attempts,
         OutboundEmail.kind,
         OutboundEmail.recipient_id,
+        OutboundEmail.comment_id,
     )
     .where(
         or_(
@@ -75,12 +77,22 @@ _CLAIM = (
         attempts=OutboundEmail.attempts + 1,
     )
 )
+_WRITE = (
+    update(OutboundEmail)
+    .where(OutboundEmail.__table__.c.id == bindparam("row_id"))
+    .values(raw=bindparam("raw"))
+)
 # Locked, so that a sender whose lease lapsed cannot overwrite the new claimant's result.
 _HOLDERS = (
     select(OutboundEmail.id, OutboundEmail.claimed_by, OutboundEmail.attempts)
     .where(OutboundEmail.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
+
+
+# Writes the messages of notifications queued without one: by row id, bytes or the reason
+# it cannot be written (Notifier.render_queued).
+Renderer = Callable[[Session, list[Unrendered]], dict[int, bytes | str]]
 
 
 class DeliveryError(Exception):
@@ -143,10 +155,12 @@ class Outbox:
         *,
         envelope_sender: Callable[[Parcel], str],
         max_attempts: int,
+        render: Renderer,
         local_hostname: str = "localhost",
         lease: timedelta = LEASE,
     ) -> None:
         self.session_factory = session_factory
+        self.render = render  # writes notifications queued without their message
         self.lease = lease
         self.outbound = outbound
         self.envelope_sender = envelope_sender
@@ -175,10 +189,51 @@ class Outbox:
                     "lease_until": now + self.lease,
                 },
             )
-            return [
-                Parcel(row.id, row.recipient, row.raw, row.attempts + 1, row.kind, row.recipient_id)
+            raws = {row.id: row.raw for row in rows}
+            unrendered = [
+                Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient)
                 for row in rows
+                if row.raw is None
             ]
+            if unrendered:
+                raws.update(self._write(session, unrendered))
+            return [
+                Parcel(row.id, row.recipient, raw, row.attempts + 1, row.kind, row.recipient_id)
+                for row in rows
+                if (raw := raws[row.id]) is not None
+            ]
+
+    def _write(self, session: Session, unrendered: list[Unrendered]) -> dict[int, bytes | None]:
+        """Write the messages of notifications queued unrendered, in the claim's transaction,
+        so every attempt sends the same bytes; one that cannot be written is failed with the
+        reason (None for it here)."""
+        written = self.render(session, unrendered)
+        messages = {i: raw for i, raw in written.items() if isinstance(raw, bytes)}
+        failed = {
+            item.id: str(written.get(item.id, "no message was written for it"))
+            for item in unrendered
+            if item.id not in messages
+        }
+        connection = session.connection()
+        if messages:
+            connection.execute(_WRITE, [{"row_id": i, "raw": raw} for i, raw in messages.items()])
+        if failed:
+            connection.execute(
+                _RECORD,
+                [
+                    {
+                        "row_id": i,
+                        "status": OutboundStatus.FAILED,
+                        "sent_at": None,
+                        "next_attempt_at": None,
+                        "last_error": reason,
+                    }
+                    for i, reason in failed.items()
+                ],
+            )
+            for i, reason in failed.items():
+                log.warning("outbound #%s cannot be written: %s -> failed", i, reason)
+        return {**messages, **dict.fromkeys(failed)}
 
     def _relay_client(self) -> aiosmtplib.SMTP:
         """A client for the configured relay (it logs in and starts TLS as it connects)."""

@@ -126,6 +126,7 @@ class Components:
             max_attempts=self.settings.outbound_max_attempts,
             local_hostname=self.settings.domain,
             lease=timedelta(seconds=self.settings.lease_seconds),
+            render=self.notifier().render_queued,
         )
 
 

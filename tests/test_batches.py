@@ -100,6 +100,30 @@ def process(parts: Components, batch: list[ClaimedMail]) -> list[Outcome | None]
     return parts.pipeline().process_batch(batch, "batch-worker")
 
 
+@contextmanager
+def refusing_mail_about(parts: Components, word: str) -> Iterator[None]:
+    """The database fails to queue mail about a comment containing `word`: a fault inside
+    the batch's transaction, after the comment itself was written."""
+    with parts.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_mail BEFORE INSERT ON outbound_emails "
+            "WHEN EXISTS (SELECT 1 FROM comments WHERE id = NEW.comment_id "
+            f"AND body LIKE '%{word}%') "
+            # Not RAISE(), which SQLite reports as a constraint, that is a duplicate to us.
+            "BEGIN SELECT abs(-9223372036854775807 - 1); END"
+        )
+    try:
+        yield
+    finally:
+        with parts.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER refuse_mail")
+
+
+def written_mail(parts: Components) -> list[bytes]:
+    """The messages of all due mail, written as delivery writes them when it claims them."""
+    return [parcel.raw for parcel in parts.outbox().claim_due("reader", limit=1000)]
+
+
 class TestOneTransactionPerBatch:
     def test_a_batch_is_recorded_in_one_commit(self, parts: Components, blog: Blog) -> None:
         """Three replies, three comments, their notifications: one commit records them all,
@@ -116,25 +140,24 @@ class TestOneTransactionPerBatch:
             assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 3
 
     def test_one_failing_message_does_not_undo_the_others(
-        self, parts: Components, blog: Blog, tmp_path: Path
+        self, parts: Components, blog: Blog
     ) -> None:
-        """A message whose notification cannot be rendered fails alone, in the same commit.
+        """A message whose notification cannot be queued fails alone, in the same commit.
 
-        The operator's notification template has a mistake that only shows for some comments
-        (a variable that does not exist). The batch is recorded again with a savepoint per
-        message: the reply that hits the mistake is undone to its savepoint and failed with
-        the reason, while the replies before and after it are published, in one commit.
+        The database refuses one reply's mail after its comment was written. The batch is
+        recorded again with a savepoint per message: that reply is undone to its savepoint
+        and failed with the reason, while the replies before and after it are published, in
+        one commit.
         """
-        (tmp_path / "notification.txt").write_text(
-            "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
-        )
         posts = [blog.post(f"post-{n}") for n in range(3)]
         ids = store_replies(blog, posts, bodies=["Fine.", "This one goes boom.", "Fine too."])
-        pipeline = parts.pipeline()
-        pipeline.notifier.templates = make_templates(tmp_path)
         batch = claim(parts, 3)
-        with counting_commits(parts) as commits, counting_savepoints(parts) as savepoints:
-            outcomes = pipeline.process_batch(batch, "batch-worker")
+        with (
+            refusing_mail_about(parts, "boom"),
+            counting_commits(parts) as commits,
+            counting_savepoints(parts) as savepoints,
+        ):
+            outcomes = process(parts, batch)
         assert [o.status if o else None for o in outcomes] == [
             InboundStatus.PROCESSED,
             InboundStatus.FAILED,
@@ -145,7 +168,7 @@ class TestOneTransactionPerBatch:
         with parts.session_factory() as session:
             failed = session.get(InboundEmail, ids[1])
             assert failed is not None and failed.status == InboundStatus.FAILED
-            assert "no_such_variable" in (failed.reason or "")
+            assert "integer overflow" in (failed.reason or "")
             commented = set(session.scalars(select(Comment.post_id)))
             assert commented == {posts[0], posts[2]}  # nothing left of the failed one
             assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 2
@@ -165,7 +188,8 @@ class TestOneTransactionPerBatch:
         with parts.session_factory() as session:
             rows = list(session.scalars(select(OutboundEmail)))
         assert [row.recipient for row in rows] == ["follower@example.org"]
-        assert b"victim@example.org" not in rows[0].raw
+        [raw] = written_mail(parts)
+        assert b"victim@example.org" not in raw
 
 
 class TestWhoHearsWithinABatch:
@@ -242,19 +266,15 @@ class TestWhoHearsWithinABatch:
         assert self.recipients(parts) == [("After the unsubscribe.", "author@example.org")]
 
     def test_a_reply_that_failed_leaves_its_writer_out_of_the_thread(
-        self, parts: Components, blog: Blog, tmp_path: Path
+        self, parts: Components, blog: Blog
     ) -> None:
         """A reply undone to its savepoint made no follower: the next one in the batch is
         mailed to the author only."""
-        (tmp_path / "notification.txt").write_text(
-            "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
-        )
         post = blog.post()
         store_replies(blog, [post], reader="first@example.org", bodies=["This goes boom."])
         store_replies(blog, [post], reader="second@example.org", bodies=["Fine."])
-        pipeline = parts.pipeline()
-        pipeline.notifier.templates = make_templates(tmp_path)
-        outcomes = pipeline.process_batch(claim(parts, 2), "batch-worker")
+        with refusing_mail_about(parts, "boom"):
+            outcomes = process(parts, claim(parts, 2))
         assert [o.status if o else None for o in outcomes] == [
             InboundStatus.FAILED,
             InboundStatus.PROCESSED,
@@ -332,6 +352,7 @@ class TestMaildirBatches:
             Outbound(kind="maildir", path=blocker / "outbox"),
             envelope_sender=parts.envelope_sender,
             max_attempts=5,
+            render=parts.notifier().render_queued,
         )
         assert asyncio.run(outbox.run_once("sender")) == 3
         with parts.session_factory() as session:
@@ -387,6 +408,7 @@ class TestDeliveryStandsBackForABurst:
             Outbound(kind="maildir", path=folder),
             envelope_sender=parts.envelope_sender,
             max_attempts=5,
+            render=parts.notifier().render_queued,
         )
 
     @staticmethod
@@ -524,7 +546,80 @@ class TestDisplayNames:
             person = session.scalar(select(Person).where(Person.email == "joerg@example.org"))
             assert person is not None
             assert person.display_name == "Jörg Müller"
-            raws = list(session.scalars(select(OutboundEmail.raw).order_by(OutboundEmail.id)))
+        raws = written_mail(parts)
         senders = [str(message_from_bytes(raw, policy=policy.default)["From"]) for raw in raws]
         assert len(senders) == 2
         assert all(sender.startswith("Jörg Müller via ") for sender in senders)
+
+
+class TestWrittenAtDelivery:
+    """A notification is queued without its message, which is written when delivery claims it."""
+
+    def test_the_message_is_written_once_when_claimed_and_every_attempt_sends_it(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        store_replies(blog, [blog.post()])
+        process(parts, claim(parts, 1))
+        with parts.session_factory() as session:
+            assert list(session.scalars(select(OutboundEmail.raw))) == [None]
+        [first] = parts.outbox().claim_due("sender")
+        with parts.session_factory() as session:
+            assert list(session.scalars(select(OutboundEmail.raw))) == [first.raw]
+        mail = message_from_bytes(first.raw, policy=policy.default)
+        assert mail["To"].addresses[0].addr_spec == "author@example.org"
+        assert "Reply number 0." in str(mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        with parts.session_factory.begin() as session:  # as if the first attempt died
+            session.execute(update(OutboundEmail).values(lease_until=utcnow()))
+        [again] = parts.outbox().claim_due("sender")
+        assert again.raw == first.raw and again.attempts == 2
+
+    def test_a_template_mistake_fails_the_notification_not_the_reply(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """The operator's template breaks for some comments: those replies are published all
+        the same, and only their mail fails, with the reason; the rest goes out."""
+        (tmp_path / "notification.txt").write_text(
+            "{{ body }}\n{% if 'boom' in body %}{{ no_such_variable }}{% endif %}\n"
+        )
+        posts = [blog.post(f"post-{n}") for n in range(2)]
+        store_replies(blog, posts, bodies=["This one goes boom.", "Fine."])
+        outcomes = process(parts, claim(parts, 2))
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 2
+        notifier = parts.notifier()
+        notifier.templates = make_templates(tmp_path)
+        folder = tmp_path / "outbox"
+        outbox = Outbox(
+            parts.session_factory,
+            Outbound(kind="maildir", path=folder),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+            render=notifier.render_queued,
+        )
+        assert asyncio.run(outbox.run_once("sender")) == 1
+        with parts.session_factory() as session:
+            rows = {
+                row.post_id: row
+                for row in session.scalars(select(OutboundEmail).order_by(OutboundEmail.id))
+            }
+        assert rows[posts[0]].status == OutboundStatus.FAILED
+        assert "no_such_variable" in (rows[posts[0]].last_error or "")
+        assert rows[posts[1]].status == OutboundStatus.SENT
+        assert len(list((folder / "new").iterdir())) == 1
+
+    def test_mail_about_a_comment_removed_meanwhile_is_failed_not_sent(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        store_replies(blog, [blog.post()])
+        process(parts, claim(parts, 1))
+        raw = parts.engine.raw_connection()  # an operator's hand in the database
+        try:
+            raw.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            raw.driver_connection.execute("DELETE FROM comments")  # type: ignore[union-attr]
+            raw.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+        finally:
+            raw.close()
+        assert parts.outbox().claim_due("sender") == []
+        with parts.session_factory() as session:
+            [row] = session.scalars(select(OutboundEmail))
+        assert row.status == OutboundStatus.FAILED
+        assert row.last_error == "the comment was deleted before its mail left"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from service.addresses import verify_token
 from service.models import Comment, OutboundEmail, Person, Post, Subscription
-from service.notify import Audience
+from service.notify import Audience, Unrendered
 from service.subscriptions import set_following
 from tests.conftest import Blog
 
@@ -31,11 +31,27 @@ def publish(
 
 
 def mail_to(blog: Blog, email: str) -> list[EmailMessage]:
+    """The mail queued for `email`, written as delivery writes it."""
+    notifier = blog.parts_notifier or blog.parts.notifier()
     with blog.parts.session_factory() as session:
-        rows = session.scalars(
-            select(OutboundEmail).where(OutboundEmail.recipient == email).order_by(OutboundEmail.id)
+        rows = list(
+            session.scalars(
+                select(OutboundEmail)
+                .where(OutboundEmail.recipient == email)
+                .order_by(OutboundEmail.id)
+            )
         )
-        parsed = [message_from_bytes(row.raw, policy=policy.default) for row in rows]
+        pending = [
+            Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient)
+            for row in rows
+            if row.raw is None
+        ]
+        written = notifier.render_queued(session, pending) if pending else {}
+        raws = [row.raw if row.raw is not None else written[row.id] for row in rows]
+    assert all(isinstance(raw, bytes) for raw in raws), raws
+    parsed = [
+        message_from_bytes(raw, policy=policy.default) for raw in raws if isinstance(raw, bytes)
+    ]
     return [m for m in parsed if isinstance(m, EmailMessage)]
 
 

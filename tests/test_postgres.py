@@ -203,6 +203,7 @@ class TestClaimsUnderConcurrency:
             parts.settings.outbound,
             envelope_sender=lambda parcel: "",
             max_attempts=3,
+            render=parts.notifier().render_queued,
         )
 
         def drain(number: int) -> list[int]:
