@@ -20,6 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Execution option for a transaction that only reads: on SQLite it leaves the write lock free.
+# Pass it to Session.connection() before the first statement.
+READ_ONLY = "replyd_read_only"
 BUSY_TIMEOUT_SECONDS = 30.0
 # Waits between tries for SQLite's write lock: short, because writers hold it for milliseconds.
 _LOCK_RETRY_SECONDS = (0.0001, 0.0002, 0.0005, 0.001)
@@ -79,6 +82,10 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A snapshot to read from, without the write lock (WAL lets readers be).
+            connection.connection.driver_connection.execute("BEGIN")
+            return
         # Take the write lock up front: a deferred transaction that reads and then writes
         # fails at once with "database is locked" instead of waiting for the busy timeout.
         begin_immediate(connection.connection.driver_connection, gate, urgent=urgent)

@@ -175,7 +175,7 @@ class Comment(Base):
 
 class OutboundEmail(Base):
     """One message to one recipient, queued in the same transaction as its cause; a
-    notification's raw message is written when it is first claimed for delivery."""
+    notification has no raw message stored: delivery writes it from its comment."""
 
     __tablename__ = "outbound_emails"
     __table_args__ = (Index("ix_outbound_emails_status_next", "status", "next_attempt_at"),)

@@ -79,6 +79,9 @@ _READERS = (
 # A thread's followers are read this many at a time: databases bound the parameters of one
 # statement (SQLite before 3.32 at 999).
 _IDS_PER_QUERY = 900
+_COMMENTS = select(Comment).where(Comment.id.in_(bindparam("ids", expanding=True)))
+_POSTS = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
+_PEOPLE = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
 _FOLLOW = insert(Subscription)
 _QUEUE = insert(OutboundEmail)
 _COMMENT = insert(Comment).returning(Comment.id)
@@ -248,8 +251,8 @@ class Notifier:
     ) -> int:
         """Queue one notification per recipient who can be written to; returns how many.
 
-        The rows carry no message yet: `render_queued` writes it when delivery claims them,
-        so a burst of replies is published without waiting for its mail to be rendered.
+        The rows carry no message: `render_queued` writes it for each delivery attempt, so
+        a burst of replies is published without waiting for its mail to be rendered.
         """
         recipients = [reader for reader in recipients if _writable(reader)]
         if not recipients:
@@ -282,6 +285,13 @@ class Notifier:
         by_comment: dict[int | None, list[Unrendered]] = {}
         for item in queued:
             by_comment.setdefault(item.comment_id, []).append(item)
+        # Three queries for the whole batch; the session's identity map serves the rest.
+        # Kept referenced: the identity map only holds objects someone else does.
+        comments = list(session.scalars(_COMMENTS, {"ids": [i for i in by_comment if i]}))
+        posts = list(session.scalars(_POSTS, {"ids": list({c.post_id for c in comments})}))
+        people = {c.author_id for c in comments}
+        people |= {item.recipient_id for item in queued if item.recipient_id}
+        persons = list(session.scalars(_PEOPLE, {"ids": list(people)}))
         for comment_id, items in by_comment.items():
             comment = session.get(Comment, comment_id) if comment_id is not None else None
             post = session.get(Post, comment.post_id) if comment is not None else None
@@ -307,6 +317,7 @@ class Notifier:
                     written[item.id] = draft.as_bytes(bodies)
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
+        del comments, posts, persons
         return written
 
     def publish(

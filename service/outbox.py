@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import mailbox
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.bounces import record_delivery
 from service.config import Outbound
+from service.db import READ_ONLY
 from service.models import OutboundEmail, OutboundStatus, UTCDateTime, utcnow
 from service.notify import Unrendered
 
@@ -77,11 +79,6 @@ _CLAIM = (
         attempts=OutboundEmail.attempts + 1,
     )
 )
-_WRITE = (
-    update(OutboundEmail)
-    .where(OutboundEmail.__table__.c.id == bindparam("row_id"))
-    .values(raw=bindparam("raw"))
-)
 # Locked, so that a sender whose lease lapsed cannot overwrite the new claimant's result.
 _HOLDERS = (
     select(OutboundEmail.id, OutboundEmail.claimed_by, OutboundEmail.attempts)
@@ -109,10 +106,18 @@ class Parcel:
 
     id: int
     recipient: str
-    raw: bytes
+    raw: bytes | None  # None: a notification whose message is yet to be written
     attempts: int
     kind: str
     recipient_id: int | None
+    comment_id: int | None = None
+
+    @property
+    def message(self) -> bytes:
+        """The message to send (parcels from `write_messages` have one)."""
+        if self.raw is None:
+            raise ValueError(f"outbound #{self.id} has no message written yet")
+        return self.raw
 
 
 def relay_error(exc: Exception) -> DeliveryError:
@@ -189,51 +194,46 @@ class Outbox:
                     "lease_until": now + self.lease,
                 },
             )
-            raws = {row.id: row.raw for row in rows}
-            unrendered = [
-                Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient)
-                for row in rows
-                if row.raw is None
-            ]
-            if unrendered:
-                raws.update(self._write(session, unrendered))
             return [
-                Parcel(row.id, row.recipient, raw, row.attempts + 1, row.kind, row.recipient_id)
+                Parcel(
+                    row.id,
+                    row.recipient,
+                    row.raw,
+                    row.attempts + 1,
+                    row.kind,
+                    row.recipient_id,
+                    row.comment_id,
+                )
                 for row in rows
-                if (raw := raws[row.id]) is not None
             ]
 
-    def _write(self, session: Session, unrendered: list[Unrendered]) -> dict[int, bytes | None]:
-        """Write the messages of notifications queued unrendered, in the claim's transaction,
-        so every attempt sends the same bytes; one that cannot be written is failed with the
-        reason (None for it here)."""
-        written = self.render(session, unrendered)
-        messages = {i: raw for i, raw in written.items() if isinstance(raw, bytes)}
-        failed = {
-            item.id: str(written.get(item.id, "no message was written for it"))
-            for item in unrendered
-            if item.id not in messages
-        }
-        connection = session.connection()
-        if messages:
-            connection.execute(_WRITE, [{"row_id": i, "raw": raw} for i, raw in messages.items()])
-        if failed:
-            connection.execute(
-                _RECORD,
-                [
-                    {
-                        "row_id": i,
-                        "status": OutboundStatus.FAILED,
-                        "sent_at": None,
-                        "next_attempt_at": None,
-                        "last_error": reason,
-                    }
-                    for i, reason in failed.items()
-                ],
-            )
-            for i, reason in failed.items():
-                log.warning("outbound #%s cannot be written: %s -> failed", i, reason)
-        return {**messages, **dict.fromkeys(failed)}
+    def write_messages(
+        self, parcels: list[Parcel]
+    ) -> tuple[list[Parcel], list[tuple[Parcel, DeliveryError | None]]]:
+        """Write the messages of claimed notifications queued without one, reading in a
+        transaction of its own that leaves SQLite's write lock to the edge and the worker.
+        Returns the parcels ready to send, and the attempts already over: those that cannot
+        be written, failed with the reason."""
+        unrendered = [
+            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient)
+            for p in parcels
+            if p.raw is None
+        ]
+        if not unrendered:
+            return parcels, []
+        with self.session_factory() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            written = self.render(session, unrendered)
+        ready: list[Parcel] = []
+        over: list[tuple[Parcel, DeliveryError | None]] = []
+        for parcel in parcels:
+            raw = parcel.raw if parcel.raw is not None else written.get(parcel.id)
+            if isinstance(raw, bytes):
+                ready.append(dataclasses.replace(parcel, raw=raw))
+            else:
+                reason = raw or "no message was written for it"
+                over.append((parcel, DeliveryError(reason, permanent=True)))
+        return ready, over
 
     def _relay_client(self) -> aiosmtplib.SMTP:
         """A client for the configured relay (it logs in and starts TLS as it connects)."""
@@ -270,7 +270,7 @@ class Outbox:
                 try:
                     # The client, not aiosmtplib.send(): send() cannot use the null sender "<>".
                     await client.sendmail(
-                        self.envelope_sender(parcel), [parcel.recipient], parcel.raw
+                        self.envelope_sender(parcel), [parcel.recipient], parcel.message
                     )
                     results.append(None)
                 except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
@@ -287,13 +287,14 @@ class Outbox:
         return results
 
     def record_all(
-        self, attempts: list[tuple[Parcel, DeliveryError | None]], worker: str
+        self,
+        attempts: list[tuple[Parcel, DeliveryError | None]],
+        worker: str,
     ) -> list[str]:
         """Store the outcomes of several attempts in one commit; returns the new statuses."""
         if not attempts:
             return []
         with self.session_factory.begin() as session:
-            # The raw message is not read back.
             ids = [parcel.id for parcel, _ in attempts]
             rows = {row.id: row for row in session.connection().execute(_HOLDERS, {"ids": ids})}
             now = utcnow()
@@ -345,7 +346,7 @@ class Outbox:
                     self.outbound.path.parent.mkdir(parents=True, exist_ok=True)
                     self._maildir = mailbox.Maildir(self.outbound.path, create=True)
                 # Written into tmp/ and renamed into new/, so readers never see half a file.
-                self._maildir.add(parcel.raw)
+                self._maildir.add(parcel.message)
                 results.append(None)
             except OSError as exc:
                 self._maildir = None  # the folder may be gone: look again next time
@@ -356,14 +357,15 @@ class Outbox:
     async def run_once(self, worker: str, *, held_back: timedelta = timedelta(0)) -> int:
         """Deliver a batch of what is due (for `held_back` at least); returns how many
         attempts were made."""
-        parcels = await asyncio.to_thread(self.claim_due, worker, held_back=held_back)
+        claimed = await asyncio.to_thread(self.claim_due, worker, held_back=held_back)
+        parcels, attempts = await asyncio.to_thread(self.write_messages, claimed)
         errors: list[DeliveryError | None] = []
         if parcels and self.outbound.kind == "maildir":
             # One trip to a thread for the whole batch: local files need no concurrency.
             errors = await asyncio.to_thread(self._file_all, parcels)
         elif parcels:
             errors = await self._relay_all(parcels)
-        attempts = list(zip(parcels, errors, strict=True))
+        attempts += zip(parcels, errors, strict=True)
         # One commit for the whole batch: a crash before it re-sends the batch (at least
         # once, as any crash between delivery and record would), never loses a message.
         statuses = await asyncio.to_thread(self.record_all, attempts, worker)
@@ -374,4 +376,4 @@ class Outbox:
                 log.warning(
                     "outbound #%s attempt %s: %s -> %s", parcel.id, parcel.attempts, error, status
                 )
-        return len(parcels)
+        return len(claimed)

@@ -12,6 +12,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
 
 from service.addresses import ReplyTarget
 from service.compose import make_templates
@@ -28,6 +29,7 @@ from service.models import (
     Subscription,
     utcnow,
 )
+from service.notify import Notifier, Unrendered
 from service.outbox import Outbox
 from service.pipeline import Outcome
 from service.server import Components
@@ -120,8 +122,10 @@ def refusing_mail_about(parts: Components, word: str) -> Iterator[None]:
 
 
 def written_mail(parts: Components) -> list[bytes]:
-    """The messages of all due mail, written as delivery writes them when it claims them."""
-    return [parcel.raw for parcel in parts.outbox().claim_due("reader", limit=1000)]
+    """The messages of all due mail, written as delivery writes them."""
+    outbox = parts.outbox()
+    ready, _over = outbox.write_messages(outbox.claim_due("reader", limit=1000))
+    return [parcel.message for parcel in ready]
 
 
 class TestOneTransactionPerBatch:
@@ -553,25 +557,59 @@ class TestDisplayNames:
 
 
 class TestWrittenAtDelivery:
-    """A notification is queued without its message, which is written when delivery claims it."""
+    """A notification is queued without its message, which delivery writes and keeps."""
 
-    def test_the_message_is_written_once_when_claimed_and_every_attempt_sends_it(
-        self, parts: Components, blog: Blog
+    @staticmethod
+    def maildir_outbox(parts: Components, folder: Path, notifier: Notifier) -> Outbox:
+        return Outbox(
+            parts.session_factory,
+            Outbound(kind="maildir", path=folder),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+            render=notifier.render_queued,
+        )
+
+    def test_each_attempt_writes_the_same_message_from_the_stored_comment(
+        self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
         store_replies(blog, [blog.post()])
         process(parts, claim(parts, 1))
-        with parts.session_factory() as session:
-            assert list(session.scalars(select(OutboundEmail.raw))) == [None]
-        [first] = parts.outbox().claim_due("sender")
-        with parts.session_factory() as session:
-            assert list(session.scalars(select(OutboundEmail.raw))) == [first.raw]
-        mail = message_from_bytes(first.raw, policy=policy.default)
+        notifier = parts.notifier()
+        writes: list[int] = []
+
+        def render(session: Session, queued: list[Unrendered]) -> dict[int, bytes | str]:
+            writes.append(len(queued))
+            return notifier.render_queued(session, queued)
+
+        folder = tmp_path / "outbox"
+        outbox = Outbox(
+            parts.session_factory,
+            Outbound(kind="maildir", path=folder),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+            render=render,
+        )
+        assert asyncio.run(outbox.run_once("sender")) == 1
+        [first] = [path.read_bytes() for path in (folder / "new").iterdir()]
+        mail = message_from_bytes(first, policy=policy.default)
         assert mail["To"].addresses[0].addr_spec == "author@example.org"
-        assert "Reply number 0." in str(mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]
-        with parts.session_factory.begin() as session:  # as if the first attempt died
-            session.execute(update(OutboundEmail).values(lease_until=utcnow()))
-        [again] = parts.outbox().claim_due("sender")
-        assert again.raw == first.raw and again.attempts == 2
+        assert "Reply number 0." in first.decode()
+        with parts.session_factory.begin() as session:  # as if the relay lost it: again
+            session.execute(
+                update(OutboundEmail).values(status=OutboundStatus.QUEUED, next_attempt_at=utcnow())
+            )
+        assert asyncio.run(outbox.run_once("sender")) == 1
+        files = [path.read_bytes() for path in (folder / "new").iterdir()]
+        assert len(files) == 2 and first in files
+        second = files[1] if files[0] == first else files[0]
+        again = message_from_bytes(second, policy=policy.default)
+        for field in ("Message-ID", "From", "To", "Subject", "Date", "Reply-To", "References"):
+            assert again[field] == mail[field]
+        for kind in ("plain", "html"):
+            assert again.get_body((kind,)).get_content() == mail.get_body((kind,)).get_content()  # type: ignore[union-attr]
+        assert writes == [1, 1]
+        with parts.session_factory() as session:  # nothing rendered is stored
+            assert list(session.scalars(select(OutboundEmail.raw))) == [None]
 
     def test_a_template_mistake_fails_the_notification_not_the_reply(
         self, parts: Components, blog: Blog, tmp_path: Path
@@ -588,26 +626,17 @@ class TestWrittenAtDelivery:
         notifier = parts.notifier()
         notifier.templates = make_templates(tmp_path)
         folder = tmp_path / "outbox"
-        outbox = Outbox(
-            parts.session_factory,
-            Outbound(kind="maildir", path=folder),
-            envelope_sender=parts.envelope_sender,
-            max_attempts=5,
-            render=notifier.render_queued,
-        )
-        assert asyncio.run(outbox.run_once("sender")) == 1
+        assert asyncio.run(self.maildir_outbox(parts, folder, notifier).run_once("sender")) == 2
         with parts.session_factory() as session:
-            rows = {
-                row.post_id: row
-                for row in session.scalars(select(OutboundEmail).order_by(OutboundEmail.id))
-            }
+            rows = {row.post_id: row for row in session.scalars(select(OutboundEmail))}
         assert rows[posts[0]].status == OutboundStatus.FAILED
         assert "no_such_variable" in (rows[posts[0]].last_error or "")
+        assert rows[posts[0]].raw is None
         assert rows[posts[1]].status == OutboundStatus.SENT
         assert len(list((folder / "new").iterdir())) == 1
 
     def test_mail_about_a_comment_removed_meanwhile_is_failed_not_sent(
-        self, parts: Components, blog: Blog
+        self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
         store_replies(blog, [blog.post()])
         process(parts, claim(parts, 1))
@@ -618,8 +647,34 @@ class TestWrittenAtDelivery:
             raw.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         finally:
             raw.close()
-        assert parts.outbox().claim_due("sender") == []
+        folder = tmp_path / "outbox"
+        outbox = self.maildir_outbox(parts, folder, parts.notifier())
+        assert asyncio.run(outbox.run_once("sender")) == 1
         with parts.session_factory() as session:
             [row] = session.scalars(select(OutboundEmail))
         assert row.status == OutboundStatus.FAILED
         assert row.last_error == "the comment was deleted before its mail left"
+        assert not (folder / "new").exists() or not list((folder / "new").iterdir())
+
+    def test_writing_messages_leaves_the_write_lock_to_others(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """While another writer (the SMTP edge, the worker) holds SQLite's write lock, the
+        outbox still writes its messages: it only reads."""
+        store_replies(blog, [blog.post()])
+        process(parts, claim(parts, 1))
+        outbox = parts.outbox()
+        claimed = outbox.claim_due("sender")
+        database = parts.engine.url.database
+        assert database is not None
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            ready, over = outbox.write_messages(claimed)
+            took = time.monotonic() - started
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        assert over == [] and len(ready) == 1 and b"Reply number 0." in ready[0].message
+        assert took < 2  # a writer would wait for the lock, up to the 30 s busy timeout
