@@ -287,14 +287,13 @@ class Outbox:
         return results
 
     def record_all(
-        self,
-        attempts: list[tuple[Parcel, DeliveryError | None]],
-        worker: str,
+        self, attempts: list[tuple[Parcel, DeliveryError | None]], worker: str
     ) -> list[str]:
         """Store the outcomes of several attempts in one commit; returns the new statuses."""
         if not attempts:
             return []
         with self.session_factory.begin() as session:
+            # The raw message is not read back.
             ids = [parcel.id for parcel, _ in attempts]
             rows = {row.id: row for row in session.connection().execute(_HOLDERS, {"ids": ids})}
             now = utcnow()
