@@ -79,9 +79,10 @@ _READERS = (
 # A thread's followers are read this many at a time: databases bound the parameters of one
 # statement (SQLite before 3.32 at 999).
 _IDS_PER_QUERY = 900
+# Rows by id, for a batch at once (the pipeline loads its posts and people with these too).
+POSTS_BY_ID = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
+PEOPLE_BY_ID = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
 _COMMENTS = select(Comment).where(Comment.id.in_(bindparam("ids", expanding=True)))
-_POSTS = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
-_PEOPLE = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
 _FOLLOW = insert(Subscription)
 _QUEUE = insert(OutboundEmail)
 _COMMENT = insert(Comment).returning(Comment.id)
@@ -285,16 +286,22 @@ class Notifier:
         by_comment: dict[int | None, list[Unrendered]] = {}
         for item in queued:
             by_comment.setdefault(item.comment_id, []).append(item)
-        # Three queries for the whole batch; the session's identity map serves the rest.
-        # Kept referenced: the identity map only holds objects someone else does.
-        comments = list(session.scalars(_COMMENTS, {"ids": [i for i in by_comment if i]}))
-        posts = list(session.scalars(_POSTS, {"ids": list({c.post_id for c in comments})}))
-        people = {c.author_id for c in comments}
-        people |= {item.recipient_id for item in queued if item.recipient_id}
-        persons = list(session.scalars(_PEOPLE, {"ids": list(people)}))
+        # Three queries for the whole batch. The authors stay in the session's identity map
+        # while `people` holds them, so `comment.author` costs no query.
+        comments = {
+            c.id: c
+            for c in session.scalars(_COMMENTS, {"ids": [i for i in by_comment if i is not None]})
+        }
+        posts = {
+            p.id: p
+            for p in session.scalars(POSTS_BY_ID, {"ids": [c.post_id for c in comments.values()]})
+        }
+        wanted = {c.author_id for c in comments.values()}
+        wanted |= {item.recipient_id for item in queued if item.recipient_id is not None}
+        people = {p.id: p for p in session.scalars(PEOPLE_BY_ID, {"ids": list(wanted)})}
         for comment_id, items in by_comment.items():
-            comment = session.get(Comment, comment_id) if comment_id is not None else None
-            post = session.get(Post, comment.post_id) if comment is not None else None
+            comment = comments.get(comment_id) if comment_id is not None else None
+            post = posts.get(comment.post_id) if comment is not None else None
             if comment is None or post is None:
                 gone = "the comment was deleted before its mail left"
                 written.update((item.id, gone) for item in items)
@@ -307,7 +314,7 @@ class Notifier:
                 written.update((item.id, broken) for item in items)
                 continue
             for item in items:
-                person = session.get(Person, item.recipient_id) if item.recipient_id else None
+                person = people.get(item.recipient_id) if item.recipient_id is not None else None
                 if person is None:
                     written[item.id] = "the recipient was deleted before their mail left"
                     continue
@@ -317,7 +324,6 @@ class Notifier:
                     written[item.id] = draft.as_bytes(bodies)
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
-        del comments, posts, persons
         return written
 
     def publish(

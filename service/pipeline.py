@@ -20,7 +20,7 @@ from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
 from service.notices import RejectionNotices
-from service.notify import Audience, Notifier
+from service.notify import PEOPLE_BY_ID, POSTS_BY_ID, Audience, Notifier
 from service.parse import ParsedMessage, parse_message
 from service.route import route_reply
 from service.subscriptions import unsubscribe
@@ -99,8 +99,6 @@ _HELD = (
 _PUBLISHED = select(Comment.dedupe_key, Comment.id).where(
     Comment.dedupe_key.in_(bindparam("keys", expanding=True))
 )
-_POSTS = select(Post).where(Post.id.in_(bindparam("ids", expanding=True)))
-_PEOPLE = select(Person).where(Person.id.in_(bindparam("ids", expanding=True)))
 _NAME = (
     update(Person)
     .where(Person.id == bindparam("person_id"))
@@ -269,8 +267,8 @@ class Pipeline:
         ]
         if not targets:
             return [], []
-        posts = session.scalars(_POSTS, {"ids": list({t.post_id for t in targets})})
-        people = session.scalars(_PEOPLE, {"ids": list({t.person_id for t in targets})})
+        posts = session.scalars(POSTS_BY_ID, {"ids": list({t.post_id for t in targets})})
+        people = session.scalars(PEOPLE_BY_ID, {"ids": list({t.person_id for t in targets})})
         return list(posts), list(people)
 
     @staticmethod
