@@ -29,8 +29,8 @@ from service.models import (
     Subscription,
     utcnow,
 )
-from service.notify import Notifier, Unrendered
-from service.outbox import Outbox
+from service.notify import Unrendered
+from service.outbox import Outbox, Renderer
 from service.pipeline import Outcome
 from service.server import Components
 from service.worker import (
@@ -119,6 +119,18 @@ def refusing_mail_about(parts: Components, word: str) -> Iterator[None]:
     finally:
         with parts.engine.begin() as connection:
             connection.exec_driver_sql("DROP TRIGGER refuse_mail")
+
+
+def maildir_outbox(parts: Components, folder: Path, render: Renderer | None = None) -> Outbox:
+    """An outbox delivering into the Maildir `folder`, writing notifications with `render`
+    (the deployment's notifier unless given)."""
+    return Outbox(
+        parts.session_factory,
+        Outbound(kind="maildir", path=folder),
+        envelope_sender=parts.envelope_sender,
+        max_attempts=5,
+        render=render or parts.notifier().render_queued,
+    )
 
 
 def written_mail(parts: Components) -> list[bytes]:
@@ -351,13 +363,7 @@ class TestMaildirBatches:
         process(parts, claim(parts, 3))
         blocker = tmp_path / "not-a-folder"
         blocker.write_text("a file where the outbox's parent folder should be")
-        outbox = Outbox(
-            parts.session_factory,
-            Outbound(kind="maildir", path=blocker / "outbox"),
-            envelope_sender=parts.envelope_sender,
-            max_attempts=5,
-            render=parts.notifier().render_queued,
-        )
+        outbox = maildir_outbox(parts, blocker / "outbox")
         assert asyncio.run(outbox.run_once("sender")) == 3
         with parts.session_factory() as session:
             rows = list(session.scalars(select(OutboundEmail)))
@@ -406,16 +412,6 @@ class TestDeliveryStandsBackForABurst:
     """While the worker publishes replies, fresh notifications wait (DELIVERY_HOLD at most)."""
 
     @staticmethod
-    def maildir_outbox(parts: Components, folder: Path) -> Outbox:
-        return Outbox(
-            parts.session_factory,
-            Outbound(kind="maildir", path=folder),
-            envelope_sender=parts.envelope_sender,
-            max_attempts=5,
-            render=parts.notifier().render_queued,
-        )
-
-    @staticmethod
     def filed(folder: Path) -> int:
         return len(list((folder / "new").iterdir())) if (folder / "new").exists() else 0
 
@@ -427,13 +423,13 @@ class TestDeliveryStandsBackForABurst:
             await asyncio.sleep(0.05)
         return cls.filed(folder)
 
-    @classmethod
+    @staticmethod
     def start_delivery(
-        cls, parts: Components, folder: Path, load: InboundLoad
+        parts: Components, folder: Path, load: InboundLoad
     ) -> tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]:
         """The outbound loop, delivering into `folder` beside `load`: (task, stopping, wakeup)."""
         stopping, wakeup = asyncio.Event(), asyncio.Event()
-        outbox = cls.maildir_outbox(parts, folder)
+        outbox = maildir_outbox(parts, folder)
         task = asyncio.create_task(
             outbound_loop(outbox, "sender", wakeup=wakeup, stopping=stopping, inbound=load)
         )
@@ -557,17 +553,7 @@ class TestDisplayNames:
 
 
 class TestWrittenAtDelivery:
-    """A notification is queued without its message, which delivery writes and keeps."""
-
-    @staticmethod
-    def maildir_outbox(parts: Components, folder: Path, notifier: Notifier) -> Outbox:
-        return Outbox(
-            parts.session_factory,
-            Outbound(kind="maildir", path=folder),
-            envelope_sender=parts.envelope_sender,
-            max_attempts=5,
-            render=notifier.render_queued,
-        )
+    """A notification is queued without its message, which delivery writes for each attempt."""
 
     def test_each_attempt_writes_the_same_message_from_the_stored_comment(
         self, parts: Components, blog: Blog, tmp_path: Path
@@ -582,13 +568,7 @@ class TestWrittenAtDelivery:
             return notifier.render_queued(session, queued)
 
         folder = tmp_path / "outbox"
-        outbox = Outbox(
-            parts.session_factory,
-            Outbound(kind="maildir", path=folder),
-            envelope_sender=parts.envelope_sender,
-            max_attempts=5,
-            render=render,
-        )
+        outbox = maildir_outbox(parts, folder, render)
         assert asyncio.run(outbox.run_once("sender")) == 1
         [first] = [path.read_bytes() for path in (folder / "new").iterdir()]
         mail = message_from_bytes(first, policy=policy.default)
@@ -626,7 +606,10 @@ class TestWrittenAtDelivery:
         notifier = parts.notifier()
         notifier.templates = make_templates(tmp_path)
         folder = tmp_path / "outbox"
-        assert asyncio.run(self.maildir_outbox(parts, folder, notifier).run_once("sender")) == 2
+        assert (
+            asyncio.run(maildir_outbox(parts, folder, notifier.render_queued).run_once("sender"))
+            == 2
+        )
         with parts.session_factory() as session:
             rows = {row.post_id: row for row in session.scalars(select(OutboundEmail))}
         assert rows[posts[0]].status == OutboundStatus.FAILED
@@ -648,7 +631,7 @@ class TestWrittenAtDelivery:
         finally:
             raw.close()
         folder = tmp_path / "outbox"
-        outbox = self.maildir_outbox(parts, folder, parts.notifier())
+        outbox = maildir_outbox(parts, folder)
         assert asyncio.run(outbox.run_once("sender")) == 1
         with parts.session_factory() as session:
             [row] = session.scalars(select(OutboundEmail))
