@@ -175,6 +175,16 @@ _ENHANCED_FOR = {
 }
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
+# A path as nearly every client writes it: <local@domain>, both dot-atoms (RFC 5321 4.1.2),
+# then nothing or parameters after a space. Anything else (quoted local parts, address
+# literals, comments, source routes, the null path) goes to aiosmtpd's full parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"<((?:{_ATOM}(?:\.{_ATOM})*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    # Parameters: printable ASCII without "(" (a comment), after spaces only.
+    r"(?:\Z| +(?=[!-'*-~]))([ -'*-~]*)\Z"
+)
+
 
 def with_enhanced_code(reply: str, max_message_bytes: int) -> str:
     """A refusal line with an enhanced status code, as every reply of ours has."""
@@ -204,6 +214,23 @@ class _EnhancedReplies:
             if refusals is not None:
                 refusals[" ".join(status.split(" ", 2)[:2])] += 1
         await super().push(status)  # type: ignore[misc]
+
+    local_part_limit: int
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address of a MAIL or RCPT path and what follows it, as aiosmtpd's own parser
+        gives them; the usual <local@domain> is read with one regular expression.
+
+        aiosmtpd parses every path with the email package's RFC 5322 parser, and builds a
+        class on each call: that was a quarter of the edge's CPU per message.
+        """
+        plain = _PLAIN_PATH.match(arg)
+        if plain is None:
+            return super()._getaddr(arg)  # type: ignore[misc]
+        address, rest = plain.groups()
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
 
 class ReplySMTP(_EnhancedReplies, SMTP):

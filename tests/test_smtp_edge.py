@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import smtplib
 import sqlite3
 import threading
 import time
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import func, select
 
 from service.models import InboundEmail
+from service.smtp import _PLAIN_PATH, ReplySMTP
 from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 
 READER = "reader@example.org"
@@ -191,3 +194,72 @@ class TestDrain:
         stopper.join(30)
         assert outcome == {"refused": {}}
         assert inbound_count(blog) == 1
+
+
+class TestPaths:
+    """MAIL and RCPT paths: the usual <local@domain> is read by a regular expression, and
+    whatever it reads must be what aiosmtpd's full RFC 5322 parser reads."""
+
+    # Characters of plain paths, and ones that make a path odd: quotes, comments, controls.
+    PIECES = (*"aB.+-_\"'( )\\[]~{1\t=;,:@<>", "é", "\x0b", "\r", "\n", "\x00", "\xa0")
+
+    def paths(self, seed: int, count: int) -> list[str]:
+        """Paths near the plain form, each with a few random characters in it."""
+        chance = random.Random(seed)
+
+        def piece(longest: int) -> str:
+            return "".join(chance.choice(self.PIECES) for _ in range(chance.randint(0, longest)))
+
+        made = []
+        for _ in range(count):
+            local = chance.choice(["ab.c", "r+t0k3n", "x", piece(4)])
+            domain = chance.choice(["replies.example.org", "a-b.c", "x", piece(4)])
+            made.append(f"{chance.choice(['<', '', ' <'])}{local}@{domain}>{piece(6)}")
+        return made
+
+    @staticmethod
+    def read(server: SMTP, path: str) -> object:
+        """What the server's path parser gives, or the kind of error it raises."""
+        try:
+            return server._getaddr(path)
+        except Exception as error:  # aiosmtpd's parser trips on some odd paths
+            return type(error)
+
+    @pytest.mark.parametrize("limit", [0, 5])
+    def test_read_as_aiosmtpd_reads_them(self, limit: int) -> None:
+        """Every path, plain or odd, gives the same address and parameters as aiosmtpd's
+        own parser, with and without a local-part limit; and the plain ones take the fast way."""
+        ours, theirs = ReplySMTP(object(), hostname="x"), SMTP(object(), hostname="x")
+        ours.local_part_limit = theirs.local_part_limit = limit
+        fixed = [
+            "<reader@example.org>",
+            "<reader@example.org> SIZE=1000 BODY=8BITMIME",
+            "<r+tok.en_1/x=y@replies.example.org> NOTIFY=NEVER",
+            "<reader@example.org>\n",
+            "<reader@example.org> \t SIZE=1",
+            "<reader@example.org> (comment) SIZE=1",
+            '<"quoted local"@example.org>',
+            "<reader@[192.0.2.1]>",
+            "<@relay.example:reader@example.org>",
+            "<>",
+            "reader@example.org",
+            "< reader@example.org >",
+            "<a..b@example.org>",
+            "<reader@example.org.>",
+        ]
+        plain = 0
+        for path in fixed + self.paths(seed=limit, count=20000):
+            plain += _PLAIN_PATH.match(path) is not None
+            assert self.read(ours, path) == self.read(theirs, path), repr(path)
+        assert plain > 300  # the fast way is taken: without it this test would prove nothing
+
+    def test_plain_path_with_parameters_over_smtp(self, server: RunningServer) -> None:
+        """A real client's MAIL with parameters reaches the parameter checks: SIZE is read."""
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            assert client.mail(READER, ["SIZE=1000"])[0] == 250
+            client.rset()
+            assert client.mail(READER, ["NOSUCHPARAM=1"])[0] == 555
+            client.rset()
+            code, text = client.docmd("MAIL", "FROM:<reader@example..org>")  # the full parser
+            assert (code, text[:6]) == (553, b"5.1.3 ")
