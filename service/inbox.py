@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -80,60 +80,62 @@ class _Waiting:
     raw: bytes
     sender: str
     recipients: list[str]
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False  # set when this caller's thread must commit the next batch
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
 
 
 class GroupCommit:
-    """store_received for many SMTP sessions at once: messages that arrive while a commit is
-    in flight share the next commit, so N waiting senders cost one fsync, not N.
+    """store_received for many SMTP sessions at once: messages whose DATA ends while a commit
+    is in flight share the next commit, so N waiting senders cost one fsync, not N.
 
     Each caller still returns only after the commit holding its own message, so 250 keeps
-    meaning stored. The calling threads take turns as the one that commits (no extra thread).
+    meaning stored. It runs on the event loop, and each commit goes to a thread of its own:
+    one handoff per batch, where a thread per waiting session cost the edge a wake-up and a
+    context switch per message.
     """
 
     def __init__(self, session_factory: sessionmaker[Session], max_batch: int = 64) -> None:
         self.session_factory = session_factory
         self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: list[_Waiting] = []
-        self._committing = False
+        self._queue: list[tuple[_Waiting, asyncio.Future[list[int]]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
-    def __call__(self, raw: bytes, sender: str, recipients: Iterable[str]) -> list[int]:
+    async def __call__(self, raw: bytes, sender: str, recipients: Iterable[str]) -> list[int]:
         """Commit one message (one row per recipient) and return the row ids; raises if not."""
-        item = _Waiting(raw, sender, list(recipients))
-        with self._lock:
-            self._queue.append(item)
-            if not self._committing:
-                self._committing = True
-                item.lead = True
-        if not item.lead:
-            item.done.wait()
-        if item.lead:
-            self._commit_next_batch()
-        if item.error is not None:
-            raise item.error
-        return item.ids
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[list[int]] = loop.create_future()
+        self._queue.append((_Waiting(raw, sender, list(recipients)), stored))
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_queued())
+        return await stored
 
-    def _commit_next_batch(self) -> None:
-        with self._lock:
-            batch = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
+    async def _commit_queued(self) -> None:
+        """Commit batches until none is waiting; each caller learns its own outcome."""
+        batch: list[tuple[_Waiting, asyncio.Future[list[int]]]] = []
         try:
-            self._commit(batch)
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    await asyncio.to_thread(self._commit, [item for item, _ in batch])
+                except Exception as exc:  # no thread to commit in (the loop is closing)
+                    for item, _ in batch:
+                        item.error = exc
+                for item, stored in batch:
+                    if stored.done():  # its session went away meanwhile
+                        continue
+                    if item.error is not None:
+                        stored.set_exception(item.error)
+                    else:
+                        stored.set_result(item.ids)
+                batch = []
         finally:
-            with self._lock:
-                if self._queue:
-                    # Hand the turn to a waiting caller; this thread returns to its session.
-                    self._queue[0].lead = True
-                    self._queue[0].done.set()
-                else:
-                    self._committing = False
-            for item in batch:
-                item.lead = False
-                item.done.set()
+            self._committer = None
+            # Cancelled (the loop is closing): nobody may wait for a commit that never comes.
+            for _, stored in batch + self._queue:
+                if not stored.done():
+                    stored.set_exception(RuntimeError("the inbound store stopped"))
+            self._queue.clear()
 
     def _commit(self, batch: list[_Waiting]) -> None:
         try:

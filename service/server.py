@@ -182,8 +182,8 @@ class ReplydServer:
         """Check the schema, bind the listener and start the workers."""
         check_schema(self.parts.engine)
         self._loop = asyncio.get_running_loop()
-        # Each SMTP session waiting for its (group) commit holds a thread; with asyncio's
-        # default pool (CPUs + 4 threads) later sessions queue for a thread, not the commit.
+        # In-process workers, the HTTP API and the edge's commits each hold a thread while
+        # they wait for the database; asyncio's default pool has only CPUs + 4 threads.
         self._loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
         hostname = self.settings.domain
         self._server = await self._loop.create_server(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -33,7 +33,7 @@ S550_BAD_TOKEN = (
 S552_TOO_BIG = "552 5.3.4 Message too big for this service (limit {limit} bytes)"
 S554_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
-StoreFunction = Callable[[bytes, str, list[str]], list[int]]
+StoreFunction = Callable[[bytes, str, list[str]], Awaitable[list[int]]]
 
 
 class ReplyHandler:
@@ -119,8 +119,8 @@ class ReplyHandler:
             sender = ""
         self.storing += 1
         try:
-            # Off the event loop: a commit waits for fsync, and other sessions must not.
-            ids = await asyncio.to_thread(self.store, raw, sender, list(envelope.rcpt_tos))
+            # The commit runs off the event loop: it waits for fsync, and other sessions must not.
+            ids = await self.store(raw, sender, list(envelope.rcpt_tos))
         except Exception:
             log.exception("could not store an inbound message; answered 451")
             return S451_STORE_FAILED

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from service.models import InboundEmail
 from service.smtp import _PLAIN_PATH, ReplySMTP
@@ -194,6 +194,44 @@ class TestDrain:
         stopper.join(30)
         assert outcome == {"refused": {}}
         assert inbound_count(blog) == 1
+
+
+class TestGroupCommit:
+    def test_senders_waiting_together_share_a_commit(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """Eight sessions whose DATA ends while the database is busy each get their 250 once
+        stored, from at most two commits (the first one's, then one for the seven behind it)."""
+        commits: list[object] = []
+        event.listen(server.server._edge_engine, "commit", commits.append)
+        post = blog.post()
+        readers = [f"reader{n}@example.org" for n in range(8)]
+        addresses = {reader: blog.address(post, reader) for reader in readers}
+        answers: dict[str, object] = {}
+
+        def deliver(reader: str) -> None:
+            address = addresses[reader]
+            try:
+                answers[reader] = send(
+                    server.port, reader, [address], reply_message(reader, address, "Hi")
+                )
+            except smtplib.SMTPException as exc:
+                answers[reader] = exc
+
+        lock = sqlite3.connect(database_file(server), isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the edge's commits wait for this lock
+        clients = [threading.Thread(target=deliver, args=(reader,)) for reader in readers]
+        for client in clients:
+            client.start()
+        wait_for(lambda: server.server.handler.storing == 8, what="all eight DATA commits")
+        assert not answers  # no 250 before the commit
+        lock.execute("COMMIT")
+        lock.close()
+        for client in clients:
+            client.join(30)
+        assert answers == {reader: {} for reader in readers}
+        assert inbound_count(blog) == 8
+        assert 1 <= len(commits) <= 2
 
 
 class TestPaths:
