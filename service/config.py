@@ -68,6 +68,8 @@ class Settings:
     retention_days: int = 0
     # Processes started next to the edge to parse and publish (0: all in one process).
     worker_processes: int = 0
+    # Whether each worker process parses and extracts in a child process of its own.
+    prepare_process: bool = False
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
 
@@ -89,6 +91,14 @@ def _worker_processes(raw: str) -> int:
     if raw.strip().lower() == "auto":
         return 1 if (os.cpu_count() or 1) >= 2 else 0
     return _parse_int("REPLYD_WORKER_PROCESSES", raw, 0, 64)
+
+
+def _prepare_process(raw: str) -> bool:
+    """REPLYD_PREPARE_PROCESS: on, off, or "auto": on when there is a second CPU, where a
+    worker process records one batch while its child parses and extracts the next one."""
+    if raw.strip().lower() == "auto":
+        return (os.cpu_count() or 1) >= 2
+    return _parse_bool("REPLYD_PREPARE_PROCESS", raw)
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -227,6 +237,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         quotes_only=_parse_bool("REPLYD_QUOTES_ONLY", get("REPLYD_QUOTES_ONLY", "false")),
         workers=_parse_int("REPLYD_WORKERS", get("REPLYD_WORKERS", "1"), 1, 64),
         worker_processes=_worker_processes(get("REPLYD_WORKER_PROCESSES", "auto")),
+        prepare_process=_prepare_process(get("REPLYD_PREPARE_PROCESS", "auto")),
         lease_seconds=_parse_int(
             "REPLYD_LEASE_SECONDS", get("REPLYD_LEASE_SECONDS", "300"), 1, 86400
         ),

@@ -116,29 +116,65 @@ def name_person(session: Session, person: Person, name: str) -> None:
     set_committed_value(person, "display_name", name)
 
 
+class Preparer:
+    """The CPU-heavy part of processing a message, which needs no database: parse, classify,
+    extract. It may run in another process than the recording (see service.preparing)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        keyring: Keyring,
+        *,
+        own_addresses: Collection[str],
+        quotes_only: bool = False,
+    ) -> None:
+        self.book = book
+        self.keyring = keyring
+        self.own_addresses = own_addresses
+        self.quotes_only = quotes_only
+
+    def prepare_all(self, mails: list[ClaimedMail]) -> list[Prepared]:
+        """Each of the claimed messages prepared, in order."""
+        return [self.prepare(mail) for mail in mails]
+
+    def prepare(self, mail: ClaimedMail) -> Prepared:
+        """Parse, classify and extract one claimed message; a failure becomes its outcome."""
+        if mail.attempts > MAX_ATTEMPTS:
+            reason = f"gave up after {mail.attempts - 1} attempts that never finished"
+            return Prepared(mail, failed=Outcome(InboundStatus.FAILED, reason))
+        try:
+            address = self.book.recipient(mail.recipient, self.keyring)
+            message = parse_message(mail.raw)
+            ignore = None
+            if address is None or address.kind is not AddressKind.BOUNCE:
+                ignore = auto_generated_reason(message, mail.sender, self.own_addresses)
+            extraction = None
+            if ignore is None and (address is None or address.kind is AddressKind.REPLY):
+                extraction = extract_reply(message.text, message.html, quotes_only=self.quotes_only)
+            key = dedupe_key(message.message_id, mail.sha256, mail.sender, mail.recipient)
+        except Exception as exc:
+            log.exception("processing inbound #%s failed", mail.id)
+            return Prepared(mail, failed=_failure(exc))
+        return Prepared(mail, address, message, ignore, extraction, key)
+
+
 class Pipeline:
-    """parse → classify → extract → route → store comment and notifications, in one go."""
+    """parse → classify → extract (its Preparer) → route → store comment and notifications."""
 
     def __init__(
         self,
         session_factory: sessionmaker[Session],
-        book: AddressBook,
-        keyring: Keyring,
+        preparer: Preparer,
         notifier: Notifier,
         notices: RejectionNotices,
         *,
-        own_addresses: Collection[str],
-        quotes_only: bool = False,
         trust_authserv_id: str | None = None,
         yield_now: Callable[[], bool] = lambda: False,
     ) -> None:
         self.session_factory = session_factory
-        self.book = book
-        self.keyring = keyring
+        self.preparer = preparer
         self.notifier = notifier
         self.notices = notices
-        self.own_addresses = own_addresses
-        self.quotes_only = quotes_only
         self.trust_authserv_id = trust_authserv_id
         # Asked between messages: should the transaction end now, because someone whose
         # commit senders wait for (the SMTP edge on SQLite) wants the write lock?
@@ -154,15 +190,18 @@ class Pipeline:
 
     def process_batch(self, mails: list[ClaimedMail], worker: str) -> list[Outcome | None]:
         """Process claimed rows; the outcome of each, None for a claim lost meanwhile.
+        Parsing and extraction run first, outside any transaction (see `record_batch`)."""
+        return self.record_batch(self.preparer.prepare_all(mails), worker)
 
-        Parsing and extraction run first, outside any transaction. The outcomes are then
-        recorded in one commit (more when the SMTP edge waits for SQLite's lock, see
-        `yield_now`). Should a message fail, or lose a race for its dedupe key, the
+    def record_batch(self, prepared: list[Prepared], worker: str) -> list[Outcome | None]:
+        """Record prepared messages; the outcome of each, None for a claim lost meanwhile.
+
+        The outcomes are recorded in one commit (more when the SMTP edge waits for SQLite's
+        lock, see `yield_now`). Should a message fail, or lose a race for its dedupe key, the
         transaction is done again with a savepoint per message, so that message is recorded
         as failed (or duplicate) without undoing the others; savepoints cost two statements
         per message, so they are only taken then.
         """
-        prepared = [self._prepare(mail) for mail in mails]
         outcomes: list[Outcome | None] = []  # of the messages already committed
         try:
             # One session for all the batch's commits: after letting the edge in, the next
@@ -186,33 +225,13 @@ class Pipeline:
                             outcomes += self._record(session, todo, worker, batch, careful=True)
             return outcomes
         except Exception as exc:
-            rest = mails[len(outcomes) :]
+            rest = prepared[len(outcomes) :]
             if len(rest) == 1:
-                log.exception("recording inbound #%s failed", rest[0].id)
-                return [*outcomes, self._fail_alone(rest[0], worker, _failure(exc))]
+                log.exception("recording inbound #%s failed", rest[0].mail.id)
+                return [*outcomes, self._fail_alone(rest[0].mail, worker, _failure(exc))]
             # Something broke the batch's transaction: give each message left its own.
             log.warning("a batch of %s messages failed; recording them one by one", len(rest))
-            return outcomes + [o for mail in rest for o in self.process_batch([mail], worker)]
-
-    def _prepare(self, mail: ClaimedMail) -> Prepared:
-        """The CPU-heavy part of processing: parse, classify, extract (no database)."""
-        if mail.attempts > MAX_ATTEMPTS:
-            reason = f"gave up after {mail.attempts - 1} attempts that never finished"
-            return Prepared(mail, failed=Outcome(InboundStatus.FAILED, reason))
-        try:
-            address = self.book.recipient(mail.recipient, self.keyring)
-            message = parse_message(mail.raw)
-            ignore = None
-            if address is None or address.kind is not AddressKind.BOUNCE:
-                ignore = auto_generated_reason(message, mail.sender, self.own_addresses)
-            extraction = None
-            if ignore is None and (address is None or address.kind is AddressKind.REPLY):
-                extraction = extract_reply(message.text, message.html, quotes_only=self.quotes_only)
-            key = dedupe_key(message.message_id, mail.sha256, mail.sender, mail.recipient)
-        except Exception as exc:
-            log.exception("processing inbound #%s failed", mail.id)
-            return Prepared(mail, failed=_failure(exc))
-        return Prepared(mail, address, message, ignore, extraction, key)
+            return outcomes + [o for item in rest for o in self.record_batch([item], worker)]
 
     def _start(self, session: Session, prepared: list[Prepared]) -> _Batch:
         """Read what the batch's messages share: posts, people, followers, earlier copies."""

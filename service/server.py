@@ -28,7 +28,7 @@ from service.models import utcnow
 from service.notices import RejectionNotices
 from service.notify import Notifier
 from service.outbox import Outbox, Parcel
-from service.pipeline import Pipeline
+from service.pipeline import Pipeline, Preparer
 from service.ratelimit import RateLimiter
 from service.retention import purge_raw
 from service.smtp import ReplyHandler, make_protocol
@@ -91,13 +91,22 @@ class Components:
         """Outbound mail templates in the deployment's language (REPLYD_LANGUAGE), made once."""
         return make_templates(language=self.settings.language)
 
+    def preparer(self) -> Preparer:
+        """Parsing, classification and extraction as this deployment does them."""
+        settings = self.settings
+        return Preparer(
+            self.book,
+            self.keyring,
+            own_addresses={settings.from_address},
+            quotes_only=settings.quotes_only,
+        )
+
     def pipeline(self) -> Pipeline:
         """The inbound pipeline, as every worker (in the daemon or a process of its own) runs it."""
         settings = self.settings
         return Pipeline(
             self.session_factory,
-            self.book,
-            self.keyring,
+            self.preparer(),
             self.notifier(),
             RejectionNotices(
                 from_address=settings.from_address,
@@ -105,8 +114,6 @@ class Components:
                 domain=settings.domain,
                 templates=self.templates,
             ),
-            own_addresses={settings.from_address},
-            quotes_only=settings.quotes_only,
             trust_authserv_id=settings.trust_authserv_id,
             yield_now=edge_waiting(self.engine),
         )

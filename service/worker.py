@@ -22,7 +22,8 @@ from service.config import Settings
 from service.inbox import ClaimedMail, claim_mail, release
 from service.logs import configure_logging
 from service.outbox import CLAIM_LIMIT, Outbox
-from service.pipeline import Pipeline
+from service.pipeline import Pipeline, Prepared
+from service.preparing import PreparingProcess
 
 log = logging.getLogger(__name__)
 
@@ -81,34 +82,59 @@ async def inbound_loop(
     stopping: asyncio.Event,
     published: Callable[[], None],
     load: InboundLoad | None = None,
+    preparing: PreparingProcess | None = None,
 ) -> None:
-    """Claim and process inbound rows until `stopping` is set; the row in hand is finished.
-    `load` is told while a batch is in hand."""
+    """Claim and process inbound rows until `stopping` is set; the batch being recorded is
+    finished, and rows claimed but not recorded go back. `load` is told while a batch is in
+    hand. With `preparing`, the next batch is claimed and prepared in that process while
+    this one is recorded."""
     load = load or InboundLoad()
+    prepare = preparing.prepare if preparing else pipeline.preparer.prepare_all
+    held: list[ClaimedMail] = []  # claimed, not yet recorded
+    ahead: asyncio.Future[list[Prepared]] | None = None  # the next batch, being prepared
     while not stopping.is_set():
-        batch: list[ClaimedMail] = []
         try:
             # A few rows per claim, and one commit records them all.
-            batch = await asyncio.to_thread(claim_mail, session_factory, name, CLAIM_BATCH, lease)
-            if not batch:
-                await wait_for_work(wakeup)
-                continue
+            claimed = await asyncio.to_thread(claim_mail, session_factory, name, CLAIM_BATCH, lease)
+            held += claimed
             if stopping.is_set():
-                continue  # given back below
+                break  # given back below
+            started: asyncio.Future[list[Prepared]] | None = None
+            if claimed:
+                started = asyncio.ensure_future(asyncio.to_thread(prepare, claimed))
+            if preparing is None:
+                current, ahead = started, None
+            else:
+                current, ahead = ahead, started
+            if current is None:
+                if ahead is None:
+                    await wait_for_work(wakeup)
+                continue
             with load.batch():
-                outcomes = await asyncio.to_thread(pipeline.process_batch, batch, name)
-            batch = []
+                prepared = await current
+                outcomes = await asyncio.to_thread(pipeline.record_batch, prepared, name)
+            recorded = {item.mail.id for item in prepared}
+            held = [mail for mail in held if mail.id not in recorded]
             if any(outcome is not None and outcome.comment_id for outcome in outcomes):
                 published()
         except Exception:
             # The database may be briefly unavailable; the rows' leases bring them back.
             log.exception("inbound worker %s hit an error; retrying shortly", name)
+            ahead = None
+            await _give_back(session_factory, name, held)
+            held = []
             await asyncio.sleep(IDLE_POLL_SECONDS)
-        if batch:
-            # Stopping (or an error): rows claimed but not begun go back to the queue now.
-            with contextlib.suppress(Exception):
-                ids = [mail.id for mail in batch]
-                await asyncio.to_thread(release, session_factory, name, ids)
+    # Stopping: rows claimed but not begun go back to the queue now.
+    await _give_back(session_factory, name, held)
+
+
+async def _give_back(
+    session_factory: sessionmaker[Session], name: str, mails: list[ClaimedMail]
+) -> None:
+    """Release claimed rows at once (if that fails too, their leases bring them back)."""
+    if mails:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(release, session_factory, name, [mail.id for mail in mails])
 
 
 async def outbound_loop(
@@ -246,6 +272,9 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     parts = Components.build(settings, durable=False)
     delivery = Components.build(settings)
     pipeline = parts.pipeline()
+    preparing = PreparingProcess(settings, pipeline.preparer) if settings.prepare_process else None
+    if preparing is not None:
+        await asyncio.to_thread(preparing.start)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     inbound = asyncio.Event()
@@ -287,6 +316,7 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
                 stopping=stopping,
                 published=outbound.set,
                 load=load,
+                preparing=preparing,
             )
         )
         for thread in range(settings.workers)
@@ -306,6 +336,8 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     await stopping.wait()
     wake()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if preparing is not None:
+        await asyncio.to_thread(preparing.close)
     parts.engine.dispose()
     delivery.engine.dispose()
     log.info("worker process %s stopped", number)

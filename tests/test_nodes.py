@@ -82,6 +82,18 @@ def worker_processes(pid: int) -> list[int]:
     return [child for child in found if b"spawn_main" in _cmdline(child)]
 
 
+def preparing_processes(pids: list[int]) -> list[int]:
+    """The preparing processes the given worker processes started."""
+    return [
+        child
+        for pid in pids
+        for task in Path(f"/proc/{pid}/task").glob("*")
+        if (task / "children").exists()
+        for child in map(int, (task / "children").read_text().split())
+        if b"service.preparing" in _cmdline(child)
+    ]
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -169,17 +181,26 @@ class TestWriterPriority:
 class TestWorkerProcesses:
     @pytest.fixture
     def env(self, settings: Settings, tmp_path: Path) -> dict[str, str]:
-        """`replyd serve` with two worker processes beside the edge, on the SQLite database."""
-        return node_env(settings, free_port(), tmp_path / "outbox", REPLYD_WORKER_PROCESSES="2")
+        """`replyd serve` with two worker processes beside the edge, each with a preparing
+        process, on the SQLite database."""
+        return node_env(
+            settings,
+            free_port(),
+            tmp_path / "outbox",
+            REPLYD_WORKER_PROCESSES="2",
+            REPLYD_PREPARE_PROCESS="on",
+        )
 
     def test_worker_processes_publish_and_stop_with_the_daemon(
         self, env: dict[str, str], parts: Components, tmp_path: Path
     ) -> None:
-        """With worker processes, replies become comments; SIGTERM stops them all, exit 0."""
+        """With worker processes, replies become comments; SIGTERM stops them all and their
+        preparing processes, exit 0."""
         letters = seed_letters(parts, 12)
         node = start_node(env, tmp_path / "node.log")
         try:
             workers = wait_for(lambda: len(found := worker_processes(node.pid)) == 2 and found)
+            children = wait_for(lambda: len(found := preparing_processes(workers)) == 2 and found)
             port = int(env["REPLYD_SMTP_PORT"])
             for letter in letters:
                 send(port, letter.sender, [letter.address], letter.raw)
@@ -198,25 +219,56 @@ class TestWorkerProcesses:
         finally:
             code = stop_node(node)
         assert code == 0, (tmp_path / "node.log").read_text()
-        assert not [pid for pid in workers if alive(pid)]
+        assert not [pid for pid in workers + children if alive(pid)]
 
     def test_worker_processes_leave_when_the_daemon_is_killed(
         self, env: dict[str, str], parts: Components, tmp_path: Path
     ) -> None:
-        """SIGKILL to the daemon alone leaves no orphan worker processes behind."""
+        """SIGKILL to the daemon alone leaves no orphan worker or preparing processes behind."""
         node = start_node(env, tmp_path / "node.log")
         try:
             workers = wait_for(lambda: len(found := worker_processes(node.pid)) == 2 and found)
+            children = wait_for(lambda: len(found := preparing_processes(workers)) == 2 and found)
             node.kill()
             node.wait(10)
             wait_for(
-                lambda: not [pid for pid in workers if alive(pid)],
+                lambda: not [pid for pid in workers + children if alive(pid)],
                 timeout=30,
-                what="the worker processes to exit",
+                what="the worker and preparing processes to exit",
             )
         finally:
             if node.poll() is None:
                 node.kill()
+
+    def test_a_killed_worker_takes_its_preparing_process_with_it(
+        self, env: dict[str, str], parts: Components, tmp_path: Path
+    ) -> None:
+        """SIGKILL to a worker process: its preparing process exits, the daemon starts a new
+        worker (with a new preparing process), and replies still become comments."""
+        letters = seed_letters(parts, 4)
+        node = start_node(env, tmp_path / "node.log")
+        try:
+            workers = wait_for(lambda: len(found := worker_processes(node.pid)) == 2 and found)
+            victim = workers[0]
+            orphan = wait_for(lambda: preparing_processes([victim]))[0]
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: not alive(orphan), timeout=30, what="the preparing process to exit")
+            wait_for(
+                lambda: len(found := worker_processes(node.pid)) == 2 and victim not in found,
+                timeout=30,
+                what="a new worker process",
+            )
+            port = int(env["REPLYD_SMTP_PORT"])
+            for letter in letters:
+                send(port, letter.sender, [letter.address], letter.raw)
+
+            def published() -> int:
+                with parts.session_factory() as session:
+                    return int(session.scalar(select(func.count()).select_from(Comment)) or 0)
+
+            wait_for(lambda: published() == len(letters), timeout=60, what="all comments")
+        finally:
+            assert stop_node(node) == 0, (tmp_path / "node.log").read_text()
 
 
 class TestTwoNodesOnPostgres:
