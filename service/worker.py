@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often idle workers look for rows another node stored
 STOP_TIMEOUT_SECONDS = 60.0  # how long a worker process may take to finish the message in hand
-CLAIM_BATCH = 16  # rows a worker claims and records at once; small, so workers share a burst
+# Rows a worker claims and records at once (with a preparing process it holds two batches:
+# one being recorded, the next being prepared); small enough that nodes share a burst.
+CLAIM_BATCH = 32
 OUTBOUND_GATHER_SECONDS = 0.2  # how long the mail of comments published together may gather
 # While replies pour in, fresh notifications wait (this long at most) so that publishing has
 # the process and the database to itself; a burst's mail then leaves right after the burst.
