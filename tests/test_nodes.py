@@ -139,6 +139,19 @@ def seed_letters(parts: Components, count: int) -> list[Letter]:
     return letters
 
 
+def publish(env: dict[str, str], parts: Components, letters: list[Letter]) -> None:
+    """Send each letter to the node and wait until every one of them is a comment."""
+    port = int(env["REPLYD_SMTP_PORT"])
+    for letter in letters:
+        send(port, letter.sender, [letter.address], letter.raw)
+
+    def published() -> int:
+        with parts.session_factory() as session:
+            return int(session.scalar(select(func.count()).select_from(Comment)) or 0)
+
+    wait_for(lambda: published() == len(letters), timeout=60, what="all comments")
+
+
 class TestClaims:
     def test_a_batch_claim_takes_the_oldest_rows_and_release_gives_back_the_rest(
         self, parts: Components
@@ -201,15 +214,7 @@ class TestWorkerProcesses:
         try:
             workers = wait_for(lambda: len(found := worker_processes(node.pid)) == 2 and found)
             children = wait_for(lambda: len(found := preparing_processes(workers)) == 2 and found)
-            port = int(env["REPLYD_SMTP_PORT"])
-            for letter in letters:
-                send(port, letter.sender, [letter.address], letter.raw)
-
-            def published() -> int:
-                with parts.session_factory() as session:
-                    return int(session.scalar(select(func.count()).select_from(Comment)) or 0)
-
-            wait_for(lambda: published() == len(letters), timeout=60, what="all comments")
+            publish(env, parts, letters)
             outbox = tmp_path / "outbox" / "new"
             wait_for(
                 lambda: outbox.exists() and len(list(outbox.iterdir())) == len(letters),
@@ -258,15 +263,7 @@ class TestWorkerProcesses:
                 timeout=30,
                 what="a new worker process",
             )
-            port = int(env["REPLYD_SMTP_PORT"])
-            for letter in letters:
-                send(port, letter.sender, [letter.address], letter.raw)
-
-            def published() -> int:
-                with parts.session_factory() as session:
-                    return int(session.scalar(select(func.count()).select_from(Comment)) or 0)
-
-            wait_for(lambda: published() == len(letters), timeout=60, what="all comments")
+            publish(env, parts, letters)
         finally:
             assert stop_node(node) == 0, (tmp_path / "node.log").read_text()
 
