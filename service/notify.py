@@ -20,6 +20,7 @@ from service.compose import (
     public_name,
     render_bodies,
 )
+from service.db import Deferred
 from service.marker import MARKER_HTML_ID
 from service.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
 
@@ -248,9 +249,15 @@ class Notifier:
         return message
 
     def queue_for_comment(
-        self, session: Session, comment: Comment, post: Post, recipients: list[Reader]
+        self,
+        session: Session,
+        comment: Comment,
+        post: Post,
+        recipients: list[Reader],
+        later: Deferred | None = None,
     ) -> int:
         """Queue one notification per recipient who can be written to; returns how many.
+        With `later`, the rows are inserted when it is flushed.
 
         The rows carry no message: `render_queued` writes it for each delivery attempt, so
         a burst of replies is published without waiting for its mail to be rendered.
@@ -259,23 +266,24 @@ class Notifier:
         if not recipients:
             return 0
         now = utcnow()
-        session.connection().execute(
-            _QUEUE,
-            [
-                {
-                    "kind": "notification",
-                    "message_id": notification_id(comment.id, reader.id, self.book.domain),
-                    "recipient_id": reader.id,
-                    "recipient": reader.email,
-                    "post_id": post.id,
-                    "comment_id": comment.id,
-                    "raw": None,
-                    "created_at": now,
-                    "next_attempt_at": now,
-                }
-                for reader in recipients
-            ],
-        )
+        rows = [
+            {
+                "kind": "notification",
+                "message_id": notification_id(comment.id, reader.id, self.book.domain),
+                "recipient_id": reader.id,
+                "recipient": reader.email,
+                "post_id": post.id,
+                "comment_id": comment.id,
+                "raw": None,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            for reader in recipients
+        ]
+        if later is not None:
+            later.add(_QUEUE, rows)
+        else:
+            session.connection().execute(_QUEUE, rows)
         return len(recipients)
 
     def render_queued(self, session: Session, queued: list[Unrendered]) -> dict[int, bytes | str]:
@@ -327,19 +335,31 @@ class Notifier:
         return written
 
     def publish(
-        self, session: Session, comment: Comment, post: Post, author: Person, audience: Audience
+        self,
+        session: Session,
+        comment: Comment,
+        post: Post,
+        author: Person,
+        audience: Audience,
+        later: Deferred | None = None,
     ) -> int:
         """Store a new comment, make its writer follow the thread and queue its mail, in the
         caller's transaction (invariant 3); returns how many notifications were queued.
         `audience` must hold `post`; it learns of the comment once all of it is written.
+        With `later`, the follow and the notifications are inserted when it is flushed (the
+        comment at once: its id names the notifications).
         """
         # Who hears of it is settled before the comment exists: its writer is left out anyway.
         recipients = audience.followers(post, author.id)
         follow = not audience.subscribed(post, author.id)  # unless they opted out before
         if follow:
-            session.connection().execute(_FOLLOW, {"post_id": post.id, "person_id": author.id})
+            row = {"post_id": post.id, "person_id": author.id}
+            if later is not None:
+                later.add(_FOLLOW, [row])
+            else:
+                session.connection().execute(_FOLLOW, row)
         store_comment(session, comment, author)
-        queued = self.queue_for_comment(session, comment, post, recipients)
+        queued = self.queue_for_comment(session, comment, post, recipients, later)
         audience.commented(post, author, followed=follow)
         return queued
 

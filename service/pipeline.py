@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from service.addresses import AddressBook, AddressKind, Keyring, Recipient
 from service.bounces import read_bounce, record_bounce
 from service.classify import auto_generated_reason, dmarc_failure
+from service.db import Deferred
 from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
@@ -74,6 +75,8 @@ class _Batch:
     # Kept referenced: the session's identity map only holds objects someone else does.
     posts: list[Post]
     people: list[Person]
+    # Follows, names and notifications of the current commit, written just before it.
+    later: Deferred = field(default_factory=Deferred)
 
 
 def dedupe_key(message_id: str | None, raw_sha256: str, sender: str, recipient: str) -> str:
@@ -106,13 +109,18 @@ _NAME = (
 )
 
 
-def name_person(session: Session, person: Person, name: str) -> None:
-    """Give a person the display name their mail carries, in the caller's transaction.
+def name_person(session: Session, person: Person, name: str, later: Deferred | None = None) -> None:
+    """Give a person the display name their mail carries, in the caller's transaction (with
+    `later`, when it is flushed).
 
     An UPDATE through Core, with the loaded object told it is current: the session's
     unit-of-work flush would cost several times the statement, for most first replies.
     """
-    session.connection().execute(_NAME, {"person_id": person.id, "display_name": name})
+    row = {"person_id": person.id, "display_name": name}
+    if later is not None:
+        later.add(_NAME, [row])
+    else:
+        session.connection().execute(_NAME, row)
     set_committed_value(person, "display_name", name)
 
 
@@ -262,6 +270,11 @@ class Pipeline:
                 continue
             outcome = item.failed or self._record_one(session, item, batch, careful)
             outcomes.append(outcome)
+        if not careful:
+            try:
+                batch.later.flush(session.connection())
+            except Exception as exc:
+                raise _Careful from exc
         finish_many(
             session,
             [
@@ -311,7 +324,8 @@ class Pipeline:
                 if item.ignore:
                     outcome = Outcome(InboundStatus.IGNORED, item.ignore)
                 else:
-                    outcome = self._decide(session, item, batch)
+                    # Careful: each message's writes go into its own savepoint, at once.
+                    outcome = self._decide(session, item, batch, None if careful else batch.later)
                 if outcome.code:
                     self.notices.queue(
                         session,
@@ -341,12 +355,18 @@ class Pipeline:
             finish_many(session, [(mail.id, outcome.status, outcome.reason)])
             return outcome
 
-    def _decide(self, session: Session, item: Prepared, batch: _Batch) -> Outcome:
-        """What a (person-written, or bounce) message to one of our addresses leads to."""
+    def _decide(
+        self, session: Session, item: Prepared, batch: _Batch, later: Deferred | None
+    ) -> Outcome:
+        """What a (person-written, or bounce) message to one of our addresses leads to;
+        `later` takes the writes of a published reply that can wait for the commit."""
         address = item.address
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
+        if later is not None and address.kind in (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE):
+            # These change subscriptions and people, and the audience reads them again.
+            later.flush(session.connection())
         if address.kind is AddressKind.BOUNCE:
             outcome = self._bounce(session, address, item.mail.raw)
             batch.audience.forget()  # the bounce may have suspended someone
@@ -360,7 +380,7 @@ class Pipeline:
             return rejected(
                 "digest", "reply to a digest's own address; the sender was told how to reply"
             )
-        return self._publish(session, item, batch)
+        return self._publish(session, item, batch, later)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
@@ -371,7 +391,9 @@ class Pipeline:
         verdict = record_bounce(session, person, read_bounce(raw))
         return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
 
-    def _publish(self, session: Session, item: Prepared, batch: _Batch) -> Outcome:
+    def _publish(
+        self, session: Session, item: Prepared, batch: _Batch, later: Deferred | None
+    ) -> Outcome:
         """Decide whether the reply may be published; if so store it and queue its mail."""
         mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
         assert message is not None and extraction is not None and key is not None
@@ -413,7 +435,7 @@ class Pipeline:
                 InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"
             )
         if not person.display_name and message.from_name:
-            name_person(session, person, message.from_name[:200])
+            name_person(session, person, message.from_name[:200], later)
         comment = Comment(
             post_id=post.id,
             parent_id=parent.id if parent else None,
@@ -424,7 +446,7 @@ class Pipeline:
             inbound_email_id=mail.id,
             dedupe_key=key,
         )
-        queued = self.notifier.publish(session, comment, post, person, batch.audience)
+        queued = self.notifier.publish(session, comment, post, person, batch.audience, later)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
             mail.id,

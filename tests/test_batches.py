@@ -298,6 +298,69 @@ class TestWhoHearsWithinABatch:
         assert self.recipients(parts) == [("Fine.", "author@example.org")]
 
 
+class TestWritesThatWaitForTheCommit:
+    def test_follows_names_and_notifications_of_a_batch_take_one_statement_each(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """Four first replies from four readers to four posts: one INSERT of follows, one
+        UPDATE of names and one INSERT of notifications for all four, not four of each."""
+        for number in range(4):
+            reader = f"reader{number}@example.org"
+            address = blog.address(blog.post(f"post-{number}"), reader)
+            raw = reply_message(f"Reader {number} <{reader}>", address, f"Reply {number}.")
+            store_received(parts.session_factory, raw, reader, [address])
+        writes: list[str] = []
+
+        def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            for kind in ("INSERT INTO subscriptions", "UPDATE people", "INSERT INTO outbound"):
+                if statement.startswith(kind):
+                    writes.append(kind)
+
+        event.listen(parts.engine, "before_cursor_execute", watch)
+        try:
+            outcomes = process(parts, claim(parts, 4))
+        finally:
+            event.remove(parts.engine, "before_cursor_execute", watch)
+        assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 4
+        assert sorted(writes) == [
+            "INSERT INTO outbound",
+            "INSERT INTO subscriptions",
+            "UPDATE people",
+        ]
+        with parts.session_factory() as session:
+            names = session.scalars(select(Person.display_name).where(Person.email.like("reader%")))
+            assert sorted(names) == [f"Reader {number}" for number in range(4)]
+            assert session.scalar(select(func.count()).select_from(Subscription)) == 4
+            assert session.scalar(select(func.count()).select_from(OutboundEmail)) == 4
+
+    def test_an_unsubscribe_after_a_reply_in_the_batch_switches_the_thread_off(
+        self, parts: Components, blog: Blog
+    ) -> None:
+        """A reader replies (and so follows the thread), then unsubscribes from it, in one
+        batch: the follow is written before the unsubscribe reads it, so the thread ends
+        switched off for them, without the batch having to be done again message by message."""
+        post = blog.post()
+        fan = "fan@example.org"
+        store_replies(blog, [post], reader=fan, bodies=["First a reply."])
+        mailto = parts.book.unsubscribe_address(
+            ReplyTarget(post, None, blog.person(fan)), parts.keyring
+        )
+        raw = reply_message(fan, mailto, "unsubscribe", subject="unsubscribe")
+        store_received(parts.session_factory, raw, fan, [mailto])
+        with counting_savepoints(parts) as savepoints:
+            outcomes = process(parts, claim(parts, 2))
+        assert [o.status if o else None for o in outcomes] == [
+            InboundStatus.PROCESSED,
+            InboundStatus.IGNORED,
+        ]
+        assert savepoints == []
+        with parts.session_factory() as session:
+            following = session.scalars(
+                select(Subscription.active).where(Subscription.person_id == blog.person(fan))
+            )
+            assert list(following) == [False]
+
+
 class TestYieldingToTheEdge:
     def test_the_worker_commits_after_each_message_while_the_edge_waits(
         self, parts: Components, blog: Blog
