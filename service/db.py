@@ -200,6 +200,16 @@ class Deferred:
             connection.execute(statement, rows)
 
 
+def execute_or_defer(
+    session: Session, statement: Executable, rows: list[dict[str, Any]], later: Deferred | None
+) -> None:
+    """Run `statement` for the rows in the session's transaction now, or queue them in `later`."""
+    if later is not None:
+        later.add(statement, rows)
+    elif rows:
+        session.connection().execute(statement, rows)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """One sessionmaker per process; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)

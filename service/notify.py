@@ -20,7 +20,7 @@ from service.compose import (
     public_name,
     render_bodies,
 )
-from service.db import Deferred
+from service.db import Deferred, execute_or_defer
 from service.marker import MARKER_HTML_ID
 from service.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
 
@@ -280,10 +280,7 @@ class Notifier:
             }
             for reader in recipients
         ]
-        if later is not None:
-            later.add(_QUEUE, rows)
-        else:
-            session.connection().execute(_QUEUE, rows)
+        execute_or_defer(session, _QUEUE, rows, later)
         return len(recipients)
 
     def render_queued(self, session: Session, queued: list[Unrendered]) -> dict[int, bytes | str]:
@@ -353,11 +350,9 @@ class Notifier:
         recipients = audience.followers(post, author.id)
         follow = not audience.subscribed(post, author.id)  # unless they opted out before
         if follow:
-            row = {"post_id": post.id, "person_id": author.id}
-            if later is not None:
-                later.add(_FOLLOW, [row])
-            else:
-                session.connection().execute(_FOLLOW, row)
+            execute_or_defer(
+                session, _FOLLOW, [{"post_id": post.id, "person_id": author.id}], later
+            )
         store_comment(session, comment, author)
         queued = self.queue_for_comment(session, comment, post, recipients, later)
         audience.commented(post, author, followed=follow)

@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from service.addresses import AddressBook, AddressKind, Keyring, Recipient
 from service.bounces import read_bounce, record_bounce
 from service.classify import auto_generated_reason, dmarc_failure
-from service.db import Deferred
+from service.db import Deferred, execute_or_defer
 from service.extract import Extraction, extract_reply
 from service.inbox import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
@@ -116,11 +116,7 @@ def name_person(session: Session, person: Person, name: str, later: Deferred | N
     An UPDATE through Core, with the loaded object told it is current: the session's
     unit-of-work flush would cost several times the statement, for most first replies.
     """
-    row = {"person_id": person.id, "display_name": name}
-    if later is not None:
-        later.add(_NAME, [row])
-    else:
-        session.connection().execute(_NAME, row)
+    execute_or_defer(session, _NAME, [{"person_id": person.id, "display_name": name}], later)
     set_committed_value(person, "display_name", name)
 
 
