@@ -155,7 +155,7 @@ class ReplydServer:
             self.parts.book,
             self.parts.keyring,
             # Sessions that finish DATA together share one commit (and one fsync).
-            GroupCommit(make_sessionmaker(self._edge_engine)),
+            GroupCommit(self._edge_engine),
             max_recipients=settings.max_recipients,
             max_message_bytes=settings.max_message_bytes,
             on_stored=self._wake_inbound,
