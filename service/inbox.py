@@ -152,12 +152,7 @@ class GroupCommit:
                 return
             # One bad message must not cost the others their 250: store them one by one.
             for item in batch:
-                try:
-                    with self.engine.begin() as connection:
-                        rows = _received_rows(item.raw, item.sender, item.recipients)
-                        item.ids = _insert_rows(connection, rows)
-                except Exception as exc:
-                    item.error = exc
+                self._commit([item])
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import smtplib
 import sqlite3
@@ -12,7 +13,9 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import event, func, select
 
+from service.inbox import GroupCommit
 from service.models import InboundEmail
+from service.server import Components
 from service.smtp import _PLAIN_PATH, ReplySMTP
 from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 
@@ -232,6 +235,31 @@ class TestGroupCommit:
         assert answers == {reader: {} for reader in readers}
         assert inbound_count(blog) == 8
         assert 1 <= len(commits) <= 2
+
+    def test_a_refused_message_costs_the_others_in_its_commit_nothing(
+        self, parts: Components
+    ) -> None:
+        """Three messages share a commit and the database refuses one: the other two are
+        stored one by one, and only the refused one's sender hears of an error."""
+        with parts.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON inbound_emails "
+                "WHEN NEW.sender = 'bad@example.org' "
+                "BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+            )
+        commit = GroupCommit(parts.engine)
+        senders = ["good@example.org", "bad@example.org", "fine@example.org"]
+
+        async def store_all() -> list[object]:
+            calls = [commit(b"Subject: hi\r\n\r\nhi\r\n", s, ["r@x.example"]) for s in senders]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        good, bad, fine = asyncio.run(store_all())
+        assert isinstance(good, list) and isinstance(fine, list)
+        assert isinstance(bad, Exception) and "refused for the test" in str(bad)
+        with parts.session_factory() as session:
+            stored = session.scalars(select(InboundEmail.sender).order_by(InboundEmail.id))
+            assert list(stored) == ["good@example.org", "fine@example.org"]
 
 
 class TestPaths:
