@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.extract import extract_reply
-from service.talon_compat import talon_quotations
+from service.extraction.extract import extract_reply
+from service.extraction.talon_compat import talon_quotations
 
 DEPTHS = (1, 10, 100, 1000)
 
@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     quotations = talon_quotations()
     try:
-        import service.html_text  # noqa: F401
+        import service.extraction.html_text  # noqa: F401
     except ImportError:
         has_html = False
     else:
@@ -82,7 +82,7 @@ def main() -> None:
             row += f" {ours_html:>15.0f} {theirs_html:>14.0f}"
         print(row)
     if not has_html:
-        print("(HTML skipped: service.html_text is not available yet)")
+        print("(HTML skipped: service.extraction.html_text is not available yet)")
 
 
 if __name__ == "__main__":

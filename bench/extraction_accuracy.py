@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.extract import extract_reply
+from service.extraction.extract import extract_reply
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 

@@ -283,11 +283,11 @@ def replyd_env(
 
 def seed(env: dict[str, str], count: int, posts: int) -> list[Letter]:
     """Migrate, add posts and readers, and write one reply per reader to a post's address."""
-    from service.addresses import ReplyTarget
-    from service.config import load_settings
-    from service.db import upgrade
-    from service.models import Person, Post
-    from service.server import Components
+    from service.identity.addresses import ReplyTarget
+    from service.runtime.components import Components
+    from service.runtime.settings import load_settings
+    from service.store.models import Person, Post
+    from service.store.schema import upgrade
 
     parts = Components.build(load_settings(env))
     upgrade(parts.engine)
@@ -324,7 +324,7 @@ def count_done(engine: object) -> tuple[int, int]:
     """(inbound rows in a terminal state, comments) as the database has them now."""
     from sqlalchemy import Engine
 
-    from service.models import Comment, InboundEmail
+    from service.store.models import Comment, InboundEmail
 
     assert isinstance(engine, Engine)
     with engine.connect() as connection:
@@ -337,7 +337,7 @@ def count_sent(engine: object) -> int:
     """Outbound rows delivered so far."""
     from sqlalchemy import Engine
 
-    from service.models import OutboundEmail, OutboundStatus
+    from service.store.models import OutboundEmail, OutboundStatus
 
     assert isinstance(engine, Engine)
     with engine.connect() as connection:
@@ -386,7 +386,7 @@ def _run_replyd(
     worker_processes: int,
     outbound: str | None,
 ) -> ReplydRun:
-    from service.models import OutboundEmail
+    from service.store.models import OutboundEmail
 
     port = free_port()
     env = replyd_env(workdir, database_url, port, worker_processes, outbound)

@@ -19,11 +19,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from service.addresses import ReplyTarget
-from service.config import Settings, load_settings
-from service.db import make_engine, upgrade
-from service.models import Person, Post
-from service.server import Components, ReplydServer
+from service.identity.addresses import ReplyTarget
+from service.runtime.components import Components
+from service.runtime.daemon import ReplydServer
+from service.runtime.settings import Settings, load_settings
+from service.store.engine import make_engine
+from service.store.models import Person, Post
+from service.store.schema import upgrade
 
 DOMAIN = "replies.example.org"
 SECRET = "test-secret-0123456789abcdef"
@@ -282,7 +284,7 @@ def postgres_url(postgres_database: str) -> str:
     """The run's PostgreSQL database, emptied (ids restarted) for this test."""
     from sqlalchemy import text
 
-    from service.models import Base
+    from service.store.models import Base
 
     engine = make_engine(postgres_database)
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)

@@ -13,13 +13,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from service.classify import auto_generated_reason
-from service.extract import extract_reply
-from service.inbox import claim_next, store_received
-from service.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
-from service.parse import parse_message
-from service.ratelimit import Limit, RateLimiter, parse_limits
-from service.retention import purge_raw
+from service.extraction.extract import extract_reply
+from service.inbound.classify import auto_generated_reason
+from service.inbound.parse import parse_message
+from service.inbound.queue import claim_next, store_received
+from service.inbound.ratelimit import Limit, RateLimiter, parse_limits
+from service.store.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
+from service.store.retention import purge_raw
 from tests.conftest import FIXTURES, Blog, RunningServer, reply_message, send, wait_for
 from tests.test_reply_flow import comments, final_row
 
@@ -333,7 +333,7 @@ class TestHostileInput:
 class TestRetention:
     def test_purge_keeps_failed_and_recent(self, blog: Blog) -> None:
         """Old finished mail loses its raw source; failed and recent mail keep theirs."""
-        from service.inbox import store_received
+        from service.inbound.queue import store_received
 
         address = blog.address(blog.post(), READER)
         ids = store_received(

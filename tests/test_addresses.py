@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.addresses import (
+from service.identity.addresses import (
     MAX_LOCAL_PART,
     AddressBook,
     Keyring,

@@ -14,12 +14,23 @@ from pathlib import Path
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from service.addresses import ReplyTarget
-from service.compose import make_templates
-from service.config import Outbound
-from service.db import _waiting
-from service.inbox import ClaimedMail, claim_mail, requeue, store_received
-from service.models import (
+from service.identity.addresses import ReplyTarget
+from service.inbound.pipeline import Outcome
+from service.inbound.queue import ClaimedMail, claim_mail, requeue, store_received
+from service.outbound.compose import make_templates
+from service.outbound.notify import Unrendered
+from service.outbound.outbox import Outbox, Renderer
+from service.runtime.components import Components
+from service.runtime.settings import Outbound
+from service.runtime.workers import (
+    BURST_GRACE_SECONDS,
+    DELIVERY_HOLD,
+    InboundLoad,
+    inbound_loop,
+    outbound_loop,
+)
+from service.store.engine import _waiting
+from service.store.models import (
     Comment,
     InboundEmail,
     InboundStatus,
@@ -28,17 +39,6 @@ from service.models import (
     Person,
     Subscription,
     utcnow,
-)
-from service.notify import Unrendered
-from service.outbox import Outbox, Renderer
-from service.pipeline import Outcome
-from service.server import Components
-from service.worker import (
-    BURST_GRACE_SECONDS,
-    DELIVERY_HOLD,
-    InboundLoad,
-    inbound_loop,
-    outbound_loop,
 )
 from tests.conftest import Blog, reply_message
 

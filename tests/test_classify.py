@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.classify import auto_generated_reason
-from service.parse import ParsedMessage
+from service.inbound.classify import auto_generated_reason
+from service.inbound.parse import ParsedMessage
 
 OWN = {"notifications@replies.example.org"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
+from service.runtime.settings import Settings
 from tests.conftest import DOMAIN, SECRET, free_port, reply_message, send, wait_for
 
 REPLYD = [sys.executable, "-m", "service.cli"]
@@ -215,8 +215,8 @@ class TestDaemon:
 class TestInboundCommands:
     def test_list_show_and_retry(self, env: dict[str, str], settings: Settings) -> None:
         """Operators list received mail with its reason, see its source, and replay it."""
-        from service.inbox import store_received
-        from service.server import Components
+        from service.inbound.queue import store_received
+        from service.runtime.components import Components
 
         add_post(env, "p1")
         address = run(

@@ -15,7 +15,7 @@ from email.policy import compat32
 import pytest
 from jinja2 import DictLoader, Environment
 
-from service.compose import Draft, mailbox, make_templates, render_bodies
+from service.outbound.compose import Draft, mailbox, make_templates, render_bodies
 
 # The email package's own wire form, which our shortcut for short ASCII fields must match.
 STOCK = compat32.clone(linesep="\r\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, load_settings
+from service.runtime.settings import ConfigError, load_settings
 
 
 class TestSettings:

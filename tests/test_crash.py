@@ -19,8 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from service.config import Settings
-from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail
+from service.runtime.settings import Settings
+from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail
 from tests.conftest import DOMAIN, SECRET, Blog, free_port, reply_message, wait_for
 
 READER = "reader@example.org"

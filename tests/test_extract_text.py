@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.extract import Extraction, extract_body, extract_reply
-from service.marker import MARKER_TEXT, MARKER_TEXTS
+from service.extraction.extract import Extraction, extract_body, extract_reply
+from service.extraction.marker import MARKER_TEXT, MARKER_TEXTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -374,10 +374,10 @@ class TestTalonIsolation:
         """In a fresh interpreter, extracting (with talon's help) never imports sklearn."""
         code = (
             "import sys\n"
-            "from service.extract import extract_body\n"
+            "from service.extraction.extract import extract_body\n"
             "assert 'talon' not in sys.modules, 'talon imported eagerly'\n"
             "extract_body('hi\\n\\nBob wrote:\\n> a\\n\\nmore\\n> b\\n')\n"
-            "from service.talon_compat import talon_bruteforce\n"
+            "from service.extraction.talon_compat import talon_bruteforce\n"
             "talon_bruteforce()\n"
             "assert 'talon.quotations' in sys.modules\n"
             "assert not any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules)\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.extract import extract_reply
-from service.parse import ParsedMessage, parse_message
+from service.extraction.extract import extract_reply
+from service.inbound.parse import ParsedMessage, parse_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "emails"
 EMAILS = sorted(FIXTURES.glob("*.eml"))

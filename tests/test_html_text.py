@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.html_text import HtmlReply, html_to_reply_text
-from service.marker import MARKER_HTML_ID
+from service.extraction.html_text import HtmlReply, html_to_reply_text
+from service.extraction.marker import MARKER_HTML_ID
 
 QUOTED = "Ann Author commented on Shipping replyd"
 

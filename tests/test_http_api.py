@@ -6,7 +6,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import select
 
-from service.models import OutboundEmail, Person, Post, Subscription
+from service.store.models import OutboundEmail, Person, Post, Subscription
 from tests.conftest import Blog, RunningServer, SinkHandler, wait_for
 from tests.http_fixtures import API_TOKEN, HttpClient, http, settings_overrides
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.logs import JsonFormatter, configure_logging
+from service.runtime.logs import JsonFormatter, configure_logging
 from tests.conftest import make_settings
 
 

@@ -16,14 +16,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from service.addresses import ALL_POSTS, ReplyTarget, make_token
-from service.config import Settings
-from service.http import HttpServer
-from service.metrics import reason_label
-from service.models import InboundEmail, InboundStatus, Subscription
-from service.pages import linkify
-from service.server import Components
-from service.web import csrf_value
+from service.identity.addresses import ALL_POSTS, ReplyTarget, make_token
+from service.runtime.components import Components
+from service.runtime.settings import Settings
+from service.store.models import InboundEmail, InboundStatus, Subscription
+from service.web.app import HttpServer
+from service.web.context import csrf_value
+from service.web.metrics import reason_label
+from service.web.pages import linkify
 from tests.conftest import (
     Blog,
     RunningServer,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from service.config import Settings
-from service.db import _someone_waits, _waiting
-from service.inbox import claim_mail, release, store_received
-from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
-from service.server import Components
+from service.inbound.queue import claim_mail, release, store_received
+from service.runtime.components import Components
+from service.runtime.settings import Settings
+from service.store.engine import _someone_waits, _waiting
+from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
 from tests.conftest import (
     DOMAIN,
     SECRET,
@@ -90,7 +90,7 @@ def preparing_processes(pids: list[int]) -> list[int]:
         for task in Path(f"/proc/{pid}/task").glob("*")
         if (task / "children").exists()
         for child in map(int, (task / "children").read_text().split())
-        if b"service.preparing" in _cmdline(child)
+        if b"service.runtime.preparing" in _cmdline(child)
     ]
 
 

@@ -7,10 +7,10 @@ from email.message import EmailMessage
 
 from sqlalchemy import func, select
 
-from service.addresses import verify_token
-from service.models import Comment, OutboundEmail, Person, Post, Subscription
-from service.notify import Audience, Unrendered
-from service.subscriptions import set_following
+from service.identity.addresses import verify_token
+from service.outbound.notify import Audience, Unrendered
+from service.store.models import Comment, OutboundEmail, Person, Post, Subscription
+from service.store.subscriptions import set_following
 from tests.conftest import Blog
 
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from service.addresses import make_token, verify_token
-from service.bounces import SUSPEND_AT, read_bounce
-from service.digest import Period, last_complete_period
-from service.marker import MARKERS
-from service.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
+from service.extraction.marker import MARKERS
+from service.identity.addresses import make_token, verify_token
+from service.outbound.bounces import SUSPEND_AT, read_bounce
+from service.outbound.digest import Period, last_complete_period
+from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
 from tests.test_reply_flow import comments, delivered, final_row
 
@@ -240,8 +240,8 @@ class TestDigests:
 
     def test_digest_unsubscribe_token_stops_digests(self, blog: Blog) -> None:
         """The digest's one-click token ends every digest subscription of that person."""
-        from service.addresses import ALL_POSTS, ReplyTarget
-        from service.subscriptions import unsubscribe
+        from service.identity.addresses import ALL_POSTS, ReplyTarget
+        from service.store.subscriptions import unsubscribe
 
         post = blog.post()
         fan = blog.person("fan@example.org")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from service.db import make_engine
-from service.models import Base
+from service.store.engine import make_engine
+from service.store.models import Base
+from service.store.schema import HEAD_REVISION, alembic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +27,15 @@ class TestMigrations:
         finally:
             engine.dispose()
         assert differences == []
+
+    def test_the_fast_schema_check_names_alembics_head(self) -> None:
+        """HEAD_REVISION (checked without alembic) is the newest migration alembic knows."""
+        engine = make_engine("sqlite://")
+        try:
+            head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        finally:
+            engine.dispose()
+        assert head == HEAD_REVISION
 
 
 class TestDockerfile:

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.parse import ParsedMessage, decode_header_value, decode_text, parse_message, unflow
+from service.inbound.parse import (
+    ParsedMessage,
+    decode_header_value,
+    decode_text,
+    parse_message,
+    unflow,
+)
 
 
 def message(*headers: str, body: bytes | str = b"Hello\n") -> bytes:

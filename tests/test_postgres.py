@@ -11,9 +11,11 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import func, select, text, update
 
-from service.config import Settings
-from service.inbox import claim_next, requeue, store_received
-from service.models import (
+from service.inbound.queue import claim_next, requeue, store_received
+from service.outbound.outbox import Outbox
+from service.runtime.components import Components
+from service.runtime.settings import Settings
+from service.store.models import (
     Comment,
     InboundEmail,
     InboundStatus,
@@ -21,8 +23,6 @@ from service.models import (
     OutboundStatus,
     utcnow,
 )
-from service.outbox import Outbox
-from service.server import Components
 from tests import test_reply_flow as flow
 from tests.conftest import (
     Blog,

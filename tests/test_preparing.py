@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.config import Settings
-from service.inbox import MAX_ATTEMPTS, ClaimedMail
-from service.preparing import PreparingProcess
-from service.server import Components
+from service.inbound.queue import MAX_ATTEMPTS, ClaimedMail
+from service.runtime.components import Components
+from service.runtime.preparing import PreparingProcess
+from service.runtime.settings import Settings
 from tests.conftest import Blog, reply_message, wait_for
 
 READER = "reader@example.org"

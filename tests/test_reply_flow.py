@@ -17,9 +17,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
-from service.inbox import requeue, store_received
-from service.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
-from service.subscriptions import set_following
+from service.inbound.queue import requeue, store_received
+from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
+from service.store.subscriptions import set_following
 from tests.conftest import (
     Blog,
     RunningServer,

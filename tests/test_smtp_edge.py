@@ -13,10 +13,10 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import event, func, select
 
-from service.inbox import GroupCommit
-from service.models import InboundEmail
-from service.server import Components
-from service.smtp import _PLAIN_PATH, ReplySMTP
+from service.inbound.edge import _PLAIN_PATH, ReplySMTP
+from service.inbound.queue import GroupCommit
+from service.runtime.components import Components
+from service.store.models import InboundEmail
 from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 
 READER = "reader@example.org"

@@ -1,0 +1,206 @@
+"""`replyd post`, `subscribe`, `unsubscribe`, `address` and `comments`: the blog's side."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from service.cli.common import (
+    AddCommand,
+    CommandError,
+    components,
+    person_at,
+    post_named,
+    print_json,
+)
+
+
+def cmd_post_add(args: argparse.Namespace) -> int:
+    """Create a post, or update it if the blog's id is already known."""
+    from service.store.subscriptions import save_post
+
+    parts = components()
+    with parts.session_factory.begin() as session:
+        author = person_at(session, args.author_email, args.author_name or "")
+        _, created = save_post(
+            session, args.id, title=args.title, url=args.url, author=author, closed=args.closed
+        )
+    print(f"{'added' if created else 'updated'} post {args.id!r}")
+    return 0
+
+
+def cmd_post_close(args: argparse.Namespace) -> int:
+    """Close a post: replies to it are rejected from now on."""
+    parts = components()
+    with parts.session_factory.begin() as session:
+        post_named(session, args.id).closed = True
+    print(f"closed post {args.id!r}")
+    return 0
+
+
+def cmd_post_list(args: argparse.Namespace) -> int:
+    """List posts."""
+    from sqlalchemy import select
+
+    from service.store.models import Post
+
+    parts = components()
+    with parts.session_factory() as session:
+        posts = session.scalars(select(Post).order_by(Post.id)).all()
+        rows = [
+            {
+                "id": p.slug,
+                "title": p.title,
+                "url": p.url,
+                "author_email": p.author.email,
+                "author_name": p.author.display_name,
+                "closed": p.closed,
+            }
+            for p in posts
+        ]
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            state = "closed" if row["closed"] else "open"
+            print(f"{row['id']}\t{state}\t{row['title']}\t{row['url']}")
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    """Make someone follow a post, per comment or by digest."""
+    from service.store.subscriptions import set_following
+
+    parts = components()
+    with parts.session_factory.begin() as session:
+        post = post_named(session, args.post)
+        person = person_at(session, args.email)
+        set_following(session, post.id, person.id, active=True, digest=args.digest)
+        # Asking for mail again is consent to try the address again after bounces.
+        person.suspended_at, person.bounce_score = None, 0.0
+    print(f"{args.email} follows {args.post!r} ({args.digest or 'each comment'})")
+    return 0
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    """Stop someone's mail about a post (and keep them from being re-subscribed by commenting)."""
+    from service.store.subscriptions import set_following
+
+    parts = components()
+    with parts.session_factory.begin() as session:
+        post = post_named(session, args.post)
+        person = person_at(session, args.email)
+        set_following(session, post.id, person.id, active=False)
+    print(f"{args.email} no longer gets mail about {args.post!r}")
+    return 0
+
+
+def cmd_address(args: argparse.Namespace) -> int:
+    """Print the reply address for a person on a post (or under a comment)."""
+    from service.identity.addresses import ReplyTarget
+    from service.store.models import Comment
+
+    parts = components()
+    with parts.session_factory.begin() as session:
+        post = post_named(session, args.post)
+        person = person_at(session, args.email)
+        if args.comment is not None:
+            comment = session.get(Comment, args.comment)
+            if comment is None or comment.post_id != post.id:
+                raise CommandError(
+                    f"post {args.post!r} has no comment {args.comment}; "
+                    f"see `replyd comments --post {args.post}`."
+                )
+        target = ReplyTarget(post.id, args.comment, person.id)
+    print(parts.book.reply_address(target, parts.keyring))
+    return 0
+
+
+def cmd_comments(args: argparse.Namespace) -> int:
+    """List a post's comments in thread order."""
+    from sqlalchemy import select
+
+    from service.store.models import Comment
+
+    parts = components()
+    with parts.session_factory() as session:
+        post = post_named(session, args.post)
+        comments = session.scalars(
+            select(Comment).where(Comment.post_id == post.id).order_by(Comment.id)
+        ).all()
+        rows: list[dict[str, Any]] = [
+            {
+                "id": c.id,
+                "parent_id": c.parent_id,
+                "author_email": c.author.email,
+                "author_name": c.author.display_name,
+                "body": c.body,
+                "elided": c.elided,
+                "source": c.source,
+                "inbound_id": c.inbound_email_id,
+                "created_at": c.created_at.isoformat(),
+            }
+            for c in comments
+        ]
+    if args.json:
+        print_json(rows)
+        return 0
+    children: dict[int | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        children.setdefault(row["parent_id"], []).append(row)
+
+    def show(parent: int | None, depth: int) -> None:
+        for row in children.get(parent, []):
+            indent = "    " * depth
+            print(
+                f"{indent}#{row['id']} {row['author_name'] or row['author_email']} "
+                f"({row['created_at'][:16]})"
+            )
+            for line in row["body"].splitlines():
+                print(f"{indent}  {line}")
+            show(row["id"], depth + 1)
+
+    show(None, 0)
+    return 0
+
+
+def register(add: AddCommand, commands: Any) -> None:
+    """Add post, subscribe, unsubscribe, address and comments to the parser."""
+    post = commands.add_parser("post", help="add, close or list posts").add_subparsers(
+        dest="post_command", required=True, metavar="COMMAND"
+    )
+    post_add = add("add", cmd_post_add, "add a post (or update one with the same id)", post)
+    post_add.add_argument("--id", required=True, help="the post's id on the blog, e.g. its slug")
+    post_add.add_argument("--title", required=True, help="the post's title, as mail shows it")
+    post_add.add_argument("--url", required=True, help="the post's address (http/https)")
+    post_add.add_argument("--author-email", required=True, help="the author's email address")
+    post_add.add_argument("--author-name", default="", help="the author's name, as mail shows it")
+    post_add.add_argument("--closed", action="store_true", help="refuse replies to this post")
+    close = add("close", cmd_post_close, "refuse further replies to a post", post)
+    close.add_argument("id", help="the post's id on the blog")
+    listing = add("list", cmd_post_list, "list posts", post)
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of lines")
+
+    sub = add("subscribe", cmd_subscribe, "make someone follow a post")
+    sub.add_argument("--post", required=True, help="the post's id on the blog")
+    sub.add_argument("--email", required=True, help="the follower's email address")
+    sub.add_argument(
+        "--digest",
+        choices=["daily", "weekly"],
+        default=None,
+        help="one mail a day or week instead of one per comment",
+    )
+    unsub = add("unsubscribe", cmd_unsubscribe, "stop someone's mail about a post")
+    unsub.add_argument("--post", required=True, help="the post's id on the blog")
+    unsub.add_argument("--email", required=True, help="the follower's email address")
+
+    address = add("address", cmd_address, "print a person's reply address for a post or comment")
+    address.add_argument("--post", required=True, help="the post's id on the blog")
+    address.add_argument("--email", required=True, help="whose address it is")
+    address.add_argument(
+        "--comment", type=int, default=None, help="the comment id the reply answers"
+    )
+
+    comments = add("comments", cmd_comments, "show a post's comments in thread order")
+    comments.add_argument("--post", required=True, help="the post's id on the blog")
+    comments.add_argument("--json", action="store_true", help="one JSON array instead of text")

@@ -1,0 +1,1 @@
+"""Inbound mail: the SMTP/LMTP edge, the inbound queue, and the pipeline from bytes to a comment."""

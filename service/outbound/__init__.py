@@ -1,0 +1,1 @@
+"""Outbound mail: composing, notifications, digests, notices, bounces, and the outbox."""

@@ -1,0 +1,1 @@
+"""The process runtime: settings, the long-lived components, the daemon and its workers."""

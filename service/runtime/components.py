@@ -1,0 +1,135 @@
+"""The long-lived objects a replyd process is built from (engine, keys, builders), made once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.identity.addresses import AddressBook, Keyring
+from service.runtime.settings import Settings
+from service.store.engine import make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from service.inbound.pipeline import Pipeline, Preparer
+    from service.outbound.digest import Digests
+    from service.outbound.notify import Notifier
+    from service.outbound.outbox import Outbox, Parcel
+
+# The builders below import their modules when called: a CLI command that lists posts builds
+# Components too, and must not pay for the extraction, delivery or template stack.
+
+
+@dataclass
+class Components:
+    """The long-lived objects a replyd process is built from, made once from Settings."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    book: AddressBook
+    keyring: Keyring
+
+    @classmethod
+    def build(cls, settings: Settings, *, durable: bool = True) -> Components:
+        """Build the database engine, address book and keyring from settings."""
+        engine = make_engine(settings.database_url, durable=durable)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_sessionmaker(engine),
+            book=AddressBook(settings.domain, settings.reply_prefix, settings.reply_separator),
+            keyring=Keyring.from_strings(settings.secret, settings.old_secrets),
+        )
+
+    def digests(self) -> Digests:
+        """The digest builder for this deployment."""
+        from service.outbound.digest import Digests
+
+        return Digests(
+            self.book,
+            self.keyring,
+            self.notifier(),
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            templates=self.templates,
+        )
+
+    def notifier(self) -> Notifier:
+        """A notifier rendering with this deployment's addresses."""
+        from service.outbound.notify import Notifier
+
+        return Notifier(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
+            templates=self.templates,
+        )
+
+    @cached_property
+    def templates(self) -> Environment:
+        """Outbound mail templates in the deployment's language (REPLYD_LANGUAGE), made once."""
+        from service.outbound.compose import make_templates
+
+        return make_templates(language=self.settings.language)
+
+    def preparer(self) -> Preparer:
+        """Parsing, classification and extraction as this deployment does them."""
+        from service.inbound.pipeline import Preparer
+
+        settings = self.settings
+        return Preparer(
+            self.book,
+            self.keyring,
+            own_addresses={settings.from_address},
+            quotes_only=settings.quotes_only,
+        )
+
+    def pipeline(self) -> Pipeline:
+        """The inbound pipeline, as every worker (in the daemon or a process of its own) runs it."""
+        from service.inbound.pipeline import Pipeline
+        from service.outbound.notices import RejectionNotices
+        from service.store.engine import edge_waiting
+
+        settings = self.settings
+        return Pipeline(
+            self.session_factory,
+            self.preparer(),
+            self.notifier(),
+            RejectionNotices(
+                from_address=settings.from_address,
+                site_name=settings.site_name,
+                domain=settings.domain,
+                templates=self.templates,
+            ),
+            trust_authserv_id=settings.trust_authserv_id,
+            yield_now=edge_waiting(self.engine),
+        )
+
+    def envelope_sender(self, parcel: Parcel) -> str:
+        """VERP per message, so a bounce names what bounced; "" (null) for our auto-replies."""
+        if parcel.kind == "rejection" or parcel.recipient_id is None:
+            return ""  # RFC 3834: automatic responses go out with a null return path
+        return self.book.bounce_address(parcel.id, parcel.recipient_id, self.keyring)
+
+    def outbox(self) -> Outbox:
+        """The outbox delivering this deployment's queued mail."""
+        from service.outbound.outbox import Outbox
+
+        return Outbox(
+            self.session_factory,
+            self.settings.outbound,
+            envelope_sender=self.envelope_sender,
+            max_attempts=self.settings.outbound_max_attempts,
+            local_hostname=self.settings.domain,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            render=self.notifier().render_queued,
+        )

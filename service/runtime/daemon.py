@@ -1,0 +1,224 @@
+"""The daemon: SMTP edge, inbound workers and the outbox in one process, drained on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from service.inbound.edge import ReplyHandler, make_protocol
+from service.inbound.queue import GroupCommit
+from service.inbound.ratelimit import RateLimiter
+from service.outbound.digest import PERIODS, last_complete_period
+from service.runtime.components import Components
+from service.runtime.settings import Settings
+from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
+from service.store.engine import make_engine
+from service.store.models import utcnow
+from service.store.retention import purge_raw
+from service.store.schema import check_schema
+from service.web.app import HttpServer
+
+log = logging.getLogger(__name__)
+
+DIGEST_CHECK_SECONDS = 60.0
+EXECUTOR_THREADS = 64
+RETENTION_CHECK_SECONDS = 3600.0
+DRAIN_SECONDS = 30.0
+
+
+class ReplydServer:
+    """Runs the listener and the workers on one event loop; CPU work goes to threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parts = Components.build(settings)
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.pipeline = self.parts.pipeline()
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.workers = WorkerProcesses(settings, settings.worker_processes)
+        # The edge's own engine: senders wait for its commits, so on SQLite the other writers
+        # let it take the write lock first.
+        self._edge_engine = make_engine(settings.database_url, urgent=True)
+        self.outbox = self.parts.outbox()
+        self.handler = ReplyHandler(
+            self.parts.book,
+            self.parts.keyring,
+            # Sessions that finish DATA together share one commit (and one fsync).
+            GroupCommit(self._edge_engine),
+            max_recipients=settings.max_recipients,
+            max_message_bytes=settings.max_message_bytes,
+            on_stored=self._wake_inbound,
+            lmtp=settings.protocol == "lmtp",
+            limiter=RateLimiter(settings.rate_limits),
+        )
+        self._inbound_wakeup = asyncio.Event()
+        self._outbound_wakeup = asyncio.Event()
+        self._inbound_load = InboundLoad()  # in-process workers: delivery stands back for it
+        self._stopping = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.http = HttpServer(
+            self.parts,
+            wake_inbound=self._wake_inbound,
+            wake_outbound=self._wake_outbound,
+            smtp_bound=lambda: self._server is not None and self._server.is_serving(),
+            smtp_refusals=lambda: self.handler.refusals,
+        )
+
+    def _wake_inbound(self) -> None:
+        self._inbound_wakeup.set()
+        self.workers.wake()
+
+    def _wake_outbound(self) -> None:
+        self._outbound_wakeup.set()
+        self.workers.wake()
+
+    async def start(self) -> None:
+        """Check the schema, bind the listener and start the workers."""
+        check_schema(self.parts.engine)
+        self._loop = asyncio.get_running_loop()
+        # In-process workers, the HTTP API and the edge's commits each hold a thread while
+        # they wait for the database; asyncio's default pool has only CPUs + 4 threads.
+        self._loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
+        hostname = self.settings.domain
+        self._server = await self._loop.create_server(
+            lambda: make_protocol(self.handler, self.settings.protocol, hostname),
+            host=self.settings.smtp_host,
+            port=self.settings.smtp_port,
+        )
+        await self.http.start()
+        if self.settings.worker_processes:
+            # Parsing, extraction, rendering and delivery run in processes of their own (other
+            # cores), so this one only answers SMTP and its event loop is never kept waiting.
+            self.workers.start()
+            self._tasks.append(asyncio.create_task(self.workers.watch(self._stopping)))
+        else:
+            for number in range(self.settings.workers):
+                self._tasks.append(asyncio.create_task(self._inbound_worker(number)))
+            self._tasks.append(asyncio.create_task(self._outbound_worker()))
+        self._tasks.append(asyncio.create_task(self._digest_scheduler()))
+        if self.settings.retention_days:
+            self._tasks.append(asyncio.create_task(self._retention()))
+        log.info(
+            "replyd listening for %s on %s:%s (%s, outbound: %s)",
+            self.settings.protocol.upper(),
+            self.settings.smtp_host,
+            self.settings.smtp_port,
+            f"worker processes: {self.settings.worker_processes}"
+            if self.settings.worker_processes
+            else f"workers in this process: {self.settings.workers}",
+            self.settings.outbound.kind,
+        )
+
+    async def _inbound_worker(self, number: int) -> None:
+        await inbound_loop(
+            self.pipeline,
+            self.parts.session_factory,
+            f"{self.node}/in{number}",
+            lease=self.lease,
+            wakeup=self._inbound_wakeup,
+            stopping=self._stopping,
+            published=self._wake_outbound,
+            load=self._inbound_load,
+        )
+
+    async def _outbound_worker(self) -> None:
+        await outbound_loop(
+            self.outbox,
+            f"{self.node}/out",
+            wakeup=self._outbound_wakeup,
+            stopping=self._stopping,
+            inbound=self._inbound_load,
+        )
+
+    async def _digest_scheduler(self) -> None:
+        """Queue each digest period once its hour has come; repeats are harmless (idempotent)."""
+        digests = self.parts.digests()
+        done: set[str] = set()
+        while not self._stopping.is_set():
+            now = utcnow()
+            if now.hour >= self.settings.digest_hour:
+                for kind in PERIODS:
+                    period = last_complete_period(kind, now)
+                    if period.key in done:
+                        continue
+                    try:
+                        count = await asyncio.to_thread(
+                            digests.send, self.parts.session_factory, period
+                        )
+                    except Exception:
+                        log.exception("digest %s failed; trying again in a minute", period.key)
+                        continue
+                    done.add(period.key)
+                    if count:
+                        log.info("queued %s digest(s) for %s", count, period.key)
+                        self._outbound_wakeup.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
+
+    async def _retention(self) -> None:
+        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago."""
+        keep = timedelta(days=self.settings.retention_days)
+
+        def purge() -> int:
+            with self.parts.session_factory.begin() as session:
+                return purge_raw(session, utcnow() - keep)
+
+        while not self._stopping.is_set():
+            try:
+                count = await asyncio.to_thread(purge)
+                if count:
+                    log.info("retention deleted the raw source of %s message(s)", count)
+            except Exception:
+                log.exception("retention run failed; trying again in an hour")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RETENTION_CHECK_SECONDS)
+
+    @property
+    def port(self) -> int:
+        """The port the listener is bound to."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def http_port(self) -> int:
+        """The port the HTTP server is bound to."""
+        return self.http.port
+
+    async def stop(self) -> None:
+        """Drain: refuse new mail with 421, finish the message in hand, stop the workers."""
+        self.handler.draining = True
+        if self._server is not None:
+            self._server.close()
+        # A message being committed gets its 250 before we go: the sender must not resend it.
+        if not await self.handler.drained(DRAIN_SECONDS):
+            log.warning("stopping with a DATA commit still in progress after %ss", DRAIN_SECONDS)
+        await self.http.stop()
+        self._stopping.set()
+        self._inbound_wakeup.set()
+        self._outbound_wakeup.set()
+        await self.workers.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.parts.engine.dispose()
+        self._edge_engine.dispose()
+        log.info("replyd stopped")
+
+    async def serve_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        # Handlers first: a SIGTERM that arrives while starting up still drains, not kills.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("signal received; draining")
+        await self.stop()

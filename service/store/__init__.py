@@ -1,0 +1,1 @@
+"""Storage: tables, engine and sessions, schema migrations, and the data functions on them."""

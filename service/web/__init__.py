@@ -1,0 +1,1 @@
+"""The HTTP surface: the JSON API, the pages, health and metrics."""

@@ -1,0 +1,372 @@
+"""The HTTP side of `replyd serve`: the ASGI app (API, pages, health, metrics) and its server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import uvicorn
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.resources import templates_dir
+from service.runtime.components import Components
+from service.store.engine import make_sessionmaker
+from service.web import api, pages
+from service.web.context import ApiError, WebContext, context_of
+from service.web.metrics import metrics_registry, render_metrics
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("replyd.http")
+
+WEB_TEMPLATES_DIR = templates_dir() / "web"
+HEALTH_TIMEOUT_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 5
+# Pages are self-contained: inline styles, no scripts, forms posting back to us only.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+# Unsubscribe tokens are capabilities: the access log shows their route, never their value.
+_SECRET_PATHS = re.compile(r"^/unsubscribe/[^/]+")
+_JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
+
+
+def web_templates() -> Environment:
+    """The jinja2 environment of the HTML pages: everything autoescaped."""
+    environment = Environment(
+        loader=FileSystemLoader(WEB_TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+    )
+    environment.filters["linkify"] = pages.linkify
+    environment.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M UTC")
+    return environment
+
+
+def loggable_path(path: str) -> str:
+    """A request path fit for logs: unsubscribe tokens replaced by a placeholder."""
+    return _SECRET_PATHS.sub("/unsubscribe/{token}", path)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(_JSON_PATHS)
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    """An error as JSON for API clients, as a page for browsers."""
+    if _wants_json(request):
+        return JSONResponse({"error": message}, status_code=status)
+    return pages.error_page(context_of(request), status, message)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error(request, exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = _error(request, exc.status_code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    # Two requests created the same post or person at once; the loser may simply retry.
+    return _error(request, 409, "a concurrent request changed the same record; try again")
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    path = loggable_path(request.url.path)
+    log.warning("%s %s: database unavailable (%s)", request.method, path, type(exc).__name__)
+    return _error(request, 503, "the database is unavailable right now; try again shortly")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (by Starlette); the client learns nothing internal.
+    return _error(request, 500, "internal error; the operator can find it in replyd's log")
+
+
+def database_ok(engine: Engine) -> bool:
+    """Whether the database answers and holds replyd's schema (no transaction, no lock)."""
+    try:
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT version_num FROM alembic_version")
+            cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+    except Exception as exc:
+        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz: 200 when the database answers and the SMTP listener is bound, else 503."""
+    web = context_of(request)
+    try:
+        database = await asyncio.wait_for(
+            run_in_threadpool(database_ok, web.parts.engine), HEALTH_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        database = False
+    listener = web.smtp_bound()
+    healthy = database and listener
+    return JSONResponse(
+        {
+            "status": "ok" if healthy else "unavailable",
+            "database": "ok" if database else "unreachable",
+            "listener": "bound" if listener else "not bound",
+        },
+        status_code=200 if healthy else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format, counted from the database."""
+    registry = request.app.state.metrics
+    body = await run_in_threadpool(render_metrics, registry)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class EdgeMiddleware:
+    """Adds security headers to every response and writes one access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap one ASGI call."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            path = loggable_path(scope.get("path", ""))
+            access_log.info(
+                "%s %s %s %.1fms",
+                scope.get("method", ""),
+                path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={"http_method": scope.get("method", ""), "path": path, "status": status},
+            )
+
+
+def _nothing() -> None:
+    return None
+
+
+def create_app(
+    parts: Components,
+    *,
+    read_sessions: sessionmaker[Session] | None = None,
+    wake_inbound: Callable[[], None] = _nothing,
+    wake_outbound: Callable[[], None] = _nothing,
+    smtp_bound: Callable[[], bool] = lambda: True,
+    smtp_refusals: Callable[[], Mapping[str, int]] = dict,
+) -> Starlette:
+    """The ASGI app of replyd's HTTP surface, built on one process's components."""
+    sessions = read_sessions or parts.session_factory
+    web = WebContext(
+        parts=parts,
+        notifier=parts.notifier(),
+        read_sessions=sessions,
+        templates=web_templates(),
+        wake_inbound=wake_inbound,
+        wake_outbound=wake_outbound,
+        smtp_bound=smtp_bound,
+    )
+    routes = [
+        *api.ROUTES,
+        *pages.ROUTES,
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            IntegrityError: _conflict,
+            DBAPIError: _database_down,
+            Exception: _internal_error,
+        },
+    )
+    app.state.web = web
+    app.state.metrics = metrics_registry(sessions, smtp_refusals)
+    app.add_middleware(EdgeMiddleware)
+    return app
+
+
+def read_engine(parts: Components) -> Engine | None:
+    """On SQLite, an engine for reads that never takes the write lock; None elsewhere.
+
+    The shared engine opens every transaction with BEGIN IMMEDIATE (see service.store.engine), which
+    would make each page view wait behind, and hold up, the SMTP edge's writes.
+    """
+    url = parts.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction: a consistent WAL snapshot without blocking writers.
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one); OSError names the setting."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror} (REPLYD_HTTP_HOST={host})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"{exc.strerror}: HTTP {host}:{port}; set REPLYD_HTTP_PORT to a free port"
+        ) from None
+    return sock
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM and drains everything."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave signals to ReplydServer."""
+        yield
+
+
+class HttpServer:
+    """Runs the ASGI app on the daemon's event loop, next to the SMTP listener."""
+
+    def __init__(
+        self,
+        parts: Components,
+        *,
+        wake_inbound: Callable[[], None] = _nothing,
+        wake_outbound: Callable[[], None] = _nothing,
+        smtp_bound: Callable[[], bool] = lambda: True,
+        smtp_refusals: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
+        self.parts = parts
+        self.smtp_refusals = smtp_refusals
+        self.wake_inbound = wake_inbound
+        self.wake_outbound = wake_outbound
+        self.smtp_bound = smtp_bound
+        self._socket: socket.socket | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._read_engine: Engine | None = None
+        self._port = 0
+
+    async def start(self) -> None:
+        """Bind REPLYD_HTTP_HOST:REPLYD_HTTP_PORT and serve until stop()."""
+        settings = self.parts.settings
+        self._socket = bind_socket(settings.http_host, settings.http_port)
+        self._port = int(self._socket.getsockname()[1])
+        self._read_engine = read_engine(self.parts)
+        app = create_app(
+            self.parts,
+            read_sessions=make_sessionmaker(self._read_engine) if self._read_engine else None,
+            wake_inbound=self.wake_inbound,
+            wake_outbound=self.wake_outbound,
+            smtp_bound=self.smtp_bound,
+            smtp_refusals=self.smtp_refusals,
+        )
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,  # ours leaves unsubscribe tokens out
+            server_header=False,
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+        # uvicorn's access log writes request paths, unsubscribe tokens included; ours does not.
+        logging.getLogger("uvicorn.access").disabled = True
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if uvicorn_log.level == logging.NOTSET:
+            uvicorn_log.setLevel(logging.WARNING)  # its start/stop chatter; ours says where we are
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("replyd HTTP on %s:%s", settings.http_host, self.port)
+
+    @property
+    def port(self) -> int:
+        """The port the HTTP server is bound to."""
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop taking requests, let those in flight finish (briefly), release the socket."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._task
+        self._task = None
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+            self._read_engine = None
