@@ -23,7 +23,7 @@ from service.store.models import InboundEmail, InboundStatus, Subscription
 from service.web.app import HttpServer
 from service.web.context import csrf_value
 from service.web.metrics import reason_label
-from service.web.pages import linkify
+from service.web.render import linkify
 from tests.conftest import (
     Blog,
     RunningServer,

@@ -31,6 +31,7 @@ from service.store.engine import make_sessionmaker
 from service.web import api, pages
 from service.web.context import ApiError, WebContext, context_of
 from service.web.metrics import metrics_registry, render_metrics
+from service.web.render import error_page, linkify
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("replyd.http")
@@ -58,7 +59,7 @@ def web_templates() -> Environment:
         autoescape=True,
         undefined=StrictUndefined,
     )
-    environment.filters["linkify"] = pages.linkify
+    environment.filters["linkify"] = linkify
     environment.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M UTC")
     return environment
 
@@ -76,7 +77,7 @@ def _error(request: Request, status: int, message: str) -> Response:
     """An error as JSON for API clients, as a page for browsers."""
     if _wants_json(request):
         return JSONResponse({"error": message}, status_code=status)
-    return pages.error_page(context_of(request), status, message)
+    return error_page(context_of(request), status, message)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

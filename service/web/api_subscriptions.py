@@ -1,0 +1,66 @@
+"""The JSON API's subscriptions: make someone follow a post, or stop their mail about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from service.store.subscriptions import person_for, set_following
+from service.web.context import (
+    ApiError,
+    context_of,
+    email_field,
+    find_post,
+    json_object,
+    post_slug,
+    require_token,
+    single_line,
+)
+
+DIGESTS = (None, "daily", "weekly")
+
+
+async def subscription_request(request: Request) -> tuple[str, str, dict[str, Any]]:
+    """The post id and address of a subscription call (JSON body, or query for DELETE)."""
+    require_token(request)
+    if request.method == "DELETE" and request.query_params:
+        data: dict[str, Any] = dict(request.query_params)
+    else:
+        data = await json_object(request)
+    return post_slug(single_line(data, "post_id", max_length=200)), email_field(data, "email"), data
+
+
+async def subscribe(request: Request) -> Response:
+    """POST /api/subscriptions: make someone follow a post, per comment or by digest."""
+    slug, email, data = await subscription_request(request)
+    digest = data.get("digest")
+    if digest not in DIGESTS:
+        raise ApiError(400, 'field \'digest\' must be null, "daily" or "weekly"')
+    web = context_of(request)
+
+    def store() -> None:
+        with web.parts.session_factory.begin() as session:
+            post = find_post(session, slug)
+            set_following(
+                session, post.id, person_for(session, email).id, active=True, digest=digest
+            )
+
+    await run_in_threadpool(store)
+    return JSONResponse({"post_id": slug, "email": email, "active": True, "digest": digest})
+
+
+async def unsubscribe(request: Request) -> Response:
+    """DELETE /api/subscriptions: stop someone's mail about a post, even if they comment again."""
+    slug, email, _ = await subscription_request(request)
+    web = context_of(request)
+
+    def store() -> None:
+        with web.parts.session_factory.begin() as session:
+            post = find_post(session, slug)
+            set_following(session, post.id, person_for(session, email).id, active=False)
+
+    await run_in_threadpool(store)
+    return JSONResponse({"post_id": slug, "email": email, "active": False})

@@ -1,0 +1,306 @@
+"""The OpenAPI 3.1 description of the JSON API, and the route that serves it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from service.store.models import InboundStatus
+from service.web.context import MAX_COMMENT_CHARS, context_of
+from service.web.inbound_log import INBOUND_PAGE_DEFAULT, INBOUND_PAGE_MAX
+
+
+async def openapi_document(request: Request) -> Response:
+    """GET /openapi.json: the OpenAPI 3.1 description of this API."""
+    return JSONResponse(openapi(context_of(request).parts.settings.base_url))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed input; the message says which field.",
+        401: "Missing or wrong bearer token.",
+        404: "No such post (or comment).",
+        409: "The post is closed to comments.",
+        413: "Request body too large.",
+        503: "REPLYD_API_TOKEN is not set, so protected endpoints are disabled.",
+    }
+    return {str(code): _json(_ref("Error"), texts[code]) for code in codes}
+
+
+_PROTECTED: list[dict[str, list[str]]] = [{"bearer": []}]
+_POST_ID = {
+    "name": "post_id",
+    "in": "path",
+    "required": True,
+    "description": "The blog's id of the post.",
+    "schema": {"type": "string", "maxLength": 200},
+}
+
+
+def openapi(base_url: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the JSON API."""
+    nullable_string = {"type": ["string", "null"]}
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+        "PostInput": {
+            "type": "object",
+            "required": ["id", "title", "url", "author_email"],
+            "properties": {
+                "id": {"type": "string", "maxLength": 200, "description": "No '/'."},
+                "title": {"type": "string", "maxLength": 500},
+                "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                "author_email": {"type": "string", "format": "email"},
+                "author_name": {"type": "string", "maxLength": 200},
+                "closed": {"type": "boolean", "default": False},
+            },
+        },
+        "Post": {
+            "type": "object",
+            "required": ["id", "title", "url", "author_name", "closed", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "title": {"type": "string"},
+                "url": {"type": "string"},
+                "author_name": {"type": "string"},
+                "author_email": {
+                    "type": "string",
+                    "description": "Only for callers that send the bearer token.",
+                },
+                "closed": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "comment_count": {"type": "integer"},
+            },
+        },
+        "CommentInput": {
+            "type": "object",
+            "required": ["author_email", "body"],
+            "properties": {
+                "author_email": {"type": "string", "format": "email"},
+                "author_name": {"type": "string", "maxLength": 200},
+                "body": {"type": "string", "maxLength": MAX_COMMENT_CHARS},
+                "parent_id": {"type": ["integer", "null"], "minimum": 1},
+            },
+        },
+        "Comment": {
+            "type": "object",
+            "required": ["id", "parent_id", "depth", "author_name", "body", "source"],
+            "properties": {
+                "id": {"type": "integer"},
+                "parent_id": {"type": ["integer", "null"]},
+                "depth": {"type": "integer", "description": "0 for top-level comments."},
+                "author_name": {"type": "string"},
+                "author_email": {
+                    "type": "string",
+                    "description": "Only for callers that send the bearer token.",
+                },
+                "body": {"type": "string", "description": "Plain text."},
+                "elided": {"type": "string", "description": "Quote and signature cut away."},
+                "source": {"type": "string", "enum": ["email", "web"]},
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "CommentList": {
+            "type": "object",
+            "required": ["post_id", "comments"],
+            "properties": {
+                "post_id": {"type": "string"},
+                "comments": {
+                    "type": "array",
+                    "items": _ref("Comment"),
+                    "description": "Thread order: each comment followed by its answers.",
+                },
+            },
+        },
+        "SubscriptionInput": {
+            "type": "object",
+            "required": ["post_id", "email"],
+            "properties": {
+                "post_id": {"type": "string"},
+                "email": {"type": "string", "format": "email"},
+                "digest": {"enum": [None, "daily", "weekly"]},
+            },
+        },
+        "Subscription": {
+            "type": "object",
+            "required": ["post_id", "email", "active"],
+            "properties": {
+                "post_id": {"type": "string"},
+                "email": {"type": "string"},
+                "active": {"type": "boolean"},
+                "digest": {"enum": [None, "daily", "weekly"]},
+            },
+        },
+        "Inbound": {
+            "type": "object",
+            "required": ["id", "received_at", "sender", "recipient", "status", "reason"],
+            "properties": {
+                "id": {"type": "integer"},
+                "received_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                "sender": {"type": "string"},
+                "recipient": {"type": "string"},
+                "message_id": nullable_string,
+                "status": {"type": "string", "enum": list(InboundStatus)},
+                "reason": nullable_string,
+                "attempts": {"type": "integer"},
+            },
+        },
+        "InboundPage": {
+            "type": "object",
+            "required": ["items", "next_before"],
+            "properties": {
+                "items": {"type": "array", "items": _ref("Inbound")},
+                "next_before": {
+                    "type": ["integer", "null"],
+                    "description": "Pass as `before` for the next page; null on the last.",
+                },
+            },
+        },
+    }
+    subscription_body = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("SubscriptionInput")}},
+    }
+    paths: dict[str, Any] = {
+        "/api/posts": {
+            "post": {
+                "summary": "Create a post, or update the one with this id",
+                "operationId": "putPost",
+                "security": _PROTECTED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("PostInput")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Post"), "Updated."),
+                    "201": _json(_ref("Post"), "Created."),
+                    **_errors(400, 401, 413, 503),
+                },
+            }
+        },
+        "/api/posts/{post_id}": {
+            "get": {
+                "summary": "One post",
+                "operationId": "getPost",
+                "parameters": [_POST_ID],
+                "responses": {"200": _json(_ref("Post"), "The post."), **_errors(400, 404)},
+            }
+        },
+        "/api/posts/{post_id}/comments": {
+            "get": {
+                "summary": "A post's comments in thread order",
+                "operationId": "listComments",
+                "parameters": [_POST_ID],
+                "responses": {
+                    "200": _json(_ref("CommentList"), "The comments."),
+                    **_errors(400, 404),
+                },
+            },
+            "post": {
+                "summary": "Publish a comment made on the blog; its followers are mailed",
+                "operationId": "postComment",
+                "security": _PROTECTED,
+                "parameters": [_POST_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CommentInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Comment"), "Published."),
+                    **_errors(400, 401, 404, 409, 413, 503),
+                },
+            },
+        },
+        "/api/subscriptions": {
+            "post": {
+                "summary": "Make someone follow a post (each comment, or a digest)",
+                "operationId": "subscribe",
+                "security": _PROTECTED,
+                "requestBody": subscription_body,
+                "responses": {
+                    "200": _json(_ref("Subscription"), "Following."),
+                    **_errors(400, 401, 404, 503),
+                },
+            },
+            "delete": {
+                "summary": "Stop someone's mail about a post (commenting does not undo it)",
+                "operationId": "unsubscribe",
+                "security": _PROTECTED,
+                "description": "Takes the same JSON body as POST, or post_id and email as query "
+                "parameters.",
+                "parameters": [
+                    {"name": "post_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "email", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(_ref("Subscription"), "Not following any more."),
+                    **_errors(400, 401, 404, 503),
+                },
+            },
+        },
+        "/api/inbound": {
+            "get": {
+                "summary": "Received mail and what became of it, newest first",
+                "operationId": "listInbound",
+                "security": _PROTECTED,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(InboundStatus)},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": INBOUND_PAGE_MAX,
+                            "default": INBOUND_PAGE_DEFAULT,
+                        },
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "Only messages with a smaller id (the previous page's "
+                        "next_before).",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("InboundPage"), "One page."),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "replyd",
+            "version": "1",
+            "description": "Blog comments by email: posts, comments, subscriptions and the "
+            "inbound mail log. Endpoints with a security requirement want "
+            "'Authorization: Bearer <REPLYD_API_TOKEN>'.",
+        },
+        "servers": [{"url": base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
