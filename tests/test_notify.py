@@ -8,7 +8,8 @@ from email.message import EmailMessage
 from sqlalchemy import func, select
 
 from service.identity.addresses import verify_token
-from service.outbound.notify import Audience, Unrendered
+from service.outbound.audience import Audience
+from service.outbound.notify import Unrendered
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription
 from service.store.subscriptions import set_following
 from tests.conftest import Blog

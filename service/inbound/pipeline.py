@@ -19,9 +19,10 @@ from service.inbound.classify import auto_generated_reason, dmarc_failure
 from service.inbound.parse import ParsedMessage, parse_message
 from service.inbound.queue import MAX_ATTEMPTS, ClaimedMail, finish_many, held_mail
 from service.inbound.route import route_reply
+from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.outbound.notices import RejectionNotices
-from service.outbound.notify import PEOPLE_BY_ID, POSTS_BY_ID, Audience, Notifier
+from service.outbound.notify import PEOPLE_BY_ID, POSTS_BY_ID, Notifier
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail, Person, Post
 from service.store.subscriptions import unsubscribe

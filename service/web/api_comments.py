@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.outbound.notify import Audience
+from service.outbound.audience import Audience
 from service.store.models import Comment
 from service.store.subscriptions import person_for
 from service.web.context import (
