@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ReplyTarget
-from service.inbound.pipeline import Outcome
+from service.inbound.outcome import Outcome
 from service.inbound.queue import ClaimedMail, claim_mail, requeue, store_received
 from service.outbound.compose import make_templates
 from service.outbound.notify import Unrendered

@@ -17,7 +17,8 @@ from service.store.engine import make_engine, make_sessionmaker
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from service.inbound.pipeline import Pipeline, Preparer
+    from service.inbound.pipeline import Pipeline
+    from service.inbound.prepare import Preparer
     from service.outbound.digest import Digests
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
@@ -83,7 +84,7 @@ class Components:
 
     def preparer(self) -> Preparer:
         """Parsing, classification and extraction as this deployment does them."""
-        from service.inbound.pipeline import Preparer
+        from service.inbound.prepare import Preparer
 
         settings = self.settings
         return Preparer(

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from service.inbound.pipeline import Prepared, Preparer
+from service.inbound.prepare import Prepared, Preparer
 from service.inbound.queue import ClaimedMail
 from service.runtime.settings import Settings
 

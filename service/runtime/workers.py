@@ -18,7 +18,8 @@ from multiprocessing.process import BaseProcess
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.inbound.pipeline import Pipeline, Prepared
+from service.inbound.pipeline import Pipeline
+from service.inbound.prepare import Prepared
 from service.inbound.queue import ClaimedMail, claim_mail, release
 from service.outbound.outbox import CLAIM_LIMIT, Outbox
 from service.runtime.components import Components
