@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 from service.extraction.extract import extract_reply
 from service.inbound.classify import auto_generated_reason
 from service.inbound.parse import parse_message
-from service.inbound.queue import claim_next, store_received
+from service.inbound.queue import claim_mail
 from service.inbound.ratelimit import Limit, RateLimiter, parse_limits
 from service.store.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
 from service.store.retention import purge_raw
 from tests.conftest import FIXTURES, Blog, RunningServer, reply_message, send, wait_for
+from tests.inbound_helpers import record, store_mail
 from tests.test_reply_flow import comments, final_row
 
 READER = "reader@example.org"
@@ -333,12 +334,8 @@ class TestHostileInput:
 class TestRetention:
     def test_purge_keeps_failed_and_recent(self, blog: Blog) -> None:
         """Old finished mail loses its raw source; failed and recent mail keep theirs."""
-        from service.inbound.queue import store_received
-
         address = blog.address(blog.post(), READER)
-        ids = store_received(
-            blog.parts.session_factory, b"old", READER, [address, address, address]
-        )
+        ids = store_mail(blog.parts, b"old", READER, [address, address, address])
         long_ago = utcnow() - timedelta(days=40)
         with blog.parts.session_factory.begin() as session:
             for row_id, status, finished in zip(
@@ -398,10 +395,10 @@ class TestPropertyBased:
         )
         @given(raw=mutated_messages())
         def check(raw: bytes) -> None:
-            [row_id] = store_received(blog.parts.session_factory, raw, READER, [address])
-            claimed = claim_next(blog.parts.session_factory, "fuzz")
-            assert claimed == row_id
-            outcome = pipeline.process(row_id, "fuzz")
+            [row_id] = store_mail(blog.parts, raw, READER, [address])
+            [claimed] = claim_mail(blog.parts.session_factory, "fuzz", 1)
+            assert claimed.id == row_id
+            [outcome] = record(pipeline, [claimed], "fuzz")
             assert outcome is not None and outcome.status in TERMINAL
             assert outcome.status != InboundStatus.FAILED, outcome.reason
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.identity.addresses import ReplyTarget
 from service.inbound.outcome import Outcome
-from service.inbound.queue import ClaimedMail, claim_mail, requeue, store_received
+from service.inbound.queue import ClaimedMail, claim_mail, requeue
 from service.outbound.compose import make_templates
 from service.outbound.notify import Unrendered
 from service.outbound.outbox import Outbox, Renderer
@@ -41,6 +41,7 @@ from service.store.models import (
     utcnow,
 )
 from tests.conftest import Blog, reply_message
+from tests.inbound_helpers import record, store_mail
 
 
 @contextmanager
@@ -86,7 +87,7 @@ def store_replies(
         address = blog.address(post, reader)
         body = bodies[number] if bodies else f"Reply number {number}."
         raw = reply_message(reader, address, body)
-        ids += store_received(blog.parts.session_factory, raw, reader, [address])
+        ids += store_mail(blog.parts, raw, reader, [address])
     return ids
 
 
@@ -98,8 +99,8 @@ def claim(parts: Components, count: int) -> list[ClaimedMail]:
 
 
 def process(parts: Components, batch: list[ClaimedMail]) -> list[Outcome | None]:
-    """Process a claimed batch as the worker that claimed it."""
-    return parts.pipeline().process_batch(batch, "batch-worker")
+    """Prepare and record a claimed batch as the worker that claimed it."""
+    return record(parts.pipeline(), batch, "batch-worker")
 
 
 @contextmanager
@@ -272,7 +273,7 @@ class TestWhoHearsWithinABatch:
             ReplyTarget(post, None, blog.person(fan)), parts.keyring
         )
         raw = reply_message(fan, mailto, "unsubscribe", subject="unsubscribe")
-        store_received(parts.session_factory, raw, fan, [mailto])
+        store_mail(parts, raw, fan, [mailto])
         store_replies(blog, [post], bodies=["After the unsubscribe."])
         outcomes = process(parts, claim(parts, 2))
         assert [o.status if o else None for o in outcomes] == [
@@ -308,7 +309,7 @@ class TestWritesThatWaitForTheCommit:
             reader = f"reader{number}@example.org"
             address = blog.address(blog.post(f"post-{number}"), reader)
             raw = reply_message(f"Reader {number} <{reader}>", address, f"Reply {number}.")
-            store_received(parts.session_factory, raw, reader, [address])
+            store_mail(parts, raw, reader, [address])
         writes: list[str] = []
 
         def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -346,7 +347,7 @@ class TestWritesThatWaitForTheCommit:
             ReplyTarget(post, None, blog.person(fan)), parts.keyring
         )
         raw = reply_message(fan, mailto, "unsubscribe", subject="unsubscribe")
-        store_received(parts.session_factory, raw, fan, [mailto])
+        store_mail(parts, raw, fan, [mailto])
         with counting_savepoints(parts) as savepoints:
             outcomes = process(parts, claim(parts, 2))
         assert [o.status if o else None for o in outcomes] == [
@@ -603,7 +604,7 @@ class TestDisplayNames:
         address = blog.address(post, "joerg@example.org")
         for name, body in (("Jörg Müller", "First."), ("Somebody Else", "Second.")):
             raw = reply_message(f"{name} <joerg@example.org>", address, body)
-            store_received(parts.session_factory, raw, "joerg@example.org", [address])
+            store_mail(parts, raw, "joerg@example.org", [address])
         process(parts, claim(parts, 2))
         with parts.session_factory() as session:
             person = session.scalar(select(Person).where(Person.email == "joerg@example.org"))

@@ -215,8 +215,8 @@ class TestDaemon:
 class TestInboundCommands:
     def test_list_show_and_retry(self, env: dict[str, str], settings: Settings) -> None:
         """Operators list received mail with its reason, see its source, and replay it."""
-        from service.inbound.queue import store_received
         from service.runtime.components import Components
+        from tests.inbound_helpers import store_mail
 
         add_post(env, "p1")
         address = run(
@@ -226,7 +226,7 @@ class TestInboundCommands:
         raw = reply_message(
             "reader@example.org", address, "stored reply", message_id="<cli-1@example.net>"
         )
-        [row_id] = store_received(parts.session_factory, raw, "reader@example.org", [address])
+        [row_id] = store_mail(parts, raw, "reader@example.org", [address])
         parts.engine.dispose()
         [listed] = json.loads(run(env, "inbound", "list", "--json").stdout)
         assert listed["id"] == row_id and listed["status"] == "received"

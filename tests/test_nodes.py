@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from service.inbound.queue import claim_mail, release, store_received
+from service.inbound.queue import claim_mail, release
 from service.runtime.components import Components
 from service.runtime.settings import Settings
 from service.store.engine import _someone_waits, _waiting
@@ -31,6 +31,7 @@ from tests.conftest import (
     send,
     wait_for,
 )
+from tests.inbound_helpers import store_mail
 
 REPLYD = [sys.executable, "-m", "service.cli", "serve"]
 TERMINAL = {InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.REJECTED}
@@ -159,10 +160,7 @@ class TestClaims:
         """Rows claimed but never begun (a stopping worker) return with their attempt uncounted."""
         blog = Blog(parts)
         address = blog.address(blog.post(), "reader@example.org")
-        ids = [
-            store_received(parts.session_factory, b"Subject: x\r\n\r\nx", "r@x.org", [address])[0]
-            for _ in range(5)
-        ]
+        ids = [store_mail(parts, b"Subject: x\r\n\r\nx", "r@x.org", [address])[0] for _ in range(5)]
         batch = [m.id for m in claim_mail(parts.session_factory, "stopping-worker", 3)]
         assert batch == ids[:3]
         assert release(parts.session_factory, "another-worker", batch) == 0  # not its claims

@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import func, select, text, update
 
-from service.inbound.queue import claim_next, requeue, store_received
+from service.inbound.queue import claim_mail, requeue
 from service.outbound.outbox import Outbox
 from service.runtime.components import Components
 from service.runtime.settings import Settings
@@ -32,6 +32,7 @@ from tests.conftest import (
     reply_message,
     send,
 )
+from tests.inbound_helpers import record, store_mail
 from tests.test_outbound_mail import news_for_daily_digests
 
 READER = flow.READER
@@ -85,11 +86,11 @@ class TestPublishingOnPostgres(flow.TestPublishing):
         """Rows stored while no worker ran, or claimed by a dead node, are finished on start."""
         address = blog.address(blog.post(), READER)
         factory = blog.parts.session_factory
-        waiting = store_received(
-            factory, reply_message(READER, address, "stored"), READER, [address]
+        waiting = store_mail(
+            blog.parts, reply_message(READER, address, "stored"), READER, [address]
         )
-        abandoned = store_received(
-            factory, reply_message(READER, address, "abandoned"), READER, [address]
+        abandoned = store_mail(
+            blog.parts, reply_message(READER, address, "abandoned"), READER, [address]
         )
         with factory.begin() as session:
             session.execute(
@@ -146,16 +147,16 @@ class TestClaimsUnderConcurrency:
         """Eight workers claiming at once (FOR UPDATE SKIP LOCKED) share the rows, none twice."""
         address = blog.address(blog.post(), READER)
         stored = [
-            store_received(
-                parts.session_factory, reply_message(READER, address, f"n{n}"), READER, [address]
-            )[0]
+            store_mail(parts, reply_message(READER, address, f"n{n}"), READER, [address])[0]
             for n in range(60)
         ]
 
         def drain(number: int) -> list[int]:
             mine = []
-            while (row_id := claim_next(parts.session_factory, f"worker-{number}")) is not None:
-                mine.append(row_id)
+            # A few rows per claim, as workers claim them (SKIP LOCKED passes over the
+            # rows another worker's claim holds).
+            while claimed := claim_mail(parts.session_factory, f"worker-{number}", 3):
+                mine += [mail.id for mail in claimed]
             return mine
 
         claimed = [row_id for mine in all_at_once(8, drain) for row_id in mine]
@@ -171,14 +172,14 @@ class TestClaimsUnderConcurrency:
     ) -> None:
         """A worker whose lease lapsed loses the row: the new claimant publishes it, once."""
         address = blog.address(blog.post(), READER)
-        [row_id] = store_received(
-            parts.session_factory, reply_message(READER, address, "once"), READER, [address]
-        )
-        assert claim_next(parts.session_factory, "slow", lease=timedelta(0)) == row_id
-        assert claim_next(parts.session_factory, "fast") == row_id
+        [row_id] = store_mail(parts, reply_message(READER, address, "once"), READER, [address])
+        [slow] = claim_mail(parts.session_factory, "slow", 1, lease=timedelta(0))
+        assert slow.id == row_id
+        [fast] = claim_mail(parts.session_factory, "fast", 1)
+        assert fast.id == row_id
         pipeline = parts.pipeline()
-        assert pipeline.process(row_id, "slow") is None  # its claim is gone
-        outcome = pipeline.process(row_id, "fast")
+        assert record(pipeline, [slow], "slow") == [None]  # its claim is gone
+        [outcome] = record(pipeline, [fast], "fast")
         assert outcome is not None and outcome.status == InboundStatus.PROCESSED
         with parts.session_factory() as session:
             assert session.scalar(select(func.count()).select_from(Comment)) == 1

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
-from service.inbound.queue import requeue, store_received
+from service.inbound.queue import requeue
 from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
 from service.store.subscriptions import set_following
 from tests.conftest import (
@@ -29,6 +29,7 @@ from tests.conftest import (
     send,
     wait_for,
 )
+from tests.inbound_helpers import store_mail
 
 READER = "reader@example.org"
 AUTHOR = "author@example.org"
@@ -181,14 +182,11 @@ class TestPublishing:
     def test_restart_resumes_stored_and_abandoned_rows(self, settings, blog: Blog) -> None:  # type: ignore[no-untyped-def]
         """Rows stored while no worker ran, or claimed by a dead worker, are finished on start."""
         address = blog.address(blog.post(), READER)
-        waiting = store_received(
-            blog.parts.session_factory, reply_message(READER, address, "stored"), READER, [address]
+        waiting = store_mail(
+            blog.parts, reply_message(READER, address, "stored"), READER, [address]
         )[0]
-        abandoned = store_received(
-            blog.parts.session_factory,
-            reply_message(READER, address, "abandoned"),
-            READER,
-            [address],
+        abandoned = store_mail(
+            blog.parts, reply_message(READER, address, "abandoned"), READER, [address]
         )[0]
         with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as db:
             db.execute(
