@@ -81,19 +81,6 @@ class Pipeline:
         # commit senders wait for (the SMTP edge on SQLite) wants the write lock?
         self.yield_now = yield_now
 
-    def process(self, inbound_id: int, worker: str) -> Outcome | None:
-        """Process a row this worker claimed; None if the claim was lost to another worker."""
-        with self.session_factory.begin() as session:
-            mail = held_mail(session, inbound_id, worker)
-        if mail is None:
-            return None
-        return self.process_batch([mail], worker)[0]
-
-    def process_batch(self, mails: list[ClaimedMail], worker: str) -> list[Outcome | None]:
-        """Process claimed rows; the outcome of each, None for a claim lost meanwhile.
-        Parsing and extraction run first, outside any transaction (see `record_batch`)."""
-        return self.record_batch(self.preparer.prepare_all(mails), worker)
-
     def record_batch(self, prepared: list[Prepared], worker: str) -> list[Outcome | None]:
         """Record prepared messages; the outcome of each, None for a claim lost meanwhile.
 

@@ -65,14 +65,6 @@ def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[int
     return list(connection.execute(_STORE, rows).scalars())
 
 
-def store_received(
-    session_factory: sessionmaker[Session], raw: bytes, sender: str, recipients: Iterable[str]
-) -> list[int]:
-    """Commit one row per envelope recipient; returns their ids. Raises if not stored."""
-    with session_factory.begin() as session:
-        return _insert_rows(session.connection(), _received_rows(raw, sender, recipients))
-
-
 @dataclass
 class _Waiting:
     """One message handed to a GroupCommit, and what became of it."""
@@ -85,8 +77,9 @@ class _Waiting:
 
 
 class GroupCommit:
-    """store_received for many SMTP sessions at once: messages whose DATA ends while a commit
-    is in flight share the next commit, so N waiting senders cost one fsync, not N.
+    """How the edge stores accepted mail, one row per recipient, for many SMTP sessions at once:
+    messages whose DATA ends while a commit is in flight share the next commit, so N waiting
+    senders cost one fsync, not N.
 
     Each caller still returns only after the commit holding its own message, so 250 keeps
     meaning stored. It runs on the event loop, and each commit goes to a thread of its own:
@@ -203,14 +196,6 @@ _CLAIM = (
         updated_at=bindparam("now", type_=UTCDateTime()),
     )
 )
-
-
-def claim_next(
-    session_factory: sessionmaker[Session], worker: str, lease: timedelta = LEASE
-) -> int | None:
-    """Claim the oldest waiting (or abandoned) inbound row for `worker`; its id or None."""
-    mails = claim_mail(session_factory, worker, 1, lease)
-    return mails[0].id if mails else None
 
 
 def claim_mail(
