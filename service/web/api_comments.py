@@ -31,19 +31,20 @@ from service.web.context import (
 
 
 def comment_json(comment: Comment, depth: int, *, private: bool) -> dict[str, Any]:
-    """A comment as the API shows it; the author's address only to callers holding the token."""
+    """A comment as the API shows it; the author's address and the text extraction cut (other
+    people's addresses, quoted mail, our own reply addresses) only to callers holding the token."""
     data: dict[str, Any] = {
         "id": comment.id,
         "parent_id": comment.parent_id,
         "depth": depth,
         "author_name": comment.author.display_name,
         "body": comment.body,
-        "elided": comment.elided,
         "source": comment.source,
         "created_at": iso(comment.created_at),
     }
     if private:
         data["author_email"] = comment.author.email
+        data["elided"] = comment.elided
     return data
 
 

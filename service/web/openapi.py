@@ -108,7 +108,11 @@ def openapi(base_url: str) -> dict[str, Any]:
                     "description": "Only for callers that send the bearer token.",
                 },
                 "body": {"type": "string", "description": "Plain text."},
-                "elided": {"type": "string", "description": "Quote and signature cut away."},
+                "elided": {
+                    "type": "string",
+                    "description": "Quote and signature extraction cut away; only for callers "
+                    "that send the bearer token (it can hold other people's addresses).",
+                },
                 "source": {"type": "string", "enum": ["email", "web"]},
                 "created_at": {"type": "string", "format": "date-time"},
             },

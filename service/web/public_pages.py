@@ -32,7 +32,8 @@ def mask_email(address: str) -> str:
 
 @dataclass(frozen=True)
 class ShownComment:
-    """A comment as the thread page and feed show it."""
+    """A comment as the thread page and feed show it: what the author meant to publish, never
+    the text extraction cut (that is for the operator only)."""
 
     id: int
     parent_id: int | None
@@ -40,7 +41,6 @@ class ShownComment:
     depth: int
     author_name: str
     body: str
-    elided: str
     created_at: datetime
 
 
@@ -60,7 +60,6 @@ def load_thread(web: WebContext, slug: str) -> tuple[Post, list[ShownComment]] |
                 depth=t.depth,
                 author_name=names[t.comment.id],
                 body=t.comment.body,
-                elided=t.comment.elided,
                 created_at=t.comment.created_at,
             )
             for t in thread_order(comments)
