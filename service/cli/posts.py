@@ -17,15 +17,28 @@ from service.cli.common import (
 
 def cmd_post_add(args: argparse.Namespace) -> int:
     """Create a post, or update it if the blog's id is already known."""
+    from service.store.posts import PostInvalid, check_post
     from service.store.subscriptions import save_post
 
+    try:
+        # The same checks save_post makes, before anything is opened: a bad post is a
+        # sentence and exit 2, whatever state the database is in.
+        checked = check_post(args.id, args.title, args.url)
+    except PostInvalid as exc:
+        raise CommandError(f"{exc}; see `replyd post add --help`.") from None
     parts = components()
     with parts.session_factory.begin() as session:
         author = person_at(session, args.author_email, args.author_name or "")
-        _, created = save_post(
-            session, args.id, title=args.title, url=args.url, author=author, closed=args.closed
+        post, created = save_post(
+            session,
+            checked.slug,
+            title=checked.title,
+            url=checked.url,
+            author=author,
+            closed=args.closed,
         )
-    print(f"{'added' if created else 'updated'} post {args.id!r}")
+        slug = post.slug
+    print(f"{'added' if created else 'updated'} post {slug!r}")
     return 0
 
 

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.resources import templates_dir
 from service.runtime.components import Components
 from service.store.engine import make_sessionmaker
+from service.store.posts import PostInvalid
 from service.web import api, pages
 from service.web.context import ApiError, WebContext, context_of
 from service.web.metrics import metrics_registry, render_metrics
@@ -91,6 +92,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+async def _post_invalid(request: Request, exc: Exception) -> Response:
+    # Whatever door a post came in by, its rules are service.store.posts' and say what is wrong.
+    return _error(request, 422, str(exc))
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:
@@ -226,6 +232,7 @@ def create_app(
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            PostInvalid: _post_invalid,
             IntegrityError: _conflict,
             DBAPIError: _database_down,
             Exception: _internal_error,

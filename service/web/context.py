@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -176,15 +175,6 @@ def email_field(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def url_field(data: Mapping[str, Any], name: str) -> str:
-    """An absolute http(s) URL field."""
-    value = single_line(data, name, max_length=2000)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError(400, f"field {name!r} must be an absolute http(s) URL")
-    return value
-
-
 def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
     """A JSON boolean field."""
     value = data.get(name, default)
@@ -194,7 +184,8 @@ def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def post_slug(value: str) -> str:
-    """Check a post id from a URL or body: one line, no slash, at most 200 characters."""
+    """Check a post id to look up (a URL path, a subscription): one line, no slash, at most 200
+    characters. Ids of new posts are checked more strictly, by service.store.posts."""
     if not value or len(value) > 200 or "/" in value or any(not ch.isprintable() for ch in value):
         raise ApiError(400, "a post id is 1 to 200 printable characters without '/'")
     return value

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.store.models import Post
+from service.store.posts import is_http_url
 from service.web.context import context_of, post_slug
 from service.web.public_pages import ShownComment, load_thread
 from service.web.render import error_page
@@ -55,7 +56,8 @@ def atom_feed(base_url: str, post: Post, comments: list[ShownComment]) -> bytes:
     _text(feed, "updated", updated.isoformat())
     _link(feed, "self", f"{page}/comments.atom")
     _link(feed, "alternate", page)
-    _link(feed, "related", post.url)
+    if is_http_url(post.url):  # a post saved before URLs were checked may hold javascript:
+        _link(feed, "related", post.url)
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     _text(author, "name", post.title)
     for comment in newest:

@@ -32,6 +32,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "No such post (or comment).",
         409: "The post is closed to comments.",
         413: "Request body too large.",
+        422: "The post breaks a rule (id, title or URL); the message says which.",
         503: "REPLYD_API_TOKEN is not set, so protected endpoints are disabled.",
     }
     return {str(code): _json(_ref("Error"), texts[code]) for code in codes}
@@ -60,9 +61,25 @@ def openapi(base_url: str) -> dict[str, Any]:
             "type": "object",
             "required": ["id", "title", "url", "author_email"],
             "properties": {
-                "id": {"type": "string", "maxLength": 200, "description": "No '/'."},
-                "title": {"type": "string", "maxLength": 500},
-                "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "Letters, digits, '-', '_', '.' and '~', starting with a "
+                    "letter or digit.",
+                },
+                "title": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 500,
+                    "description": "One line, no control characters.",
+                },
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": 2000,
+                    "description": "An absolute http(s) address without a user name.",
+                },
                 "author_email": {"type": "string", "format": "email"},
                 "author_name": {"type": "string", "maxLength": 200},
                 "closed": {"type": "boolean", "default": False},
@@ -192,7 +209,7 @@ def openapi(base_url: str) -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("Post"), "Updated."),
                     "201": _json(_ref("Post"), "Created."),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 413, 422, 503),
                 },
             }
         },

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from service.identity.addresses import ALL_POSTS, verify_token
 from service.store.models import Comment, Person, Post
+from service.store.posts import is_http_url
 from service.store.subscriptions import unsubscribe
 from service.web.context import (
     MAX_SHOWN_DEPTH,
@@ -80,6 +81,8 @@ async def post_page(request: Request) -> Response:
         web,
         "post.html",
         post=post,
+        # A post saved before URLs were checked may hold javascript: or the like: no link then.
+        post_url=post.url if is_http_url(post.url) else None,
         comments=comments,
         feed_url=f"/posts/{quote(post.slug, safe='')}/comments.atom",
         max_depth=MAX_SHOWN_DEPTH,
