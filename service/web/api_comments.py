@@ -14,6 +14,7 @@ from service.store.models import Comment
 from service.store.subscriptions import person_for
 from service.web.context import (
     MAX_COMMENT_CHARS,
+    MAX_ROW_ID,
     ApiError,
     WebContext,
     context_of,
@@ -105,6 +106,9 @@ async def post_comment(request: Request) -> Response:
         not isinstance(parent_id, int) or isinstance(parent_id, bool) or parent_id < 1
     ):
         raise ApiError(400, "field 'parent_id' must be a comment id (a positive integer) or null")
+    if parent_id is not None and parent_id > MAX_ROW_ID:
+        # No comment has such an id, and the database driver would overflow looking for it.
+        raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
     web = context_of(request)
     created = await run_in_threadpool(
         create_web_comment, web, slug, author_email, author_name, body, parent_id

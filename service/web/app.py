@@ -31,6 +31,7 @@ from service.store.engine import make_sessionmaker
 from service.store.posts import PostInvalid
 from service.web import api, pages
 from service.web.context import ApiError, WebContext, context_of
+from service.web.limits import Throttle
 from service.web.metrics import metrics_registry, render_metrics
 from service.web.render import error_page, linkify
 
@@ -51,6 +52,7 @@ SECURITY_HEADERS = {
 # Unsubscribe tokens are capabilities: the access log shows their route, never their value.
 _SECRET_PATHS = re.compile(r"^/unsubscribe/[^/]+")
 _JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
+_PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
 
 
 def web_templates() -> Environment:
@@ -160,8 +162,19 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def is_private(scope: Scope) -> bool:
+    """Whether a response may hold what only its requester should see, so no browser or proxy
+    may keep it: operator pages and raw mail, unsubscribe pages (the path is a capability),
+    and whatever answers a request made with the API token."""
+    path: str = scope.get("path", "")
+    if path.startswith(_PRIVATE_PATHS):
+        return True
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
+
+
 class EdgeMiddleware:
-    """Adds security headers to every response and writes one access-log line per request."""
+    """Adds security headers to every response (and `Cache-Control: no-store` to private ones)
+    and writes one access-log line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -173,6 +186,7 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        private = is_private(scope)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -181,6 +195,8 @@ class EdgeMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                if private:
+                    headers["cache-control"] = "no-store"
             await send(message)
 
         try:
@@ -220,6 +236,7 @@ def create_app(
         wake_inbound=wake_inbound,
         wake_outbound=wake_outbound,
         smtp_bound=smtp_bound,
+        throttle=Throttle(parts.settings.web_limits),
     )
     routes = [
         *api.ROUTES,

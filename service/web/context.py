@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -19,11 +18,13 @@ from starlette.requests import Request
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.store.models import Comment, Post
+from service.web.limits import Throttle
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 50_000
-ADMIN_COOKIE = "replyd_admin"
+MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
+ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
 _EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
@@ -48,6 +49,8 @@ class WebContext:
     wake_inbound: Callable[[], None]
     wake_outbound: Callable[[], None]
     smtp_bound: Callable[[], bool]
+    # Failed logins and web comments per client and token, counted in this process.
+    throttle: Throttle
 
     @property
     def api_token(self) -> str | None:
@@ -69,31 +72,16 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def admin_session_value(api_token: str) -> str:
-    """The admin cookie's value: derived from the token, so the token itself never sits there."""
-    return hmac.new(api_token.encode(), b"replyd admin session", hashlib.sha256).hexdigest()
-
-
-def csrf_value(api_token: str) -> str:
-    """The hidden form value admin POSTs carry, so another site cannot post with the cookie."""
-    return hmac.new(api_token.encode(), b"replyd admin form", hashlib.sha256).hexdigest()
-
-
 def token_matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret with the expected one."""
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def is_authorized(request: Request, *, allow_cookie: bool = False) -> bool:
-    """Whether the request carries the API token (or, where allowed, the admin cookie)."""
+def is_authorized(request: Request) -> bool:
+    """Whether the request carries the API token (operator pages also take a session cookie:
+    see service.web.admin_auth)."""
     token = context_of(request).api_token
-    if token is None:
-        return False
-    if token_matches(bearer_token(request), token):
-        return True
-    return allow_cookie and token_matches(
-        request.cookies.get(ADMIN_COOKIE), admin_session_value(token)
-    )
+    return token is not None and token_matches(bearer_token(request), token)
 
 
 def require_token(request: Request) -> None:
@@ -127,6 +115,8 @@ async def json_object(request: Request) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except ValueError:  # an integer of thousands of digits: Python refuses to convert it
+        raise ApiError(400, "request body holds a number too long to be any id or value") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
