@@ -22,11 +22,11 @@ from service.web.context import (
     MAX_FORM_BYTES,
     WebContext,
     bearer_token,
+    client_of,
     context_of,
     read_limited,
     token_matches,
 )
-from service.web.limits import client_key
 from service.web.render import render
 
 
@@ -36,11 +36,6 @@ class Operator:
     token, which no other site can make a browser send)."""
 
     csrf: str | None
-
-
-def client_of(request: Request) -> str:
-    """The key a request's client address counts under (see service.web.limits.client_key)."""
-    return client_key(request.client.host if request.client else None)
 
 
 async def operator_of(request: Request) -> Operator | None:

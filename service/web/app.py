@@ -85,7 +85,9 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error(request, exc.status, exc.message)
+    response = _error(request, exc.status, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

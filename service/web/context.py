@@ -18,7 +18,7 @@ from starlette.requests import Request
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.store.models import Comment, Post
-from service.web.limits import Throttle
+from service.web.limits import Throttle, client_key
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
@@ -29,12 +29,14 @@ _EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
 class ApiError(Exception):
-    """A request the API refuses: answered as `{"error": message}` with `status`."""
+    """A request the API refuses: answered as `{"error": message}` with `status` (and any
+    `headers`, such as Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
 
 
 @dataclass
@@ -62,6 +64,11 @@ def context_of(request: Request) -> WebContext:
     """The WebContext the app was created with."""
     web: WebContext = request.app.state.web
     return web
+
+
+def client_of(request: Request) -> str:
+    """The key a request's client address counts under (see service.web.limits.client_key)."""
+    return client_key(request.client.host if request.client else None)
 
 
 def bearer_token(request: Request) -> str | None:
