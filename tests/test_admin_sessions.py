@@ -29,8 +29,9 @@ from tests.http_fixtures import (
     session_cookie,
     settings_overrides,
 )
+from tests.test_cli import env, run
 
-__all__ = ["http", "settings_overrides"]  # fixtures, imported so this module uses them
+__all__ = ["env", "http", "settings_overrides"]  # fixtures, imported so this module uses them
 
 READER = "reader@example.org"
 
@@ -293,3 +294,25 @@ class TestIdsOutOfRange:
         before = http.get("/api/inbound?before=99999999999999999999999")
         assert before.status == 400 and "between" in before.json()["error"]
         assert http.get("/admin/inbound?before=" + "9" * 5000).status == 400
+
+
+class TestCliIdsOutOfRange:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("inbound", "show", "99999999999999999999999"),
+            ("inbound", "retry", "9223372036854775808"),
+            ("inbound", "show", "0"),
+            ("inbound", "list", "--limit", "99999999999999999999"),
+            ("inbound", "purge", "--older-than", "99999999999"),
+            ("address", "--post", "hello", "--email", READER, "--comment", "9" * 30),
+        ],
+    )
+    def test_a_sentence_and_exit_2_never_a_traceback(
+        self, env: dict[str, str], args: tuple[str, ...]
+    ) -> None:
+        """Ids and counts the database cannot hold are refused by the real CLI with the range."""
+        result = run(env, *args, check=False)
+        assert result.returncode == 2
+        assert "give a whole number from" in result.stderr
+        assert "Traceback" not in result.stderr

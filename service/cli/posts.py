@@ -12,6 +12,7 @@ from service.cli.common import (
     person_at,
     post_named,
     print_json,
+    row_id,
 )
 
 
@@ -211,7 +212,7 @@ def register(add: AddCommand, commands: Any) -> None:
     address.add_argument("--post", required=True, help="the post's id on the blog")
     address.add_argument("--email", required=True, help="whose address it is")
     address.add_argument(
-        "--comment", type=int, default=None, help="the comment id the reply answers"
+        "--comment", type=row_id, default=None, help="the comment id the reply answers"
     )
 
     comments = add("comments", cmd_comments, "show a post's comments in thread order")
