@@ -24,6 +24,7 @@ from service.web.inbound_log import (
 from service.web.render import error_page, render
 
 ADMIN_PAGE_SIZE = 25
+NO_SUCH_ID = "No such message: ids are the whole numbers /admin/inbound lists."
 # Extraction of a huge message can take seconds; the page previews only ordinary ones.
 PREVIEW_MAX_BYTES = 512 * 1024
 
@@ -118,7 +119,7 @@ async def admin_raw(request: Request) -> Response:
         return admin_login_page(web, 401)
     row_id = row_id_param(request, "inbound_id")
     if row_id is None:
-        return error_page(web, 404, "No such message: message numbers are whole numbers.")
+        return error_page(web, 404, NO_SUCH_ID)
 
     def load() -> bytes | None:
         with web.read_sessions() as session:
@@ -144,7 +145,7 @@ async def admin_retry(request: Request) -> Response:
         return error_page(web, 403, "This form is stale or came from another site; reload it.")
     row_id = row_id_param(request, "inbound_id")
     if row_id is None:
-        return error_page(web, 404, "No such message: message numbers are whole numbers.")
+        return error_page(web, 404, NO_SUCH_ID)
 
     def retry() -> int:
         with web.parts.session_factory.begin() as session:
