@@ -93,3 +93,14 @@ def settings_overrides() -> dict[str, str]:
 def http(server: RunningServer) -> HttpClient:
     """A client for the running server's HTTP port."""
     return HttpClient(f"http://127.0.0.1:{server.server.http_port}")
+
+
+def login(http: HttpClient, token: str = API_TOKEN, client: str | None = None) -> Reply:
+    """POST the operator login form (from `client`, as a proxy on 127.0.0.1 names it)."""
+    headers = {"X-Forwarded-For": client} if client else {}
+    return http.post("/admin/login", data=f"token={token}".encode(), auth=False, headers=headers)
+
+
+def session_cookie(reply: Reply) -> str:
+    """The `name=value` a browser sends back for a login's Set-Cookie."""
+    return reply.headers["set-cookie"].split(";", 1)[0]

@@ -48,6 +48,9 @@ class TestSettings:
             ("REPLYD_API_TOKEN", "short"),
             ("REPLYD_LOG_FORMAT", "xml"),
             ("REPLYD_HTTP_PORT", "-1"),
+            ("REPLYD_WEB_LIMITS", "logins=5/15m"),
+            ("REPLYD_WEB_LIMITS", "login=0/m"),
+            ("REPLYD_WEB_LIMITS", "client=5/0m"),
         ],
     )
     def test_bad_value_names_the_variable(self, tmp_path: Path, name: str, value: str) -> None:

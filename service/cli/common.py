@@ -35,6 +35,30 @@ class CommandError(Exception):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest id the database holds; past it the driver overflows
+
+
+def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else an error naming `what`."""
+
+    def parse(text: str) -> int:
+        given = text.strip()
+        digits = given.removeprefix("-")
+        # At most 19 digits: int() of thousands of digits is refused by Python itself.
+        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+            value = int(given)
+            if low <= value <= high:
+                return value
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {what}: give a whole number from {low} to {high}"
+        )
+
+    return parse
+
+
+row_id = whole_number(1, MAX_ROW_ID, "an id")
+
+
 def read_settings() -> Settings:
     """The settings from the environment and config file, or a CommandError saying what is off."""
     from service.runtime.settings import ConfigError, load_settings

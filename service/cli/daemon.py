@@ -66,21 +66,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from service.identity.addresses import ReplyTarget
     from service.store.models import Post
+    from service.store.subscriptions import save_post
 
     parts = components()
     settings = parts.settings
     with parts.session_factory.begin() as session:
         if not session.scalar(select(func.count()).select_from(Post)):
             author = person_at(session, "author@example.org", "Demo Author")
-            session.add(
-                Post(
-                    slug="demo",
-                    title="Hello from replyd",
-                    url=f"{settings.base_url}/posts/demo",
-                    author_id=author.id,
-                )
+            save_post(
+                session,
+                "demo",
+                title="Hello from replyd",
+                url=f"{settings.base_url}/posts/demo",
+                author=author,
+                closed=False,
             )
-            session.flush()
             print("added the demo post 'demo' (author: author@example.org)")
         post = session.scalar(select(Post).where(Post.slug == "demo"))
         if post is None:

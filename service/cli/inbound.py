@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.cli.common import AddCommand, CommandError, components, print_json
+from service.cli.common import (
+    AddCommand,
+    CommandError,
+    components,
+    print_json,
+    row_id,
+    whole_number,
+)
 
 
 def cmd_inbound_list(args: argparse.Namespace) -> int:
@@ -186,23 +193,26 @@ def register(add: AddCommand, commands: Any) -> None:
         help="only mail in this state: received, processing, processed, ignored, rejected, failed",
     )
     inbound_list.add_argument(
-        "--limit", type=int, default=100, help="at most this many (default 100)"
+        "--limit",
+        type=whole_number(1, 1_000_000, "a limit"),
+        default=100,
+        help="at most this many (default 100)",
     )
     inbound_list.add_argument("--json", action="store_true", help="one JSON array")
     show = add("show", cmd_inbound_show, "show one received message", inbound)
-    show.add_argument("id", type=int, help="the message's id, from `replyd inbound list`")
+    show.add_argument("id", type=row_id, help="the message's id, from `replyd inbound list`")
     show.add_argument("--raw", action="store_true", help="print the message source as received")
     retry = add("retry", cmd_inbound_retry, "process failed mail again", inbound)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument(
-        "id", type=int, nargs="?", help="one failed, rejected or ignored message's id"
+        "id", type=row_id, nargs="?", help="one failed, rejected or ignored message's id"
     )
     which.add_argument("--failed", action="store_true", help="every failed message")
 
     purge = add("purge", cmd_inbound_purge, "delete old raw mail (failed mail is kept)", inbound)
     purge.add_argument(
         "--older-than",
-        type=int,
+        type=whole_number(0, 36500, "a number of days"),
         default=None,
         metavar="DAYS",
         help="finished more than DAYS days ago (default: REPLYD_RETENTION_DAYS)",

@@ -12,20 +12,34 @@ from service.cli.common import (
     person_at,
     post_named,
     print_json,
+    row_id,
 )
 
 
 def cmd_post_add(args: argparse.Namespace) -> int:
     """Create a post, or update it if the blog's id is already known."""
+    from service.store.posts import PostInvalid, check_post
     from service.store.subscriptions import save_post
 
+    try:
+        # The same checks save_post makes, before anything is opened: a bad post is a
+        # sentence and exit 2, whatever state the database is in.
+        checked = check_post(args.id, args.title, args.url)
+    except PostInvalid as exc:
+        raise CommandError(f"{exc}; see `replyd post add --help`.") from None
     parts = components()
     with parts.session_factory.begin() as session:
         author = person_at(session, args.author_email, args.author_name or "")
-        _, created = save_post(
-            session, args.id, title=args.title, url=args.url, author=author, closed=args.closed
+        post, created = save_post(
+            session,
+            checked.slug,
+            title=checked.title,
+            url=checked.url,
+            author=author,
+            closed=args.closed,
         )
-    print(f"{'added' if created else 'updated'} post {args.id!r}")
+        slug = post.slug
+    print(f"{'added' if created else 'updated'} post {slug!r}")
     return 0
 
 
@@ -198,7 +212,7 @@ def register(add: AddCommand, commands: Any) -> None:
     address.add_argument("--post", required=True, help="the post's id on the blog")
     address.add_argument("--email", required=True, help="whose address it is")
     address.add_argument(
-        "--comment", type=int, default=None, help="the comment id the reply answers"
+        "--comment", type=row_id, default=None, help="the comment id the reply answers"
     )
 
     comments = add("comments", cmd_comments, "show a post's comments in thread order")

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.outbound.compose import LANGUAGES
+from service.web.limits import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
@@ -64,6 +65,8 @@ class Settings:
     digest_hour: int = 7
     language: str = "en"
     rate_limits: dict[str, Limit] = field(default_factory=dict)
+    # Failed operator logins, and web comments per client and token (REPLYD_WEB_LIMITS).
+    web_limits: dict[str, WebLimit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
     retention_days: int = 0
     # Processes started next to the edge to parse and publish (0: all in one process).
@@ -211,6 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "postgresql+psycopg://user@host/db."
         )
     old = tuple(s.strip() for s in env.get("REPLYD_OLD_SECRETS", "").split(",") if s.strip())
+    rate_limits = _rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES))
     return Settings(
         database_url=database_url,
         smtp_host=get("REPLYD_SMTP_HOST", "127.0.0.1"),
@@ -248,7 +252,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
         http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
         api_token=_api_token(env.get("REPLYD_API_TOKEN")),
-        rate_limits=_rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES)),
+        rate_limits=rate_limits,
+        # REPLYD_RATE_LIMITS=off switches every limit off (load tests), the web's too.
+        web_limits=_web_limits(get("REPLYD_WEB_LIMITS", DEFAULT_WEB_LIMITS)) if rate_limits else {},
         trust_authserv_id=env.get("REPLYD_TRUST_AUTHSERV_ID", "").strip().lower() or None,
         retention_days=_parse_int(
             "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
@@ -264,6 +270,13 @@ def _rate_limits(raw: str) -> dict[str, Limit]:
         return parse_limits(raw)
     except ValueError as exc:
         raise ConfigError(f"REPLYD_RATE_LIMITS: {exc}.") from None
+
+
+def _web_limits(raw: str) -> dict[str, WebLimit]:
+    try:
+        return parse_web_limits(raw)
+    except ValueError as exc:
+        raise ConfigError(f"REPLYD_WEB_LIMITS: {exc}.") from None
 
 
 def _api_token(raw: str | None) -> str | None:

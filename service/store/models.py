@@ -210,3 +210,34 @@ class RejectionNotice(Base):
     reason_code: Mapped[str] = mapped_column(String(32))
     day: Mapped[date] = mapped_column(Date)
     inbound_email_id: Mapped[int] = mapped_column(ForeignKey("inbound_emails.id"))
+
+
+class AdminSession(Base):
+    """An operator's login: the cookie holds a random id, the table only its sha256, so neither
+    a database dump nor a log line opens the admin pages."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # What the admin forms must carry back (random per session): another site cannot know it.
+    csrf: Mapped[str] = mapped_column(String(64))
+    # Which API token the session was opened with: a new token ends every older session.
+    token_tag: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class IdempotencyKey(Base):
+    """A web comment request made with an Idempotency-Key, and the answer it got: a retry with
+    the same key and body gets that answer again instead of a second comment."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    # sha256 of what was asked (path and body): the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

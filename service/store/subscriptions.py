@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.identity.addresses import ALL_POSTS, ReplyTarget
 from service.store.models import Person, Post, Subscription
+from service.store.posts import check_post
 
 
 def person_for(session: Session, email: str, name: str = "") -> Person:
@@ -24,7 +25,13 @@ def person_for(session: Session, email: str, name: str = "") -> Person:
 def save_post(
     session: Session, slug: str, *, title: str, url: str, author: Person, closed: bool
 ) -> tuple[Post, bool]:
-    """Create the post with the blog's id `slug`, or update it; returns it and whether new."""
+    """Create the post with the blog's id `slug`, or update it; returns it and whether new.
+
+    Every door that saves a post comes through here, so the checks of check_post (raising
+    PostInvalid) hold for all of them.
+    """
+    checked = check_post(slug, title, url)
+    slug, title, url = checked.slug, checked.title, checked.url
     post = session.scalar(select(Post).where(Post.slug == slug))
     created = post is None
     if post is None:

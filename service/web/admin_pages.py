@@ -4,30 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from service.inbound.queue import REPLAYABLE, requeue
 from service.store.models import InboundEmail, InboundStatus
-from service.web.context import (
-    ADMIN_COOKIE,
-    MAX_FORM_BYTES,
-    WebContext,
-    admin_session_value,
-    context_of,
-    csrf_value,
-    is_authorized,
-    read_limited,
-    token_matches,
+from service.web.admin_auth import admin_login_page, csrf_ok, form_fields, operator_of
+from service.web.context import MAX_ROW_ID, WebContext, context_of
+from service.web.inbound_log import (
+    inbound_page,
+    int_param,
+    row_id_param,
+    status_param,
 )
-from service.web.inbound_log import inbound_page, int_param, status_param
 from service.web.render import error_page, render
 
 ADMIN_PAGE_SIZE = 25
+NO_SUCH_ID = "No such message: ids are the whole numbers /admin/inbound lists."
 # Extraction of a huge message can take seconds; the page previews only ordinary ones.
 PREVIEW_MAX_BYTES = 512 * 1024
 
@@ -91,27 +88,19 @@ def load_inbound(
     return views, next_before
 
 
-def admin_login_page(web: WebContext, status: int, message: str = "") -> HTMLResponse:
-    """The token form the operator page shows to a browser without the admin cookie."""
-    if web.api_token is None:
-        message = "The operator pages are disabled: set REPLYD_API_TOKEN and restart replyd."
-        status = 503
-    return render(web, "login.html", status, message=message)
-
-
 async def admin_inbound(request: Request) -> Response:
     """GET /admin/inbound: recent inbound mail, what became of it, and retry buttons."""
     web = context_of(request)
-    if not is_authorized(request, allow_cookie=True):
+    operator = await operator_of(request)
+    if operator is None:
         return admin_login_page(web, 401)
     status = status_param(request)
-    before = int_param(request, "before", None, 1, 2**63 - 1)
+    before = int_param(request, "before", None, 1, MAX_ROW_ID)
     views, next_before = await run_in_threadpool(load_inbound, web, status, before)
     next_url = None
     if next_before is not None:
         query = {"before": str(next_before), **({"status": status} if status else {})}
         next_url = f"/admin/inbound?{urlencode(query)}"
-    assert web.api_token is not None
     return render(
         web,
         "inbound.html",
@@ -119,16 +108,18 @@ async def admin_inbound(request: Request) -> Response:
         chosen=status,
         statuses=list(InboundStatus),
         next_url=next_url,
-        csrf=csrf_value(web.api_token),
+        csrf=operator.csrf or "",
     )
 
 
 async def admin_raw(request: Request) -> Response:
     """GET /admin/inbound/{id}/raw: a message's source exactly as received, as text."""
     web = context_of(request)
-    if not is_authorized(request, allow_cookie=True):
+    if await operator_of(request) is None:
         return admin_login_page(web, 401)
-    row_id: int = request.path_params["inbound_id"]
+    row_id = row_id_param(request, "inbound_id")
+    if row_id is None:
+        return error_page(web, 404, NO_SUCH_ID)
 
     def load() -> bytes | None:
         with web.read_sessions() as session:
@@ -143,23 +134,18 @@ async def admin_raw(request: Request) -> Response:
     )
 
 
-async def form_fields(request: Request) -> dict[str, str]:
-    """An urlencoded form body (small), first value of each field."""
-    body = await read_limited(request, MAX_FORM_BYTES)
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in parsed.items()}
-
-
 async def admin_retry(request: Request) -> Response:
     """POST /admin/inbound/{id}/retry: put a failed (or rejected/ignored) message back in line."""
     web = context_of(request)
-    if not is_authorized(request, allow_cookie=True):
+    operator = await operator_of(request)
+    if operator is None:
         return admin_login_page(web, 401)
-    assert web.api_token is not None
     fields = await form_fields(request)
-    if not token_matches(fields.get("csrf"), csrf_value(web.api_token)):
+    if not csrf_ok(operator, fields):
         return error_page(web, 403, "This form is stale or came from another site; reload it.")
-    row_id: int = request.path_params["inbound_id"]
+    row_id = row_id_param(request, "inbound_id")
+    if row_id is None:
+        return error_page(web, 404, NO_SUCH_ID)
 
     def retry() -> int:
         with web.parts.session_factory.begin() as session:
@@ -169,33 +155,3 @@ async def admin_retry(request: Request) -> Response:
         return error_page(web, 409, f"Message #{row_id} is not failed, rejected or ignored.")
     web.wake_inbound()
     return RedirectResponse(f"/admin/inbound#inbound-{row_id}", status_code=303)
-
-
-async def admin_login(request: Request) -> Response:
-    """GET shows the token form; POST checks the token and sets the admin cookie."""
-    web = context_of(request)
-    if request.method == "GET":
-        return admin_login_page(web, 200)
-    if web.api_token is None:
-        return admin_login_page(web, 503)
-    fields = await form_fields(request)
-    if not token_matches(fields.get("token", "").strip(), web.api_token):
-        return admin_login_page(web, 401, "That is not the API token.")
-    response = RedirectResponse("/admin/inbound", status_code=303)
-    response.set_cookie(
-        ADMIN_COOKIE,
-        admin_session_value(web.api_token),
-        max_age=12 * 3600,
-        path="/admin",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-async def admin_logout(request: Request) -> Response:
-    """POST /admin/logout: forget the admin cookie."""
-    response = RedirectResponse("/admin/login", status_code=303)
-    response.delete_cookie(ADMIN_COOKIE, path="/admin")
-    return response

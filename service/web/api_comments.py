@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.outbound.audience import Audience
-from service.store.models import Comment
+from service.store.idempotency import (
+    MAX_KEY_CHARS,
+    Answer,
+    KeyReused,
+    recall,
+    remember,
+    request_fingerprint,
+)
+from service.store.models import Comment, utcnow
 from service.store.subscriptions import person_for
 from service.web.context import (
     MAX_COMMENT_CHARS,
+    MAX_ROW_ID,
     ApiError,
     WebContext,
+    bearer_token,
+    client_of,
     context_of,
     email_field,
     find_post,
@@ -31,19 +46,20 @@ from service.web.context import (
 
 
 def comment_json(comment: Comment, depth: int, *, private: bool) -> dict[str, Any]:
-    """A comment as the API shows it; the author's address only to callers holding the token."""
+    """A comment as the API shows it; the author's address and the text extraction cut (other
+    people's addresses, quoted mail, our own reply addresses) only to callers holding the token."""
     data: dict[str, Any] = {
         "id": comment.id,
         "parent_id": comment.parent_id,
         "depth": depth,
         "author_name": comment.author.display_name,
         "body": comment.body,
-        "elided": comment.elided,
         "source": comment.source,
         "created_at": iso(comment.created_at),
     }
     if private:
         data["author_email"] = comment.author.email
+        data["elided"] = comment.elided
     return data
 
 
@@ -64,36 +80,115 @@ async def list_comments(request: Request) -> Response:
     return JSONResponse({"post_id": slug, "comments": await run_in_threadpool(load)})
 
 
+@dataclass(frozen=True)
+class WebComment:
+    """A comment made on the blog, as the request gave it (checked)."""
+
+    slug: str
+    author_email: str
+    author_name: str
+    body: str
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A request's Idempotency-Key and what the request asks, to recognise its retries."""
+
+    key: str
+    fingerprint: str
+
+
 def create_web_comment(
-    web: WebContext,
-    slug: str,
-    author_email: str,
-    author_name: str,
-    body: str,
-    parent_id: int | None,
-) -> dict[str, Any]:
-    """Store a comment made on the web, follow the thread and queue its notifications at once."""
+    web: WebContext, new: WebComment, idempotency: Idempotency | None
+) -> tuple[Answer, bool]:
+    """Store a comment made on the web, follow the thread and queue its notifications at once;
+    with an Idempotency-Key already answered, that answer instead. Returns the answer and
+    whether it is a replay."""
+    now = utcnow()
     with web.parts.session_factory.begin() as session:
-        post = find_post(session, slug)
+        if idempotency is not None:
+            try:
+                earlier = recall(session, idempotency.key, idempotency.fingerprint, now)
+            except KeyReused:
+                raise ApiError(
+                    422,
+                    "this Idempotency-Key was already used for another request (another post "
+                    "or body); send a new key with each new comment",
+                ) from None
+            if earlier is not None:
+                return earlier, True
+        post = find_post(session, new.slug)
         if post.closed:
-            raise ApiError(409, f"post {slug!r} is closed to comments")
-        if parent_id is not None:
-            parent = session.get(Comment, parent_id)
+            raise ApiError(409, f"post {new.slug!r} is closed to comments")
+        if new.parent_id is not None:
+            parent = session.get(Comment, new.parent_id)
             if parent is None or parent.post_id != post.id:
-                raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
-        person = person_for(session, author_email, author_name)
+                raise ApiError(404, f"post {new.slug!r} has no comment {new.parent_id}")
+        person = person_for(session, new.author_email, new.author_name)
         comment = Comment(
-            post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
+            post_id=post.id,
+            parent_id=new.parent_id,
+            author_id=person.id,
+            body=new.body,
+            source="web",
         )
         web.notifier.publish(session, comment, post, person, Audience(session, [post]))
         stored = session.get(Comment, comment.id)  # as the database has it
         assert stored is not None
-        return comment_json(stored, 0, private=True)
+        answer = Answer(201, json_text(comment_json(stored, 0, private=True)))
+        if idempotency is not None:
+            # In the comment's own transaction: either both are kept or neither is.
+            remember(session, idempotency.key, idempotency.fingerprint, answer, now)
+        return answer, False
+
+
+def json_text(value: Any) -> str:
+    """JSON as the API writes it (as Starlette's JSONResponse does)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def within_limit(web: WebContext, kind: str, key: str, whose: str) -> None:
+    """Count one comment request under `kind`; a 429 ApiError with Retry-After when over it."""
+    wait = web.throttle.take(kind, key)
+    if wait:
+        raise ApiError(
+            429,
+            f"too many comment requests {whose} (at most {web.throttle.describe(kind)}); "
+            f"try again in {wait} seconds",
+            {"Retry-After": str(wait)},
+        )
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key header (bare, or as a quoted structured-field string)."""
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= MAX_KEY_CHARS or any(not "!" <= ch <= "~" for ch in key):
+        raise ApiError(
+            400,
+            f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} visible ASCII characters, "
+            "e.g. a UUID",
+        )
+    return key
 
 
 async def post_comment(request: Request) -> Response:
-    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers."""
+    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers.
+
+    Limited per client address (counted before the token is checked, so guessing it is slow
+    too) and per token; a retry with the same Idempotency-Key gets the first answer.
+    """
+    web = context_of(request)
+    within_limit(web, "client", client_of(request), "from your address")
     require_token(request)
+    token = bearer_token(request) or ""
+    within_limit(web, "token", hashlib.sha256(token.encode()).hexdigest(), "with this token")
+    key = idempotency_key(request)
     slug = post_slug(request.path_params["post_id"])
     data = await json_object(request)
     author_email = email_field(data, "author_email")
@@ -104,9 +199,27 @@ async def post_comment(request: Request) -> Response:
         not isinstance(parent_id, int) or isinstance(parent_id, bool) or parent_id < 1
     ):
         raise ApiError(400, "field 'parent_id' must be a comment id (a positive integer) or null")
-    web = context_of(request)
-    created = await run_in_threadpool(
-        create_web_comment, web, slug, author_email, author_name, body, parent_id
+    if parent_id is not None and parent_id > MAX_ROW_ID:
+        # No comment has such an id, and the database driver would overflow looking for it.
+        raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
+    new = WebComment(slug, author_email, author_name, body, parent_id)
+    idempotency = None
+    if key is not None:
+        asked = json.dumps(data, sort_keys=True, ensure_ascii=False)
+        idempotency = Idempotency(key, request_fingerprint("POST", slug, asked))
+    try:
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        # Two requests with this key at once (PostgreSQL): the other one's comment was kept
+        # and this one's undone; answer as the other was answered.
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+    if not replayed:
+        web.wake_outbound()
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
     )
-    web.wake_outbound()
-    return JSONResponse(created, status_code=201)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.store.models import InboundEmail
-from service.web.context import context_of, iso, require_token
+from service.web.context import MAX_ROW_ID, context_of, iso, require_token
 from service.web.inbound_log import (
     INBOUND_PAGE_DEFAULT,
     INBOUND_PAGE_MAX,
@@ -39,7 +39,7 @@ async def list_inbound(request: Request) -> Response:
     require_token(request)
     status = status_param(request)
     limit = int_param(request, "limit", INBOUND_PAGE_DEFAULT, 1, INBOUND_PAGE_MAX)
-    before = int_param(request, "before", None, 1, 2**63 - 1)
+    before = int_param(request, "before", None, 1, MAX_ROW_ID)
     assert limit is not None
     web = context_of(request)
 

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.store.models import Comment, Post
+from service.store.posts import check_post
 from service.store.subscriptions import person_for, save_post
 from service.web.context import (
+    ApiError,
     bool_field,
     context_of,
     email_field,
@@ -23,7 +25,6 @@ from service.web.context import (
     post_slug,
     require_token,
     single_line,
-    url_field,
 )
 
 
@@ -44,13 +45,24 @@ def post_json(session: Session, post: Post, *, private: bool) -> dict[str, Any]:
     return data
 
 
+def string_field(data: dict[str, Any], name: str) -> str:
+    """A field that must be present and a string (400 otherwise); its content is checked later."""
+    value = data.get(name)
+    if value is None:
+        raise ApiError(400, f"field {name!r} is required")
+    if not isinstance(value, str):
+        raise ApiError(400, f"field {name!r} must be a string")
+    return value
+
+
 async def put_post(request: Request) -> Response:
     """POST /api/posts: create a post, or update the one with this id."""
     require_token(request)
     data = await json_object(request)
-    slug = post_slug(single_line(data, "id", max_length=200))
-    title = single_line(data, "title", max_length=500)
-    url = url_field(data, "url")
+    # The same checks as every other door (PostInvalid, answered 422 by the app).
+    checked = check_post(
+        string_field(data, "id"), string_field(data, "title"), string_field(data, "url")
+    )
     author_email = email_field(data, "author_email")
     author_name = single_line(data, "author_name", max_length=200, required=False)
     closed = bool_field(data, "closed", False)
@@ -60,7 +72,12 @@ async def put_post(request: Request) -> Response:
         with web.parts.session_factory.begin() as session:
             author = person_for(session, author_email, author_name)
             post, created = save_post(
-                session, slug, title=title, url=url, author=author, closed=closed
+                session,
+                checked.slug,
+                title=checked.title,
+                url=checked.url,
+                author=author,
+                closed=closed,
             )
             session.refresh(post)
             return created, post_json(session, post, private=True)

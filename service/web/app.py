@@ -28,8 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.resources import templates_dir
 from service.runtime.components import Components
 from service.store.engine import make_sessionmaker
+from service.store.posts import PostInvalid
 from service.web import api, pages
 from service.web.context import ApiError, WebContext, context_of
+from service.web.limits import Throttle
 from service.web.metrics import metrics_registry, render_metrics
 from service.web.render import error_page, linkify
 
@@ -50,6 +52,7 @@ SECURITY_HEADERS = {
 # Unsubscribe tokens are capabilities: the access log shows their route, never their value.
 _SECRET_PATHS = re.compile(r"^/unsubscribe/[^/]+")
 _JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
+_PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
 
 
 def web_templates() -> Environment:
@@ -82,7 +85,9 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error(request, exc.status, exc.message)
+    response = _error(request, exc.status, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -91,6 +96,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+async def _post_invalid(request: Request, exc: Exception) -> Response:
+    # Whatever door a post came in by, its rules are service.store.posts' and say what is wrong.
+    return _error(request, 422, str(exc))
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:
@@ -154,8 +164,19 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def is_private(scope: Scope) -> bool:
+    """Whether a response may hold what only its requester should see, so no browser or proxy
+    may keep it: operator pages and raw mail, unsubscribe pages (the path is a capability),
+    and whatever answers a request made with the API token."""
+    path: str = scope.get("path", "")
+    if path.startswith(_PRIVATE_PATHS):
+        return True
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
+
+
 class EdgeMiddleware:
-    """Adds security headers to every response and writes one access-log line per request."""
+    """Adds security headers to every response (and `Cache-Control: no-store` to private ones)
+    and writes one access-log line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -167,6 +188,7 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        private = is_private(scope)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -175,6 +197,8 @@ class EdgeMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                if private:
+                    headers["cache-control"] = "no-store"
             await send(message)
 
         try:
@@ -214,6 +238,7 @@ def create_app(
         wake_inbound=wake_inbound,
         wake_outbound=wake_outbound,
         smtp_bound=smtp_bound,
+        throttle=Throttle(parts.settings.web_limits),
     )
     routes = [
         *api.ROUTES,
@@ -226,6 +251,7 @@ def create_app(
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            PostInvalid: _post_invalid,
             IntegrityError: _conflict,
             DBAPIError: _database_down,
             Exception: _internal_error,

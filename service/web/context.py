@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -10,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -20,21 +18,25 @@ from starlette.requests import Request
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.store.models import Comment, Post
+from service.web.limits import Throttle, client_key
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 50_000
-ADMIN_COOKIE = "replyd_admin"
+MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
+ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
 _EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
 class ApiError(Exception):
-    """A request the API refuses: answered as `{"error": message}` with `status`."""
+    """A request the API refuses: answered as `{"error": message}` with `status` (and any
+    `headers`, such as Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
 
 
 @dataclass
@@ -49,6 +51,8 @@ class WebContext:
     wake_inbound: Callable[[], None]
     wake_outbound: Callable[[], None]
     smtp_bound: Callable[[], bool]
+    # Failed logins and web comments per client and token, counted in this process.
+    throttle: Throttle
 
     @property
     def api_token(self) -> str | None:
@@ -62,6 +66,11 @@ def context_of(request: Request) -> WebContext:
     return web
 
 
+def client_of(request: Request) -> str:
+    """The key a request's client address counts under (see service.web.limits.client_key)."""
+    return client_key(request.client.host if request.client else None)
+
+
 def bearer_token(request: Request) -> str | None:
     """The token of an `Authorization: Bearer` header, if the request has one."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -70,31 +79,16 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def admin_session_value(api_token: str) -> str:
-    """The admin cookie's value: derived from the token, so the token itself never sits there."""
-    return hmac.new(api_token.encode(), b"replyd admin session", hashlib.sha256).hexdigest()
-
-
-def csrf_value(api_token: str) -> str:
-    """The hidden form value admin POSTs carry, so another site cannot post with the cookie."""
-    return hmac.new(api_token.encode(), b"replyd admin form", hashlib.sha256).hexdigest()
-
-
 def token_matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret with the expected one."""
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def is_authorized(request: Request, *, allow_cookie: bool = False) -> bool:
-    """Whether the request carries the API token (or, where allowed, the admin cookie)."""
+def is_authorized(request: Request) -> bool:
+    """Whether the request carries the API token (operator pages also take a session cookie:
+    see service.web.admin_auth)."""
     token = context_of(request).api_token
-    if token is None:
-        return False
-    if token_matches(bearer_token(request), token):
-        return True
-    return allow_cookie and token_matches(
-        request.cookies.get(ADMIN_COOKIE), admin_session_value(token)
-    )
+    return token is not None and token_matches(bearer_token(request), token)
 
 
 def require_token(request: Request) -> None:
@@ -128,6 +122,8 @@ async def json_object(request: Request) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except ValueError:  # an integer of thousands of digits: Python refuses to convert it
+        raise ApiError(400, "request body holds a number too long to be any id or value") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
@@ -176,15 +172,6 @@ def email_field(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def url_field(data: Mapping[str, Any], name: str) -> str:
-    """An absolute http(s) URL field."""
-    value = single_line(data, name, max_length=2000)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError(400, f"field {name!r} must be an absolute http(s) URL")
-    return value
-
-
 def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
     """A JSON boolean field."""
     value = data.get(name, default)
@@ -194,7 +181,8 @@ def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def post_slug(value: str) -> str:
-    """Check a post id from a URL or body: one line, no slash, at most 200 characters."""
+    """Check a post id to look up (a URL path, a subscription): one line, no slash, at most 200
+    characters. Ids of new posts are checked more strictly, by service.store.posts."""
     if not value or len(value) > 200 or "/" in value or any(not ch.isprintable() for ch in value):
         raise ApiError(400, "a post id is 1 to 200 printable characters without '/'")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.store.models import Post
+from service.store.posts import is_http_url
 from service.web.context import context_of, post_slug
 from service.web.public_pages import ShownComment, load_thread
 from service.web.render import error_page
@@ -17,12 +19,30 @@ from service.web.render import error_page
 ATOM = "http://www.w3.org/2005/Atom"
 ET.register_namespace("", ATOM)  # feeds use Atom as the default namespace, not "ns0:"
 FEED_ENTRIES = 100
+# Characters XML 1.0 cannot carry at all, not even as references: C0 controls but tab, LF and
+# CR, surrogates, U+FFFE and U+FFFF. DEL and C1 controls are legal XML but only ever noise.
+_NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text fit for an XML document: characters XML cannot carry (and DEL, C1) left out.
+
+    The ways in already refuse or strip control characters; this is the last line, so one
+    stored row from elsewhere can never make every reader's feed unparseable.
+    """
+    return _NOT_XML.sub("", text)
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attributes: str) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attributes)
-    element.text = text
+    element = ET.SubElement(
+        parent, f"{{{ATOM}}}{tag}", {k: xml_text(v) for k, v in attributes.items()}
+    )
+    element.text = xml_text(text)
     return element
+
+
+def _link(parent: ET.Element, rel: str, href: str) -> None:
+    ET.SubElement(parent, f"{{{ATOM}}}link", {"rel": rel, "href": xml_text(href)})
 
 
 def atom_feed(base_url: str, post: Post, comments: list[ShownComment]) -> bytes:
@@ -34,9 +54,10 @@ def atom_feed(base_url: str, post: Post, comments: list[ShownComment]) -> bytes:
     newest = sorted(comments, key=lambda c: c.id, reverse=True)[:FEED_ENTRIES]
     updated = newest[0].created_at if newest else post.created_at
     _text(feed, "updated", updated.isoformat())
-    ET.SubElement(feed, f"{{{ATOM}}}link", {"rel": "self", "href": f"{page}/comments.atom"})
-    ET.SubElement(feed, f"{{{ATOM}}}link", {"rel": "alternate", "href": page})
-    ET.SubElement(feed, f"{{{ATOM}}}link", {"rel": "related", "href": post.url})
+    _link(feed, "self", f"{page}/comments.atom")
+    _link(feed, "alternate", page)
+    if is_http_url(post.url):  # a post saved before URLs were checked may hold javascript:
+        _link(feed, "related", post.url)
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     _text(author, "name", post.title)
     for comment in newest:
@@ -47,9 +68,7 @@ def atom_feed(base_url: str, post: Post, comments: list[ShownComment]) -> bytes:
         _text(entry, "published", comment.created_at.isoformat())
         entry_author = ET.SubElement(entry, f"{{{ATOM}}}author")
         _text(entry_author, "name", comment.author_name)
-        ET.SubElement(
-            entry, f"{{{ATOM}}}link", {"rel": "alternate", "href": f"{page}#comment-{comment.id}"}
-        )
+        _link(entry, "alternate", f"{page}#comment-{comment.id}")
         _text(entry, "content", comment.body, type="text")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 

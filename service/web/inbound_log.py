@@ -7,10 +7,20 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from service.store.models import InboundEmail, InboundStatus
-from service.web.context import ApiError
+from service.web.context import MAX_ROW_ID, ApiError
 
 INBOUND_PAGE_DEFAULT = 50
 INBOUND_PAGE_MAX = 200
+
+
+def row_id_param(request: Request, name: str) -> int | None:
+    """A row id from the URL path: None unless it is 1 to MAX_ROW_ID in plain digits, so an
+    id no row can have is answered 404, never an overflow in the database driver."""
+    raw = request.path_params.get(name, "")
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ROW_ID else None
 
 
 def int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:

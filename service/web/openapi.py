@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.store.idempotency import MAX_KEY_CHARS
 from service.store.models import InboundStatus
 from service.web.context import MAX_COMMENT_CHARS, context_of
 from service.web.inbound_log import INBOUND_PAGE_DEFAULT, INBOUND_PAGE_MAX
@@ -32,9 +33,17 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "No such post (or comment).",
         409: "The post is closed to comments.",
         413: "Request body too large.",
+        422: "The post breaks a rule (id, title or URL), or the Idempotency-Key was used for "
+        "another request; the message says which.",
+        429: "Too many requests from this address or with this token; see Retry-After.",
         503: "REPLYD_API_TOKEN is not set, so protected endpoints are disabled.",
     }
-    return {str(code): _json(_ref("Error"), texts[code]) for code in codes}
+    answers = {str(code): _json(_ref("Error"), texts[code]) for code in codes}
+    if "429" in answers:
+        answers["429"]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        }
+    return answers
 
 
 _PROTECTED: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -44,6 +53,14 @@ _POST_ID = {
     "required": True,
     "description": "The blog's id of the post.",
     "schema": {"type": "string", "maxLength": 200},
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A unique value per comment (e.g. a UUID), so a retried request publishes "
+    "it once.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
 }
 
 
@@ -60,9 +77,25 @@ def openapi(base_url: str) -> dict[str, Any]:
             "type": "object",
             "required": ["id", "title", "url", "author_email"],
             "properties": {
-                "id": {"type": "string", "maxLength": 200, "description": "No '/'."},
-                "title": {"type": "string", "maxLength": 500},
-                "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "Letters, digits, '-', '_', '.' and '~', starting with a "
+                    "letter or digit.",
+                },
+                "title": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 500,
+                    "description": "One line, no control characters.",
+                },
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": 2000,
+                    "description": "An absolute http(s) address without a user name.",
+                },
                 "author_email": {"type": "string", "format": "email"},
                 "author_name": {"type": "string", "maxLength": 200},
                 "closed": {"type": "boolean", "default": False},
@@ -108,7 +141,11 @@ def openapi(base_url: str) -> dict[str, Any]:
                     "description": "Only for callers that send the bearer token.",
                 },
                 "body": {"type": "string", "description": "Plain text."},
-                "elided": {"type": "string", "description": "Quote and signature cut away."},
+                "elided": {
+                    "type": "string",
+                    "description": "Quote and signature extraction cut away; only for callers "
+                    "that send the bearer token (it can hold other people's addresses).",
+                },
                 "source": {"type": "string", "enum": ["email", "web"]},
                 "created_at": {"type": "string", "format": "date-time"},
             },
@@ -188,7 +225,7 @@ def openapi(base_url: str) -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("Post"), "Updated."),
                     "201": _json(_ref("Post"), "Created."),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 413, 422, 503),
                 },
             }
         },
@@ -214,14 +251,18 @@ def openapi(base_url: str) -> dict[str, Any]:
                 "summary": "Publish a comment made on the blog; its followers are mailed",
                 "operationId": "postComment",
                 "security": _PROTECTED,
-                "parameters": [_POST_ID],
+                "description": "Limited per client address and per token (429 with "
+                "Retry-After). A request repeated with the same Idempotency-Key and body "
+                "within 24 hours gets the first answer (with Idempotent-Replayed: true) and "
+                "makes no second comment.",
+                "parameters": [_POST_ID, _IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("CommentInput")}},
                 },
                 "responses": {
-                    "201": _json(_ref("Comment"), "Published."),
-                    **_errors(400, 401, 404, 409, 413, 503),
+                    "201": _json(_ref("Comment"), "Published (or, replayed, published before)."),
+                    **_errors(400, 401, 404, 409, 413, 422, 429, 503),
                 },
             },
         },

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from service.web.admin_pages import admin_inbound, admin_login, admin_logout, admin_raw, admin_retry
+from service.web.admin_auth import admin_login, admin_logout
+from service.web.admin_pages import admin_inbound, admin_raw, admin_retry
 from service.web.feed import comments_feed
 from service.web.public_pages import post_page, unsubscribe_now, unsubscribe_page
 
@@ -14,8 +15,9 @@ ROUTES = [
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
     Route("/admin/inbound", admin_inbound, methods=["GET"]),
-    Route("/admin/inbound/{inbound_id:int}/raw", admin_raw, methods=["GET"]),
-    Route("/admin/inbound/{inbound_id:int}/retry", admin_retry, methods=["POST"]),
+    # Ids are parsed by the handlers: one too large for the database is a 404, not a crash.
+    Route("/admin/inbound/{inbound_id}/raw", admin_raw, methods=["GET"]),
+    Route("/admin/inbound/{inbound_id}/retry", admin_retry, methods=["POST"]),
     Route("/admin/login", admin_login, methods=["GET", "POST"]),
     Route("/admin/logout", admin_logout, methods=["POST"]),
 ]

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from service.identity.addresses import ALL_POSTS, verify_token
 from service.store.models import Comment, Person, Post
+from service.store.posts import is_http_url
 from service.store.subscriptions import unsubscribe
 from service.web.context import (
     MAX_SHOWN_DEPTH,
@@ -32,7 +33,8 @@ def mask_email(address: str) -> str:
 
 @dataclass(frozen=True)
 class ShownComment:
-    """A comment as the thread page and feed show it."""
+    """A comment as the thread page and feed show it: what the author meant to publish, never
+    the text extraction cut (that is for the operator only)."""
 
     id: int
     parent_id: int | None
@@ -40,7 +42,6 @@ class ShownComment:
     depth: int
     author_name: str
     body: str
-    elided: str
     created_at: datetime
 
 
@@ -60,7 +61,6 @@ def load_thread(web: WebContext, slug: str) -> tuple[Post, list[ShownComment]] |
                 depth=t.depth,
                 author_name=names[t.comment.id],
                 body=t.comment.body,
-                elided=t.comment.elided,
                 created_at=t.comment.created_at,
             )
             for t in thread_order(comments)
@@ -81,6 +81,8 @@ async def post_page(request: Request) -> Response:
         web,
         "post.html",
         post=post,
+        # A post saved before URLs were checked may hold javascript: or the like: no link then.
+        post_url=post.url if is_http_url(post.url) else None,
         comments=comments,
         feed_url=f"/posts/{quote(post.slug, safe='')}/comments.atom",
         max_depth=MAX_SHOWN_DEPTH,
