@@ -11,23 +11,27 @@ from service.extraction.rules import LINE_CAP, is_quoted, unquote
 ATTRIBUTION_MAX_LINES = 5
 ATTRIBUTION_MAX_CHARS = 400
 
-# Verbs clients put at the end of "On <date>, <who> wrote:" in the languages we know of.
+# Verbs clients put at the end of "On <date>, <who> wrote:" in the languages we know of
+# (Gmail, Outlook, Apple Mail, Thunderbird, Yahoo and webmail forms).
 _WROTE_WORDS = (
     r"wrote|writes|sent|a\s+écrit|a\s+ecrit|schrieb|schreef|geschreven|verzond|escribió|escribio"
     r"|escreveu|escribiu|skrev|skrifaði|napisał\(a\)|napisała|napisał|napisal|написал\(а\)"  # noqa: RUF001
-    r"|написала|написал|пише|написав|ha\s+scritto|scrisse|kirjoitti|írta|yazdı|έγραψε|rašė"  # noqa: RUF001
-    r"|napsal|a\s+scris|napisao|je\s+napisal|wrote\s+on|đã\s+viết|kirjutas|rakstīja"
-    r"|rašo|piše|написа"
+    r"|написала|написал|пишет|пише|написав|ha\s+scritto|scrisse|kirjoitti|írta|yazdı|έγραψε"  # noqa: RUF001
+    r"|rašė|napsal|napísal|a\s+scris|napisao|je\s+napisal|wrote\s+on|đã\s+viết|kirjutas"
+    r"|rakstīja|rašo|piše|написа|pisze|va\s+escriure|ha\s+escrit|menulis|geschrieben"
+    r"|כתב|كتب|लिखा|نوشت"
 )
 # Scripts written without spaces: these verbs follow a digit or a letter directly.
-_WROTE_WORDS_UNSPACED = r"写道|寫道|작성|のメッセージ"
+_WROTE_WORDS_UNSPACED = r"写道|寫道|작성|のメッセージ|のメール|쓴\s?글|เขียนว่า"
+# "napsal(a)", "написав(ла)", "כתב/ה": a gender ending some clients add to the verb.
+_GENDER = r"(?:\(\w{1,3}\)|/\w{1,2})?"
 _WROTE_AT_END = re.compile(
-    rf"(?:{_WROTE_WORDS}|{_WROTE_WORDS_UNSPACED})(?:\s+[^\s:]{{1,40}})?$", re.IGNORECASE
+    rf"(?:{_WROTE_WORDS}|{_WROTE_WORDS_UNSPACED}){_GENDER}(?:\s+[^\s:]{{1,40}})?$", re.IGNORECASE
 )
 # The verb and one word after it ("skrev Bob", "napisał(a)") fit in this many characters.
 _WROTE_TAIL = 70
 _WROTE_INSIDE = re.compile(
-    rf"(?<!\w)(?:{_WROTE_WORDS})(?!\w)|{_WROTE_WORDS_UNSPACED}", re.IGNORECASE
+    rf"(?<!\w)(?:{_WROTE_WORDS}){_GENDER}(?!\w)|{_WROTE_WORDS_UNSPACED}", re.IGNORECASE
 )
 # Webmail (Horde, IMP) opens quotes with "Quoting Bob <bob@example.org>:" and translations.
 _QUOTING = re.compile(
@@ -35,10 +39,12 @@ _QUOTING = re.compile(
     re.IGNORECASE,
 )
 
-# Openers after which an attribution may be wrapped over several lines.
+# Openers after which an attribution may be wrapped over several lines; Gmail in many
+# languages opens with a short weekday and the day ("ti 12.", "wt., 12", "вт, 12").
 _STRONG_OPENER = re.compile(
-    r"^(?:-{2,}\s*)?(?:(?:on|le|am|el|em|op|den|på|w\s+dniu|dnia|il|at|quoting|citando"
-    r"|zitat\s+von|στις|vào)\s|\d)",
+    r"^(?:[-=]{2,}\s*)?(?:(?:on|le|am|el|em|op|den|på|w\s+dniu|dnia|il|at|quoting|citando"
+    r"|zitat\s+von|στις|vào|pe|dne|dňa|às|pada|في|在|בתאריך)\s|\d"
+    r"|[^\W\d]{1,5}[.,]{0,2}\s+\d{1,2}\b.{0,40}\b(?:19|20)\d\d\b)",
     re.IGNORECASE,
 )
 _DIGIT = re.compile(r"\d")

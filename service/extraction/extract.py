@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.extraction import rules
-from service.extraction.quotes import confirm_with_talon, drop_quote_blocks, without_trailing_quote
+from service.extraction.quotes import (
+    confirm_with_talon,
+    drop_quote_blocks,
+    restore_lost_quote_marks,
+    without_trailing_quote,
+)
 from service.extraction.signature import drop_signature, has_own_text
 from service.extraction.thread import split_glued_attributions, thread_free_span
 
@@ -46,7 +51,8 @@ def extract_body(text: str, *, quotes_only: bool = False) -> Extraction:
     # (which bound everything later to the reply's size), quote blocks and their attributions,
     # talon for splitters we do not know (trusted only when quoted lines follow its cut), and
     # last the signature rules.
-    lines = split_glued_attributions(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = restore_lost_quote_marks(split_glued_attributions(lines))
     keep = [False] * len(lines)
     begin, end = thread_free_span(lines, quotes_only)
     span = without_trailing_quote(lines, list(range(begin, end)))

@@ -8,10 +8,48 @@ from service.extraction import rules
 from service.extraction.attribution import attribution_end
 from service.extraction.signature import signature_start
 from service.extraction.talon_compat import talon_reply
-from service.extraction.thread import next_nonblank
+from service.extraction.thread import is_marker_line, next_nonblank
 
 # How far below a talon cut we look for quoted lines before trusting that cut.
 _TALON_CONFIRM_LINES = 8
+
+# A quoted line a client re-wrapped is long; its lost tail is shorter than a full line.
+_WRAPPED_MIN_CHARS = 50
+_LOST_TAIL_MAX_CHARS = 72
+_SENTENCE_END = (".", "?", "!", ":", ";", ")", '"', "\u201d")
+# Lines of a notification's heading ("Ann commented on “Post”:") below its marker.
+_NOTIFICATION_HEADING_LINES = 3
+
+
+def restore_lost_quote_marks(lines: list[str]) -> list[str]:
+    """Give back the ">" a client dropped when it re-wrapped a long quoted line.
+
+    The lost tail sits right below a long quoted line that stops mid-sentence, and more quoted
+    lines (or only quote) follow it; a person's answer follows a whole quoted sentence.
+    """
+    count = len(lines)
+    # quote_to_end[i]: from line i on there is nothing but quoted and blank lines.
+    quote_to_end = [True] * (count + 1)
+    for i in range(count - 1, -1, -1):
+        quote_to_end[i] = quote_to_end[i + 1] and (
+            rules.is_blank(lines[i]) or rules.is_quoted(lines[i])
+        )
+    out = list(lines)
+    for i in range(1, count):
+        line, above = lines[i], out[i - 1]
+        if rules.is_blank(line) or rules.is_quoted(line) or not rules.is_quoted(above):
+            continue
+        text = rules.unquote(above)
+        if (
+            len(above) < _WRAPPED_MIN_CHARS
+            or len(line) > _LOST_TAIL_MAX_CHARS
+            or text.endswith(_SENTENCE_END)
+            or not ((i + 1 < count and rules.is_quoted(lines[i + 1])) or quote_to_end[i + 1])
+        ):
+            continue
+        prefix = above[: len(above) - len(above.lstrip("> \t"))]
+        out[i] = (prefix if prefix.endswith(" ") else prefix + " ") + line.strip()
+    return out
 
 
 def without_trailing_quote(lines: list[str], span: list[int]) -> list[int]:
@@ -76,11 +114,15 @@ def drop_quote_blocks(lines: list[str], span: list[int]) -> list[int]:
     answers = [
         i for i in text_at if not rules.is_sign_off(lines[i]) and not rules.is_name_like(lines[i])
     ]
+    answered = [block for block in blocks if answers and answers[-1] >= block.last]
     drop: set[int] = set()
     for block in blocks:
         before = bool(text_at) and text_at[0] < block.head
-        after = bool(answers) and answers[-1] >= block.last
-        if not after or (not before and block.attributed):
+        after = block in answered
+        # One quote with the reply below it and nothing above is a bottom-posted reply; two
+        # or more quotes each followed by text are inline answers, the first one included.
+        bottom_posted = not before and block.attributed and len(answered) == 1
+        if not after or bottom_posted:
             # Whole block, above or below the reply, with the blank lines that set it apart.
             stop = block.last
             while stop < hi and rules.is_blank(lines[stop]):
@@ -115,9 +157,15 @@ def _quote_blocks(lines: list[str], span: list[int]) -> list[_QuoteBlock]:
                 if not rules.is_blank(lines[j]):
                     last = j + 1
                 j += 1
-            # An attribution quoted along with the thread ("> On …, X wrote:") counts too.
-            attributed = pending is not None or attribution_end(lines, first) is not None
             head = pending if pending is not None else first
+            # An attribution quoted along with the thread ("> On …, X wrote:") counts too.
+            quoted_attribution = attribution_end(lines, first)
+            attributed = pending is not None or quoted_attribution is not None
+            if quoted_attribution is not None:
+                first = min(quoted_attribution, last)
+            heading_end = _notification_heading_end(lines, first, last)
+            if heading_end is not None:
+                first, attributed = heading_end, True
             blocks.append(_QuoteBlock(head, first, last, attributed))
             pending = None
             i = last
@@ -137,6 +185,29 @@ def _quote_blocks(lines: list[str], span: list[int]) -> list[_QuoteBlock]:
         pending = None
         i += 1
     return blocks
+
+
+def _notification_heading_end(lines: list[str], first: int, last: int) -> int | None:
+    """Where the quoted text of a notification starts, below its marker and heading.
+
+    A quoted notification opens with the marker, then a heading such as "Ann commented on
+    “Post”:"; an inline answer keeps the quoted text below them, not them. None when the quote
+    holds no marker near its top.
+    """
+    marker = next((i for i in range(first, min(last, first + 4)) if is_marker_line(lines[i])), None)
+    if marker is None:
+        return None
+    i = marker + 1
+    while i < last and not rules.unquote(lines[i]):
+        i += 1
+    heading = i
+    while i < last and rules.unquote(lines[i]) and i - heading < _NOTIFICATION_HEADING_LINES:
+        i += 1
+    if i > heading and rules.unquote(lines[i - 1]).endswith(":"):
+        while i < last and not rules.unquote(lines[i]):
+            i += 1
+        return i
+    return heading
 
 
 def _continues_quoted_link(lines: list[str], i: int) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.extraction import headers, rules
+from service.extraction import footers, headers, rules
 from service.extraction.attribution import attribution_end, split_glued_attribution
-from service.extraction.marker import MARKER_TEXTS
+from service.extraction.marker import MARKER_TEXTS, is_other_marker
 
 # Bounds how often a message that opens with quoted thread is re-examined below that thread.
 _MAX_LEADING_SKIPS = 20
@@ -12,6 +12,8 @@ _MAX_LEADING_SKIPS = 20
 _MARKERS = tuple(m.lower() for m in MARKER_TEXTS)
 # Cheap test before lower-casing a line: each marker's first two characters, as typed.
 _MARKER_HEADS = tuple({m[:2] for m in MARKER_TEXTS})
+# Lines longer than this are prose, never another system's marker.
+_OTHER_MARKER_SCAN = 200
 
 
 def split_glued_attributions(lines: list[str]) -> list[str]:
@@ -53,16 +55,38 @@ def thread_free_span(lines: list[str], quotes_only: bool) -> tuple[int, int]:
 
 
 def _marker_line(lines: list[str]) -> int:
-    """Index of the first line holding our "reply above this line" marker, or len(lines).
+    """Index of the first line holding a "reply above this line" marker, or len(lines).
 
     Quoting prefixes and surrounding spaces do not matter: the marker is found inside the line.
+    A quoted marker with the person's own text below its quote does not cut: that person
+    wrote below the quote (bottom-posting) or between its lines (inline answers), and the
+    quote-block rules drop the quoted notification around what they wrote.
     """
     for i, line in enumerate(lines):
-        if any(head in line for head in _MARKER_HEADS) and any(
-            marker in line.lower() for marker in _MARKERS
-        ):
+        if is_marker_line(line):
+            if rules.is_quoted(line) and _text_below_quote(lines, i):
+                return len(lines)
             return i
     return len(lines)
+
+
+def is_marker_line(line: str) -> bool:
+    """Whether a line holds our marker or another system's "reply above this line"."""
+    if any(head in line for head in _MARKER_HEADS) and any(
+        marker in line.lower() for marker in _MARKERS
+    ):
+        return True
+    return len(line) <= _OTHER_MARKER_SCAN and is_other_marker(line)
+
+
+def _text_below_quote(lines: list[str], start: int) -> bool:
+    """Whether unquoted text other than a footer follows the quote holding line ``start``."""
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if rules.is_blank(line) or rules.is_quoted(line):
+            continue
+        return not footers.is_mobile_footer(line) and not rules.is_signature_delimiter(line)
+    return False
 
 
 def _first_thread_header(
