@@ -38,7 +38,7 @@ def extract_reply(
             html_to_reply_text,  # deferred: text-only mail skips lxml
         )
 
-        converted = html_to_reply_text(html)
+        converted = html_to_reply_text(html, quotes_only=quotes_only)
         if converted.found_quote or not has_text:
             inner = extract_body(converted.text, quotes_only=quotes_only)
             return Extraction(inner.reply, _join_elided(converted.elided, inner.elided))

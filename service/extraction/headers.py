@@ -91,6 +91,11 @@ def header_field(line: str) -> str | None:
     return m.group("name").lower() if m else None
 
 
+def is_from_field(name: str) -> bool:
+    """Whether a field name (as header_field returns it) can open a quoted header block."""
+    return _FROM_FIELD.match(name.strip("*")) is not None
+
+
 def header_block_end(lines: list[str], start: int) -> int | None:
     """End index of an Outlook-style header block starting at ``start``, or None if not one.
 

@@ -86,8 +86,14 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGN
 _PRE_STYLE = re.compile(r"white-space\s*:\s*pre", re.IGNORECASE)
 _NO_MARGIN_STYLE = re.compile(r"margin(?:-bottom)?\s*:\s*0(?:[a-z]{1,3}|%)?\s*(?:;|$)", re.I)
 COLLAPSIBLE = re.compile(r"[ \t\n\r\f]+")
-# Private-use characters stand for the cut points while the text is rendered.
+# Private-use characters stand for the cut points while the text is rendered, and open the
+# lines of a quote and of an attribution when quotes are marked instead of cut.
 CUT_MARK = "\ue000"
+QUOTE_MARK = "\ue001"
+ATTRIBUTION_MARK = "\ue002"
+# Attributes set on elements to be rendered as quoted lines or as attribution lines.
+QUOTE_ATTRIBUTE = "data-replyd-quote"
+ATTRIBUTION_ATTRIBUTE = "data-replyd-attribution"
 
 
 def classes(element: etree._Element) -> set[str]:
@@ -104,10 +110,17 @@ class _TextBuilder:
         self.has_content = False  # the current line holds something (an &nbsp; counts)
         self.blank_before_next = False
         self.link_text: list[str] | None = None
+        self.quote_depth = 0  # marked quotes the current line is inside
+        self.attribution_depth = 0
+        self.line_mark = ""
 
     def _open_line(self) -> None:
-        if not self.has_content and self.blank_before_next and self.lines and self.lines[-1]:
-            self.lines.append("")
+        if not self.has_content:
+            if self.blank_before_next and self.lines and self.lines[-1]:
+                self.lines.append("")
+            self.line_mark = (ATTRIBUTION_MARK if self.attribution_depth else "") + (
+                QUOTE_MARK * self.quote_depth
+            )
         self.blank_before_next = False
 
     def text(self, value: str) -> None:
@@ -141,7 +154,7 @@ class _TextBuilder:
 
     def line_break(self) -> None:
         self._open_line()
-        self.lines.append("".join(self.current))
+        self.lines.append(self.line_mark + "".join(self.current))
         self.current = []
         self.has_content = False
 
@@ -240,6 +253,10 @@ def render(root: etree._Element) -> str:
                     out.text(element.get("alt") or "")
             elif tag in _BLOCK_TAGS:
                 out.block(spaced=_is_spaced(element) and not (tag in ("ul", "ol") and lists))
+                if element.get(QUOTE_ATTRIBUTE) is not None:
+                    out.quote_depth += 1
+                if element.get(ATTRIBUTION_ATTRIBUTE) is not None:
+                    out.attribution_depth += 1
                 if tag in ("ul", "ol", "menu", "dir"):
                     lists.append([tag == "ol", 1])
                 elif tag == "li":
@@ -278,6 +295,10 @@ def render(root: etree._Element) -> str:
                 lists.pop()
             if tag in _BLOCK_TAGS:
                 out.block(spaced=_is_spaced(element) and not (tag in ("ul", "ol") and lists))
+                if element.get(QUOTE_ATTRIBUTE) is not None:
+                    out.quote_depth -= 1
+                if element.get(ATTRIBUTION_ATTRIBUTE) is not None:
+                    out.attribution_depth -= 1
             elif tag in ("td", "th"):
                 out.text(" ")
             if element is not root and element.tail:

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 import lxml.html
 from lxml import etree
 
-from service.extraction.html_quotes import cut_quotes
-from service.extraction.html_render import CUT_MARK, render, tidy
+from service.extraction import footers, rules
+from service.extraction.attribution import attribution_end
+from service.extraction.html_quotes import (
+    cut_contained,
+    cut_signatures,
+    cut_to_end,
+    mark_quotes,
+    quote_starts,
+    unmark_quotes,
+)
+from service.extraction.html_render import ATTRIBUTION_MARK, CUT_MARK, QUOTE_MARK, render, tidy
 
 
 @dataclass(frozen=True)
@@ -21,43 +30,69 @@ class HtmlReply:
     found_quote: bool
 
 
-# A line that introduces a quote ("On <date>, <someone> wrote:" in the usual languages).
-_ATTRIBUTION = re.compile(
-    r"""^(?:
-        .{0,300}\b(?:wrote|writes|schrieb|escribió|escreveu|scrisse|schreef|skrev|
-                    napisał|napsal|kirjoitti|írta|написал[аи]?|yazd\u0131|έγραψε)\b.{0,200}
-      | .{0,300}\ba\s+écrit\s*
-      | .{0,300}(?:写道|寫道)
-    )\s*[:\uff1a]\s*$""",
-    re.IGNORECASE | re.VERBOSE,
-)
-
-# Zero-width characters, and the C0 controls XML cannot hold: lxml refuses to move text
-# containing them from one element to another.
-_INVISIBLE = re.compile("[\u200b\ufeff\ue000\ue001\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Zero-width characters, our private marks, and the C0 controls XML cannot hold: lxml refuses
+# to move text containing them from one element to another.
+_INVISIBLE = re.compile("[\u200b\ufeff\ue000-\ue002\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DOCUMENT_END = re.compile(r"</\s*(?:body|html)\s*>", re.IGNORECASE)
 _MAX_ATTRIBUTION_LOOKBACK = 3  # lines above a cut point searched for an attribution
+_MARKS = QUOTE_MARK + ATTRIBUTION_MARK
 
 
-def html_to_reply_text(html: str) -> HtmlReply:
-    """Cut the quoted thread from an HTML reply by client structure; return it as plain text."""
+def html_to_reply_text(html: str, *, quotes_only: bool = False) -> HtmlReply:
+    """Cut the quoted thread from an HTML reply by client structure; return it as plain text.
+
+    Quotes with the person's text between them (inline answers) are kept as "> " lines for
+    the text rules to sort out; ``quotes_only`` keeps the client's signature block.
+    """
     root = _parse(html)
     if root is None:
         return HtmlReply(text="", elided="", found_quote=False)
-    cuts = cut_quotes(root)
+    signatures = [] if quotes_only else cut_signatures(root)
+    signed = [tidy(render(signature)) for signature in signatures]
+    contained, to_end = quote_starts(root)
+    tail: etree._Element | None = None
+    if to_end is not None:
+        tail = cut_to_end(to_end, len(contained))
+    if contained:
+        mark_quotes(contained)
+        marked = render(root)
+        answered, text_before = _answered_quotes(marked)
+        interleaved = answered >= 2 or (answered == 1 and text_before)
+        if interleaved and any(_structured(quote) for quote in contained):
+            elided = [tidy(render(tail))] if tail is not None else []
+            return HtmlReply(
+                text=tidy(_as_quoted_text(marked)),
+                elided=_join([*elided, *signed]),
+                found_quote=True,
+            )
+        # No text between quotes: each quote is above (bottom-posting) or below the reply.
+        # Bare blockquotes with text around them are the person's own quotations.
+        unmark_quotes(contained)
+        if interleaved:
+            contained = []
+    cuts = cut_contained(contained)
+    if tail is not None:
+        cuts.append(tail)
     text = render(root)
     if not cuts:
-        return HtmlReply(text=tidy(text), elided="", found_quote=False)
+        if signatures and not tidy(text):
+            return html_to_reply_text(html, quotes_only=True)  # the "signature" was the reply
+        return HtmlReply(text=tidy(text), elided=_join(signed), found_quote=False)
     reply, attributions = _remove_attributions(text)
     elided = [
         "\n".join([*attributions.get(index, []), tidy(render(cut))]).strip()
         for index, cut in enumerate(cuts)
     ]
-    return HtmlReply(
-        text=tidy(reply),
-        elided="\n\n".join(part for part in elided if part),
-        found_quote=True,
-    )
+    return HtmlReply(text=tidy(reply), elided=_join([*elided, *signed]), found_quote=True)
+
+
+def _structured(quote: etree._Element) -> bool:
+    """Whether a quote element is a client's quote markup (not a bare blockquote)."""
+    return quote.tag != "blockquote" or bool(quote.get("type") or quote.get("class"))
+
+
+def _join(parts: list[str]) -> str:
+    return "\n\n".join(part for part in parts if part)
 
 
 def _parse(html: str) -> etree._Element | None:
@@ -78,8 +113,66 @@ def _parse(html: str) -> etree._Element | None:
         return None
 
 
+def _is_own(lines: list[str], i: int) -> bool:
+    """Whether a rendered line is text the person typed: not a quote, attribution, cut mark,
+    signature delimiter, footer, sign-off or name."""
+    line = lines[i]
+    if not line.strip(_MARKS + " \t\xa0") or line.startswith((*_MARKS, CUT_MARK)):
+        return False
+    text = line.strip()
+    return not (
+        rules.is_signature_delimiter(line)
+        or footers.is_mobile_footer(text)
+        or rules.is_sign_off(text)
+        or rules.is_name_like(text)
+    )
+
+
+def _answered_quotes(marked: str) -> tuple[int, bool]:
+    """How many marked quotes have the person's text below them, and whether text comes
+    before the first quote (an attribution right above a quote is not the person's text)."""
+    lines = marked.split("\n")
+    answered, text_before, seen_quote, open_quote = 0, False, False, False
+    for i, line in enumerate(lines):
+        if line.startswith(CUT_MARK):
+            break
+        if line.startswith(QUOTE_MARK):
+            seen_quote = open_quote = True
+            continue
+        if not _is_own(lines, i):
+            continue
+        end = attribution_end(lines, i, strict=False)
+        if end is not None and end < len(lines) and _next_is_quote(lines, end):
+            continue
+        if not seen_quote:
+            text_before = True
+        elif open_quote:
+            answered += 1
+            open_quote = False
+    return answered, text_before
+
+
+def _next_is_quote(lines: list[str], start: int) -> bool:
+    for line in lines[start : start + 3]:
+        if line.strip():
+            return line.startswith(QUOTE_MARK)
+    return False
+
+
+def _as_quoted_text(marked: str) -> str:
+    """The marked rendering as plain text: quote marks become "> ", the rest ends at a cut."""
+    out: list[str] = []
+    for line in marked.split("\n"):
+        if line.startswith(CUT_MARK):
+            break
+        line = line.replace(ATTRIBUTION_MARK, "")
+        depth = len(line) - len(line.lstrip(QUOTE_MARK))
+        out.append(("> " * depth).rstrip() + (" " if depth and line[depth:] else "") + line[depth:])
+    return "\n".join(out)
+
+
 def _remove_attributions(text: str) -> tuple[str, dict[int, list[str]]]:
-    """Drop cut marks, and the "On ... wrote:" line right above each (kept per cut)."""
+    """Drop cut marks, and the "On ... wrote:" lines right above each (kept per cut)."""
     lines: list[str] = []
     attributions: dict[int, list[str]] = {}
     for line in text.split("\n"):
@@ -90,11 +183,10 @@ def _remove_attributions(text: str) -> tuple[str, dict[int, list[str]]]:
         position = len(lines) - 1
         while position >= 0 and not lines[position].strip():
             position -= 1
-        if (
-            position >= 0
-            and len(lines) - position <= _MAX_ATTRIBUTION_LOOKBACK + 1
-            and _ATTRIBUTION.match(lines[position].strip())
-        ):
-            attributions[index] = [lines[position].strip()]
-            del lines[position:]
+        # The attribution may be wrapped over a few lines; it ends right above the cut.
+        for start in range(max(0, position - _MAX_ATTRIBUTION_LOOKBACK + 1), position + 1):
+            if attribution_end(lines, start, strict=False) == position + 1:
+                attributions[index] = [part.strip() for part in lines[start : position + 1]]
+                del lines[start:]
+                break
     return "\n".join(lines), attributions

@@ -129,8 +129,17 @@ def drop_quote_blocks(lines: list[str], span: list[int]) -> list[int]:
                 stop += 1
             drop.update(range(block.head, stop))
         else:
-            # Inline answer: keep the quote, drop the attribution.
-            drop.update(range(block.head, block.first))
+            # Inline answer: keep the quote, drop the attribution (but not the blank line
+            # that sets the quote apart from text right above the attribution).
+            stop = block.first
+            if (
+                block.head > span[0]
+                and not rules.is_blank(lines[block.head - 1])
+                and stop - 1 > block.head
+                and rules.is_blank(lines[stop - 1])
+            ):
+                stop -= 1
+            drop.update(range(block.head, stop))
     return [i for i in span if i not in drop]
 
 
