@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from service.extraction import rules
@@ -13,6 +14,9 @@ from service.extraction.quotes import (
 )
 from service.extraction.signature import drop_signature, has_own_text
 from service.extraction.thread import split_glued_attributions, thread_free_span
+
+# Any tag or comment: an "HTML" part without one is plain text under the wrong label.
+_MARKUP = re.compile(r"<(?:[A-Za-z][\w:-]*|/[A-Za-z][\w:-]*|!--|!doctype)[\s>/]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ def extract_reply(
     than any text rule); otherwise the text part is used, and the HTML part only without one.
     Text rules (signatures, leftover attributions) run on whichever text is chosen.
     """
+    if html and html.strip() and not _MARKUP.search(html):
+        # Labelled HTML but holding plain text (old clients, broken forwarders): read as text.
+        text, html = (text if text and text.strip() else html), None
     has_text = bool(text and text.strip())
     if html and html.strip():
         from service.extraction.html_text import (
@@ -41,7 +48,9 @@ def extract_reply(
         converted = html_to_reply_text(html, quotes_only=quotes_only)
         if converted.found_quote or not has_text:
             inner = extract_body(converted.text, quotes_only=quotes_only)
-            return Extraction(inner.reply, _join_elided(converted.elided, inner.elided))
+            if inner.reply.strip() or not has_text:
+                return Extraction(inner.reply, _join_elided(converted.elided, inner.elided))
+            # Never silently empty: the text part may still hold what the HTML part lost.
     return extract_body(text or "", quotes_only=quotes_only)
 
 
