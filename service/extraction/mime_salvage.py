@@ -32,7 +32,8 @@ _UTF8_SEQUENCE = re.compile(
 )
 # Text in a non-Latin script has most of its letters above 0x7F; Western text has a few.
 _MIN_HIGH_BYTES = 4
-_NON_LATIN_SHARE = 0.3
+_NON_LATIN_SHARE = 0.6
+_HIGH_WORD = re.compile(rb"[A-Za-z\x80-\xff]*[\x80-\xff][A-Za-z\x80-\xff]*")
 # chardet's confidence runs low on short text; the charset family is what is trusted here.
 _DETECT_CONFIDENCE = 0.05
 
@@ -106,15 +107,21 @@ def guess_charset(data: bytes) -> str | None:
     sample = data[:_DETECT_BYTES]
     if _UTF8_SEQUENCE.search(sample):
         return None  # partly UTF-8: the stray bytes are Windows-1252 far more often
-    high = sum(1 for byte in sample if byte >= 0x80)
-    letters = sum(1 for byte in sample if 0x41 <= (byte | 0x20) <= 0x7A)
-    if high < _MIN_HIGH_BYTES or high < _NON_LATIN_SHARE * (high + letters):
+    # Only words holding a byte above 0x7F count: a quoted English thread must not hide a
+    # Cyrillic reply, and a French reply has one accent in a word of Latin letters.
+    high = latin = 0
+    words = _HIGH_WORD.findall(sample)
+    for word in words:
+        above = sum(1 for byte in word if byte >= 0x80)
+        high += above
+        latin += len(word) - above
+    if high < _MIN_HIGH_BYTES or high < _NON_LATIN_SHARE * (high + latin):
         return None  # a few accented letters among Latin ones: Western text
     try:
         import chardet  # deferred: only broken bodies pay for it
     except ImportError:  # pragma: no cover - chardet comes with talon
         return None
-    result = chardet.detect(sample)
+    result = chardet.detect(b" ".join(words))  # the English around it would mislead
     confidence = float(result.get("confidence") or 0.0)
     try:
         name = codecs.lookup(str(result.get("encoding") or "")).name

@@ -24,8 +24,9 @@ _NOTIFICATION_HEADING_LINES = 3
 def restore_lost_quote_marks(lines: list[str]) -> list[str]:
     """Give back the ">" a client dropped when it re-wrapped a long quoted line.
 
-    The lost tail sits right below a long quoted line that stops mid-sentence, and more quoted
-    lines (or only quote) follow it; a person's answer follows a whole quoted sentence.
+    The lost tail sits right below a long quoted line that stops mid-sentence, and either
+    more quoted lines (or only quote) follow it or it goes on with a lower-case word; a
+    person's answer follows a whole quoted sentence and starts one of its own.
     """
     count = len(lines)
     # quote_to_end[i]: from line i on there is nothing but quoted and blank lines.
@@ -44,7 +45,11 @@ def restore_lost_quote_marks(lines: list[str]) -> list[str]:
             len(above) < _WRAPPED_MIN_CHARS
             or len(line) > _LOST_TAIL_MAX_CHARS
             or text.endswith(_SENTENCE_END)
-            or not ((i + 1 < count and rules.is_quoted(lines[i + 1])) or quote_to_end[i + 1])
+            or not (
+                (i + 1 < count and rules.is_quoted(lines[i + 1]))
+                or quote_to_end[i + 1]
+                or line[:1].islower()  # the sentence above goes on
+            )
         ):
             continue
         prefix = above[: len(above) - len(above.lstrip("> \t"))]
