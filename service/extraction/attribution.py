@@ -28,6 +28,13 @@ _GENDER = r"(?:\(\w{1,3}\)|/\w{1,2})?"
 _WROTE_AT_END = re.compile(
     rf"(?:{_WROTE_WORDS}|{_WROTE_WORDS_UNSPACED}){_GENDER}(?:\s+[^\s:]{{1,40}})?$", re.IGNORECASE
 )
+# A piece of every verb above: a line holding none of them ends in no verb.
+_WROTE_HINTS = (
+    "wrot", "writ", "sent", "crit", "schr", "gesc", "verz", "escr", "skr", "napi", "napsal",
+    "napísal", "напи", "пише", "scri", "kirj", "írta", "yazd", "έγρα", "raš", "rašo",
+    "viết", "rakst", "piše", "pisz", "menul", "כתב", "كتب", "लिखा", "نوشت", "写道",
+    "寫道", "작성", "のメ", "쓴", "เขียน",
+)  # fmt: skip
 # The verb and one word after it ("skrev Bob", "napisał(a)") fit in this many characters.
 _WROTE_TAIL = 70
 _WROTE_INSIDE = re.compile(
@@ -68,7 +75,12 @@ def ends_with_wrote(text: str) -> int | None:
     Cached: an attribution window looks at each line several times.
     """
     tail = text.rstrip(" \t:\uff1a-")
-    m = _WROTE_AT_END.search(tail, max(0, len(tail) - _WROTE_TAIL))
+    window = max(0, len(tail) - _WROTE_TAIL)
+    # The verb search tries every position of the window; most lines hold no verb at all.
+    lowered = tail[window:].lower()
+    if not any(hint in lowered for hint in _WROTE_HINTS):
+        return None
+    m = _WROTE_AT_END.search(tail, window)
     return None if m is None else m.start()
 
 

@@ -13,6 +13,7 @@ from service.extraction.html_render import (
     ATTRIBUTION_ATTRIBUTE,
     COLLAPSIBLE,
     QUOTE_ATTRIBUTE,
+    SKIPPED_TAGS,
     classes,
 )
 from service.extraction.marker import MARKER_HTML_ID
@@ -288,6 +289,42 @@ def mark_quotes(quotes: list[etree._Element]) -> None:
                 skip[0] = True
         if not inner:
             quote.set(QUOTE_ATTRIBUTE, "")
+
+
+def text_after_quotes(root: etree._Element, quotes: list[etree._Element]) -> bool:
+    """Whether any visible text comes after the first of the quotes, outside all of them.
+
+    One walk that skips the quotes' subtrees: when it finds nothing, the reply is above the
+    quotes and the costlier marked rendering is not needed.
+    """
+    inside = set(quotes)
+    seen = False
+    walker = etree.iterwalk(root, events=("start", "end"))
+    for event, element in walker:
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if event == "start":
+            if element in inside:
+                seen = True
+                # A container (Gmail's gmail_quote div) may hold answers between its quotes.
+                if tag == "blockquote" or element.find(".//blockquote") is None:
+                    walker.skip_subtree()
+            elif _not_own_text(element, tag):
+                walker.skip_subtree()
+            elif seen and (element.text or "").strip():
+                return True
+        elif seen and element is not root and (element.tail or "").strip():
+            return True
+    return False
+
+
+def _not_own_text(element: etree._Element, tag: str) -> bool:
+    """Whether an element's text is not the person's: a quote, an attribution, or unseen."""
+    return (
+        not tag
+        or tag == "blockquote"
+        or tag.lower() in SKIPPED_TAGS
+        or bool(classes(element) & _ATTRIBUTION_CLASSES)
+    )
 
 
 def unmark_quotes(quotes: list[etree._Element]) -> None:

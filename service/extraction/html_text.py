@@ -16,6 +16,7 @@ from service.extraction.html_quotes import (
     cut_to_end,
     mark_quotes,
     quote_starts,
+    text_after_quotes,
     unmark_quotes,
 )
 from service.extraction.html_render import ATTRIBUTION_MARK, CUT_MARK, QUOTE_MARK, render, tidy
@@ -53,7 +54,7 @@ def html_to_reply_text(html: str, *, quotes_only: bool = False) -> HtmlReply:
     tail: etree._Element | None = None
     if to_end is not None:
         tail = cut_to_end(to_end, len(contained))
-    if contained:
+    if contained and text_after_quotes(root, contained):
         mark_quotes(contained)
         marked = render(root)
         answered, text_before = _answered_quotes(marked)

@@ -40,11 +40,21 @@ _REPLY_WORDS = re.compile(
 _OTHER_MARKER_MAX_CHARS = 160
 
 
+# Every marker names the line, in its language; a line naming none is skipped at once.
+_LINE_WORDS = (
+    "line", "zeile", "ligne", "nea", "linha", "riga", "regel", "lijn", "rad", "linje", "linii",
+    "строк", "лини", "rivin", "satır", "řádk", "行", "줄",  # noqa: RUF001
+)  # fmt: skip
+
+
 def is_other_marker(line: str) -> bool:
     """Whether a line is another system's "reply above this line" marker."""
     text = line.lstrip("> \t").strip()
+    if len(text) > _OTHER_MARKER_MAX_CHARS:
+        return False
+    lowered = text.lower()
     return (
-        len(text) <= _OTHER_MARKER_MAX_CHARS
+        any(word in lowered for word in _LINE_WORDS)
         and _OTHER_MARKER.search(text) is not None
         and _REPLY_WORDS.search(text) is not None
     )

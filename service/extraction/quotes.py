@@ -119,14 +119,15 @@ def drop_quote_blocks(lines: list[str], span: list[int]) -> list[int]:
     answers = [
         i for i in text_at if not rules.is_sign_off(lines[i]) and not rules.is_name_like(lines[i])
     ]
-    answered = [block for block in blocks if answers and answers[-1] >= block.last]
+    last_answer = answers[-1] if answers else -1
+    answered = sum(1 for block in blocks if last_answer >= block.last)
     drop: set[int] = set()
     for block in blocks:
         before = bool(text_at) and text_at[0] < block.head
-        after = block in answered
+        after = last_answer >= block.last
         # One quote with the reply below it and nothing above is a bottom-posted reply; two
         # or more quotes each followed by text are inline answers, the first one included.
-        bottom_posted = not before and block.attributed and len(answered) == 1
+        bottom_posted = not before and block.attributed and answered == 1
         if not after or bottom_posted:
             # Whole block, above or below the reply, with the blank lines that set it apart.
             stop = block.last

@@ -24,10 +24,11 @@ def split_glued_attributions(lines: list[str]) -> list[str]:
     """
     out: list[str] = []
     for i, line in enumerate(lines):
-        nxt = next_nonblank(lines, i + 1, min(len(lines), i + 3))
-        if nxt is not None and rules.is_quoted(lines[nxt]):
+        # Most lines are quoted or blank, and neither can hold a glued attribution.
+        if line[:1] != ">" and not rules.is_blank(line):
             parts = split_glued_attribution(line)
-            if parts is not None:
+            nxt = next_nonblank(lines, i + 1, min(len(lines), i + 3)) if parts else None
+            if parts is not None and nxt is not None and rules.is_quoted(lines[nxt]):
                 out.extend(parts)
                 continue
         out.append(line)
