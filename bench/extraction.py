@@ -8,6 +8,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -142,10 +143,10 @@ def depth_table(budget: float) -> None:
     for depth in DEPTHS:
         text = plain_thread(depth)
         html = html_thread(depth)
-        ours = median_us(lambda text=text: extract_reply(text), budget)
-        theirs = median_us(lambda text=text: quotations.extract_from_plain(text), budget)
-        ours_html = median_us(lambda html=html: extract_reply(None, html), budget)
-        theirs_html = median_us(lambda html=html: quotations.extract_from_html(html), budget)
+        ours = median_us(partial(_extract, text, False), budget)
+        theirs = median_us(partial(quotations.extract_from_plain, text), budget)
+        ours_html = median_us(partial(_extract, html, True), budget)
+        theirs_html = median_us(partial(quotations.extract_from_html, html), budget)
         print(
             f"{depth:>6} {len(text):>9} {ours:>15.0f} {theirs:>14.0f}"
             f" {ours_html:>15.0f} {theirs_html:>14.0f}"
@@ -162,7 +163,7 @@ def linearity_table(budget: float) -> bool:
         for kb in SIZES_KB:
             body = make(kb)
             runs = budget if kb < 256 else budget * 2
-            micros = median_us(lambda body=body, html=html: _extract(body, html), runs)
+            micros = median_us(partial(_extract, body, html), runs)
             per_kb.append(micros / (len(body.encode("utf-8")) / 1024))
         # Fixed costs per message (parsing, talon on small bodies) weigh most at 1 KB; what
         # must not happen is a larger message costing more per KB than a smaller one.
@@ -184,7 +185,7 @@ def deep_thread_check(budget: float) -> bool:
         ("text", plain_thread(DEEP_THREAD), False),
         ("html", html_thread(DEEP_THREAD), True),
     ):
-        millis = median_us(lambda body=body, html=html: _extract(body, html), budget) / 1000
+        millis = median_us(partial(_extract, body, html), budget) / 1000
         within = millis < DEEP_THREAD_BUDGET_MS
         ok = ok and within
         print(f"  {label}: {millis:.2f} ms ({len(body) // 1024} KB) {'ok' if within else 'OVER'}")

@@ -20,6 +20,7 @@ from service.extraction.html_quotes import (
     unmark_quotes,
 )
 from service.extraction.html_render import ATTRIBUTION_MARK, CUT_MARK, QUOTE_MARK, render, tidy
+from service.extraction.quotes import is_answer
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,8 @@ def _is_own(lines: list[str], i: int) -> bool:
     line = lines[i]
     if not line.strip(_MARKS + " \t\xa0") or line.startswith((*_MARKS, CUT_MARK)):
         return False
-    text = line.strip()
-    return not (
-        rules.is_signature_delimiter(line)
-        or footers.is_mobile_footer(text)
-        or rules.is_sign_off(text)
-        or rules.is_name_like(text)
+    return not (rules.is_signature_delimiter(line) or footers.is_mobile_footer(line)) and is_answer(
+        line
     )
 
 

@@ -17,6 +17,13 @@ _TALON_CONFIRM_LINES = 8
 _WRAPPED_MIN_CHARS = 50
 _LOST_TAIL_MAX_CHARS = 72
 _SENTENCE_END = (".", "?", "!", ":", ";", ")", '"', "\u201d")
+# One-word answers that look like a name to the sign-off rules.
+_SHORT_ANSWERS = frozenset(
+    {
+        "yes", "no", "ok", "okay", "sure", "done", "agreed", "correct", "right", "exactly",
+        "indeed", "ja", "nein", "oui", "non", "sí", "si", "sim", "não", "tak", "nie", "да", "нет",
+    }
+)  # fmt: skip
 # Lines of a notification's heading ("Ann commented on “Post”:") below its marker.
 _NOTIFICATION_HEADING_LINES = 3
 
@@ -116,9 +123,9 @@ def drop_quote_blocks(lines: list[str], span: list[int]) -> list[int]:
         and i not in inside
         and (signature is None or i < signature)
     ]
-    answers = [
-        i for i in text_at if not rules.is_sign_off(lines[i]) and not rules.is_name_like(lines[i])
-    ]
+    # Between two quotes even "Yes." is an answer; below the last one it may be a name.
+    last_quote = blocks[-1].head
+    answers = [i for i in text_at if i < last_quote or is_answer(lines[i])]
     last_answer = answers[-1] if answers else -1
     answered = sum(1 for block in blocks if last_answer >= block.last)
     drop: set[int] = set()
@@ -147,6 +154,17 @@ def drop_quote_blocks(lines: list[str], span: list[int]) -> list[int]:
                 stop -= 1
             drop.update(range(block.head, stop))
     return [i for i in span if i not in drop]
+
+
+def is_answer(line: str) -> bool:
+    """Whether a line below a quote answers it, rather than signing the message off."""
+    text = line.strip()
+    if rules.is_sign_off(text):
+        return False
+    if rules.is_name_like(text):
+        # "Yes.", "No!", "Agreed." answer; "Bob" or "Ann Smith" sign.
+        return text.endswith((".", "!", "?")) or text.lower() in _SHORT_ANSWERS
+    return True
 
 
 def _quote_blocks(lines: list[str], span: list[int]) -> list[_QuoteBlock]:
@@ -178,6 +196,8 @@ def _quote_blocks(lines: list[str], span: list[int]) -> list[_QuoteBlock]:
             attributed = pending is not None or quoted_attribution is not None
             if quoted_attribution is not None:
                 first = min(quoted_attribution, last)
+                while first < last and not rules.unquote(lines[first]):
+                    first += 1  # the quoted blank line below it
             heading_end = _notification_heading_end(lines, first, last)
             if heading_end is not None:
                 first, attributed = heading_end, True

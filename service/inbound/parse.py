@@ -113,10 +113,10 @@ def decode_text(data: bytes, charset: str | None) -> str:
             text = _decode_utf8_or_cp1252(data)
         # Some codecs (utf-16 among them) can yield lone surrogates, which no UTF-8 sink takes.
         return text.encode("utf-8", "replace").decode("utf-8")
-    if codec in _WESTERN and not _is_utf8(data):
-        text = _decode_cp1252(data)
-    elif not _is_utf8(data) and (guess := mime_salvage.guess_charset(data)):
+    if not _is_utf8(data) and (guess := mime_salvage.guess_charset(data)):
         text = data.decode(guess, "replace")  # not UTF-8, and not Western either
+    elif codec in _WESTERN and not _is_utf8(data):
+        text = _decode_cp1252(data)
     else:
         text = _decode_utf8_or_cp1252(data)
     return text.removeprefix("\ufeff")
