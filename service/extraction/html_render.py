@@ -29,7 +29,7 @@ SKIPPED_TAGS = frozenset(
         "button",
     }
 )
-_BLOCK_TAGS = frozenset(
+BLOCK_TAGS = frozenset(
     {
         "address",
         "article",
@@ -251,7 +251,7 @@ def render(root: etree._Element) -> str:
             elif tag == "img":
                 if element.get("data-emoji") and element.get("alt"):
                     out.text(element.get("alt") or "")
-            elif tag in _BLOCK_TAGS:
+            elif tag in BLOCK_TAGS:
                 out.block(spaced=_is_spaced(element) and not (tag in ("ul", "ol") and lists))
                 if element.get(QUOTE_ATTRIBUTE) is not None:
                     out.quote_depth += 1
@@ -293,7 +293,7 @@ def render(root: etree._Element) -> str:
                         out.text(suffix)
             if tag in ("ul", "ol", "menu", "dir") and lists:
                 lists.pop()
-            if tag in _BLOCK_TAGS:
+            if tag in BLOCK_TAGS:
                 out.block(spaced=_is_spaced(element) and not (tag in ("ul", "ol") and lists))
                 if element.get(QUOTE_ATTRIBUTE) is not None:
                     out.quote_depth -= 1

@@ -19,7 +19,14 @@ from service.extraction.html_quotes import (
     text_after_quotes,
     unmark_quotes,
 )
-from service.extraction.html_render import ATTRIBUTION_MARK, CUT_MARK, QUOTE_MARK, render, tidy
+from service.extraction.html_render import (
+    ATTRIBUTION_MARK,
+    BLOCK_TAGS,
+    CUT_MARK,
+    QUOTE_MARK,
+    render,
+    tidy,
+)
 from service.extraction.quotes import is_answer
 
 
@@ -55,7 +62,9 @@ def html_to_reply_text(html: str, *, quotes_only: bool = False) -> HtmlReply:
     tail: etree._Element | None = None
     if to_end is not None:
         tail = cut_to_end(to_end, len(contained))
-    if contained and text_after_quotes(root, contained):
+    # Quote marks go on lines, so only quotes that are blocks can be marked.
+    blocks = all(quote.tag in BLOCK_TAGS for quote in contained)
+    if contained and blocks and text_after_quotes(root, contained):
         mark_quotes(contained)
         marked = render(root)
         answered, text_before = _answered_quotes(marked)
