@@ -40,7 +40,10 @@ _MOBILE_FOOTER = re.compile(
 # English "Sent from/with/via …" footers name a device or an app: after the verb come
 # product names, device words and linking words, then at most an apology for brevity.
 # Anything else makes the line a sentence the person wrote ("Sent by post yesterday, …").
-_SENT_HEAD = re.compile(r"^[(<\[]*\s*sent\s+(?:from|via|with|using|by|on)\s+", re.IGNORECASE)
+_SENT_HEAD = re.compile(
+    r"^[(<\[]*\s*(?:sent\s+(?:from|via|with|using|by|on)|from\s+my|get\s+outlook\s+for)\s+",
+    re.IGNORECASE,
+)
 _APOLOGY = re.compile(
     r"[,;.\-\u2013\u2014(]*\s*(?:please\s+)?(?:excuse|pardon|forgive|sorry\s+for|apologies\s+for)\b.*$",
     re.IGNORECASE,
@@ -101,6 +104,12 @@ _DEVICE_WORDS = frozenset(
         "samsung",
         "huawei",
         "pixel",
+        "ios",
+        "ipados",
+        "macos",
+        "watchos",
+        "windows",
+        "ipod",
     ]
 )
 _WORD = re.compile(r"[\w&'\u2019+.-]+")
