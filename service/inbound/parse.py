@@ -329,10 +329,13 @@ def _bodies(
         defects = tuple(sorted(str(name) for name in mail.defects_categories))
     except Exception as error:  # deep nesting, broken MIME: no body, no crash
         return None, None, (f"body unreadable: {type(error).__name__}",)
-    if not plain and not html and message.is_multipart() is False:
-        plain, html = _salvaged(message)  # a multipart declaration the body does not match
-    elif len(plain) == 1 and not html and mime_salvage.looks_like_raw_mime(plain[0]):
-        plain, html = _salvaged(message, plain[0])  # raw MIME under a text/plain header
+    try:
+        if not plain and not html and message.is_multipart() is False:
+            plain, html = _salvaged(message)  # a multipart declaration the body does not match
+        elif len(plain) == 1 and not html and mime_salvage.looks_like_raw_mime(plain[0]):
+            plain, html = _salvaged(message, plain[0])  # raw MIME under a text/plain header
+    except Exception as error:  # salvage is a second chance; its failure must not lose mail
+        defects = (*defects, f"salvage failed: {type(error).__name__}")
     return ("\n".join(plain) or None), ("\n".join(html) or None), defects
 
 
@@ -343,8 +346,9 @@ def _salvaged(message: Message, body: str | None = None) -> tuple[list[str], lis
         if not isinstance(raw, str) or message.get_content_maintype() != "multipart":
             return [], []
         body = raw
+        charset = message.get_param("charset")
         parts = mime_salvage.embedded_parts(body) or [
-            mime_salvage.plain_part(body, message.get_param("charset"))  # type: ignore[arg-type]
+            mime_salvage.plain_part(body, charset if isinstance(charset, str) else None)
         ]
     else:
         parts = mime_salvage.embedded_parts(body)
