@@ -1,4 +1,4 @@
-"""Scores reply extraction on folders of NAME.input / NAME.expected pairs (exact-match %)."""
+"""Scores reply extraction on folders of NAME.input (or NAME.eml) / NAME.expected pairs."""
 
 from __future__ import annotations
 
@@ -26,14 +26,26 @@ def read_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
-def score_set(folder: Path, *, quotes_only: bool, show: int) -> tuple[int, int]:
+def extracted(case: Path, *, quotes_only: bool) -> str:
+    """The reply extracted from a bare body (.input) or a whole message (.eml)."""
+    if case.suffix == ".eml":
+        from service.inbound.parse import parse_message
+
+        message = parse_message(case.read_bytes())
+        return extract_reply(message.text, message.html, quotes_only=quotes_only).reply
+    return extract_reply(read_text(case), quotes_only=quotes_only).reply
+
+
+def score_set(
+    folder: Path, *, quotes_only: bool, show: int, messages: bool = False
+) -> tuple[int, int]:
     """(exact matches, cases) for one folder; prints up to ``show`` failing case names."""
-    cases = sorted(folder.glob("*.input"))
+    cases = sorted(folder.glob("*.eml" if messages else "*.input"))
     exact = 0
     failing: list[str] = []
     for case in cases:
         expected = normalized(read_text(case.with_suffix(".expected")))
-        got = normalized(extract_reply(read_text(case), quotes_only=quotes_only).reply)
+        got = normalized(extracted(case, quotes_only=quotes_only))
         if got == expected:
             exact += 1
         else:
@@ -51,11 +63,16 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     parser.add_argument("--quotes-only", action="store_true", help="keep signatures")
     parser.add_argument("--show", type=int, default=0, help="list up to N failing cases per set")
+    parser.add_argument(
+        "--messages", action="store_true", help="score whole messages (NAME.eml), not bodies"
+    )
     args = parser.parse_args()
     print(f"{'set':32} {'cases':>5} {'exact':>7}")
     total_exact = total = 0
     for folder in args.dirs:
-        exact, cases = score_set(folder, quotes_only=args.quotes_only, show=args.show)
+        exact, cases = score_set(
+            folder, quotes_only=args.quotes_only, show=args.show, messages=args.messages
+        )
         total_exact += exact
         total += cases
     print(f"{'all':32} {total:5} {100.0 * total_exact / max(1, total):6.1f}%")

@@ -29,10 +29,52 @@ QUOTE_ONLY = (
     "Original Message",
     "From:",
     "Sent:",
-    "Sent from my",
-    "Sent with",
+    "Reply to this email",
+    "You get this because you follow",
     "reply+",
 )
+# Localized markers of our own notifications, which also show that a message quotes one.
+MARKER_PHRASES = ("Antworten Sie oberhalb dieser Zeile", "Répondez au-dessus de cette ligne")
+# A footer line a phone or an app adds (a sentence that starts the same way is the reply).
+FOOTER_LINE = re.compile(r"^(?:Sent (?:from|with) [\w ]{1,40}|Get Outlook for \w+)\.?$", re.M)
+
+# Fixtures for each kind of mail issue 22 names: the kind, and fixtures that show it.
+KINDS = {
+    "bottom-posted reply": [
+        "thunderbird_bottom_posted", "mutt_bottom_posted", "gmail_bottom_posted_german",
+    ],
+    "inline answers": ["gmail_inline_answers", "apple_mail_inline_answers", "mutt_inline_answers"],
+    "attributions, separators and header blocks in other languages": [
+        "gmail_finnish", "gmail_polish", "gmail_czech", "gmail_turkish", "gmail_japanese",
+        "gmail_chinese", "gmail_korean", "gmail_russian", "gmail_portuguese", "gmail_catalan",
+        "gmail_arabic", "gmail_hebrew", "outlook_german_original_message",
+        "outlook_french_html_only", "samsung_spanish_original_message", "thunderbird_polish",
+        "thunderbird_hungarian", "yandex_russian", "zoho_dash_framed",
+        "equals_framed_original_message", "horde_message_from", "gmx_html_only",
+    ],
+    "client HTML quote and signature blocks": [
+        "outlook_web_signature_block", "outlook_mac_reference_container",
+        "protonmail_signature_block", "thunderbird_moz_signature", "gmail_signature_html_only",
+        "ios_mail_custom_signature", "outlook_android_mobile_signature", "yahoo_android_signature",
+        "samsung_html_composer_signature", "zoho_dash_framed", "gmx_html_only", "yandex_russian",
+    ],
+    "other systems' reply-above markers": ["helpdesk_marker_relay", "project_tool_marker_german"],
+    "mailing-list footers": [
+        "mailman_footer_bottom_posted", "mailman3_footer", "google_groups_footer",
+    ],
+    "a 'Sent from' sentence that is the reply": [
+        "iphone_sent_from_sentence", "one_line_mentions_device",
+    ],
+    "broken MIME": [
+        "broken_boundary_mismatch", "broken_multipart_without_boundary",
+        "broken_utf8_labelled_windows_1251", "broken_windows_1251_labelled_utf8",
+        "broken_base64_label_on_plain_text", "broken_raw_mime_under_text_plain",
+        "broken_html_label_on_plain_text", "outlook_express_mislabelled_cp1252",
+    ],
+    "quoted lines that lost their '>'": [
+        "rewrapped_quote_bottom_posted", "rewrapped_quote_inline_answers",
+    ],
+}  # fmt: skip
 
 
 def parsed(path: Path) -> ParsedMessage:
@@ -62,6 +104,19 @@ def test_there_are_enough_fixtures() -> None:
         assert path.with_suffix(".expected").is_file(), path.name
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_has_fixtures(kind: str) -> None:
+    """Each kind of mail issue 22 names has whole-message fixtures of its own."""
+    names = {path.stem for path in EMAILS}
+    assert len(KINDS[kind]) >= 2
+    assert set(KINDS[kind]) <= names, set(KINDS[kind]) - names
+
+
+def is_inline(path: Path) -> bool:
+    """Whether the fixture answers between quoted lines (its comment keeps "> " lines)."""
+    return "inline_answers" in path.stem
+
+
 @pytest.mark.parametrize("path", EMAILS, ids=lambda path: path.stem)
 class TestFixture:
     def test_extracts_expected_reply(self, path: Path) -> None:
@@ -76,9 +131,16 @@ class TestFixture:
         assert comment
         body = (message.text or "") + (message.html or "")
         # The check below is only meaningful if the message really quotes something.
-        assert any(phrase in body for phrase in QUOTE_ONLY[:6])
+        assert any(phrase in body for phrase in (*QUOTE_ONLY[:6], *MARKER_PHRASES))
         for phrase in QUOTE_ONLY:
             assert phrase not in comment, phrase
+        assert not FOOTER_LINE.search(comment)
+        if is_inline(path):
+            # Answers keep the quoted lines they answer, and nothing else of the quote.
+            quotes = re.findall(r"^> ?(.*)$", comment, re.MULTILINE)
+            answers = [line for line in comment.split("\n") if line and not line.startswith(">")]
+            assert len(quotes) >= 2 and len(answers) >= 2
+            return
         for line in quoted_lines(message):
             assert line not in comment, line
         assert not re.search(r"^>", comment, re.MULTILINE)

@@ -147,7 +147,7 @@ class TestQuoteStructures:
             f"<p>{QUOTED}</p></div><div>trailing</div>"
         )
         result = html_to_reply_text(html)
-        assert result.text == "Great post\n-------- Original message --------"
+        assert result.text == "Great post"  # the Samsung-style rule above it opens the quote
         assert QUOTED in result.elided and "trailing" in result.elided
 
     @pytest.mark.parametrize("prefix", ["x_", "m_-4417620935287361125", "yiv8472615930"])
@@ -256,7 +256,8 @@ class TestRendering:
     def test_signature_separator_keeps_its_space(self) -> None:
         """The "-- " line keeps its trailing space, so signature rules still see it."""
         html = '<div>Bye<br><div><br></div>-- <br><div class="gmail_signature">Glen</div></div>'
-        assert reply_of(html) == "Bye\n\n-- \nGlen"
+        assert html_to_reply_text(html, quotes_only=True).text == "Bye\n\n-- \nGlen"
+        assert reply_of(html) == "Bye\n\n-- "  # the gmail_signature block itself is cut
 
     def test_emoji_images_keep_their_character(self) -> None:
         """Gmail's emoji images render as the emoji they stand for; other images vanish."""
@@ -358,12 +359,12 @@ class TestBounds:
                 for i in range(depth)
             )
             + "</blockquote></div>" * depth
-            + "<div>After the thread</div>"
+            + "<div>Ann Author</div>"
         )
         started = time.perf_counter()
         result = html_to_reply_text(html)
         elapsed = time.perf_counter() - started
-        assert result.text == "Top reply\n\nAfter the thread"
+        assert result.text == "Top reply\n\nAnn Author"
         assert result.found_quote
         assert "Level 0 text" in result.elided and f"Level {depth - 1} text" in result.elided
         assert elapsed < 1.0

@@ -17,6 +17,8 @@ from email.policy import compat32
 
 import mailparser
 
+from service.extraction import mime_salvage
+
 # mail-parser logs every part at DEBUG and recoverable oddities at WARNING/ERROR; for mail
 # from strangers that is noise, and what matters is reported through ParsedMessage.defects.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -100,6 +102,8 @@ def decode_text(data: bytes, charset: str | None) -> str:
     except (LookupError, ValueError):
         codec = ""  # unknown-8bit, x-user-defined, typos: treat as undeclared
     if codec and codec not in ("utf-8", "utf-8-sig") and codec not in _WESTERN:
+        if not data.isascii() and _is_utf8(data):
+            return _decode_utf8_or_cp1252(data).removeprefix("\ufeff")  # label contradicted
         try:
             text = data.decode(codec)
         except UnicodeDecodeError:
@@ -109,7 +113,9 @@ def decode_text(data: bytes, charset: str | None) -> str:
             text = _decode_utf8_or_cp1252(data)
         # Some codecs (utf-16 among them) can yield lone surrogates, which no UTF-8 sink takes.
         return text.encode("utf-8", "replace").decode("utf-8")
-    if codec in _WESTERN and not _is_utf8(data):
+    if not _is_utf8(data) and (guess := mime_salvage.guess_charset(data)):
+        text = data.decode(guess, "replace")  # not UTF-8, and not Western either
+    elif codec in _WESTERN and not _is_utf8(data):
         text = _decode_cp1252(data)
     else:
         text = _decode_utf8_or_cp1252(data)
@@ -252,7 +258,7 @@ _META_SNIFF_BYTES = 4096
 
 def _decode_body_part(part: Message) -> str:
     try:
-        payload = part.get_payload(decode=True)
+        payload = mime_salvage.decoded_payload(part)
         charset = part.get_param("charset")
         params = {str(k).lower(): str(v).strip().lower() for k, v in part.get_params() or []}
     except Exception:  # broken parameters or encoding: no body from this part
@@ -323,7 +329,42 @@ def _bodies(
         defects = tuple(sorted(str(name) for name in mail.defects_categories))
     except Exception as error:  # deep nesting, broken MIME: no body, no crash
         return None, None, (f"body unreadable: {type(error).__name__}",)
+    try:
+        if not plain and not html and message.is_multipart() is False:
+            plain, html = _salvaged(message)  # a multipart declaration the body does not match
+        elif len(plain) == 1 and not html and mime_salvage.looks_like_raw_mime(plain[0]):
+            plain, html = _salvaged(message, plain[0])  # raw MIME under a text/plain header
+    except Exception as error:  # salvage is a second chance; its failure must not lose mail
+        defects = (*defects, f"salvage failed: {type(error).__name__}")
     return ("\n".join(plain) or None), ("\n".join(html) or None), defects
+
+
+def _salvaged(message: Message, body: str | None = None) -> tuple[list[str], list[str]]:
+    """Text and HTML bodies read from a body whose MIME structure was lost or mismatched."""
+    if body is None:
+        raw = message.get_payload()
+        if not isinstance(raw, str) or message.get_content_maintype() != "multipart":
+            return [], []
+        body = raw
+        charset = message.get_param("charset")
+        parts = mime_salvage.embedded_parts(body) or [
+            mime_salvage.plain_part(body, charset if isinstance(charset, str) else None)
+        ]
+    else:
+        parts = mime_salvage.embedded_parts(body)
+        if not parts:
+            return [body], []
+    plain = [
+        text
+        for p in parts
+        if p.get_content_type() == "text/plain" and (text := _decode_body_part(p)).strip()
+    ]
+    html = [
+        text
+        for p in parts
+        if p.get_content_type() == "text/html" and (text := _decode_body_part(p)).strip()
+    ]
+    return plain, html
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
