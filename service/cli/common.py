@@ -35,14 +35,21 @@ class CommandError(Exception):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
-def read_settings() -> Settings:
-    """The settings from the environment and config file, or a CommandError saying what is off."""
-    from service.runtime.settings import ConfigError, load_settings
+def read_settings(*, report: bool = True) -> Settings:
+    """The settings from the environment and config file, or a CommandError saying what is off.
+
+    With `report`, deprecated settings are warned about now; `serve` leaves that to the daemon,
+    which does it once its log format is set up.
+    """
+    from service.runtime.settings import ConfigError, load_settings, report_deprecations
 
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         raise CommandError(f"configuration error: {exc}") from None
+    if report:
+        report_deprecations(settings)
+    return settings
 
 
 def components(*, migrated: bool = True) -> Components:

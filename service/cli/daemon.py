@@ -20,7 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.runtime.logs import configure_logging
     from service.store.schema import SchemaNotReady
 
-    settings = read_settings()
+    settings = read_settings(report=False)
     configure_logging(settings, verbose=args.verbose)
     try:
         server = ReplydServer(settings)
