@@ -6,18 +6,28 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from service.cli import daemon, inbound, posts
 from service.cli.common import CommandError
 
 
-def _version() -> str:
-    try:
-        return version("replyd")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
+class _Version(argparse.Action):
+    """--version: looks the version up only when asked (importlib.metadata costs every command
+    a few hundredths of a second)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("replyd")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown"
+        print(f"replyd {number}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replyd", description="Email replies in, blog comments out."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument("--version", action="version", version=f"replyd {_version()}")
+    parser.add_argument("--version", action=_Version, help="print replyd's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -55,9 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     from sqlalchemy.exc import OperationalError
 
+    from service.store.engine import DriverMissing
+
     try:
         return int(args.handler(args))
-    except CommandError as exc:
+    except (CommandError, DriverMissing) as exc:
         print(f"replyd: {exc}", file=sys.stderr)
         return 2
     except OperationalError as exc:
