@@ -59,6 +59,9 @@ def main() -> int:
             **{k: v for k, v in os.environ.items() if not k.startswith("REPLYD_")},
             "REPLYD_VAR_DIR": workdir,
         }
+        # As an installed replyd runs: with its compiled bytecode cached (pip writes it for a
+        # normal install, the first run for an editable one), not compiled again every time.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         seed(args.replyd, env)
         cli = [args.replyd, "post", "list", "--json"]
         baseline = [python, "-c", "import sqlalchemy.orm"]

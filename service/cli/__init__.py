@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.cli import daemon, inbound, posts
-from service.cli.common import CommandError
+from service.cli.common import CommandError, collect_rarely
 
 
 class _Version(argparse.Action):
@@ -53,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the replyd console script."""
+    """Entry point of the replyd console script (it sets how this process collects garbage)."""
+    collect_rarely()
+    try:
+        return _run(argv)
+    finally:
+        # The process ends next: the collection Python runs on the way out would walk every
+        # object loaded, to free nothing that the process's end does not free anyway.
+        gc.freeze()
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run the command, its failures turned into sentences."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

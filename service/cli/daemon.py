@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.cli.common import AddCommand, CommandError, components, person_at, read_settings
+from service.cli.common import (
+    AddCommand,
+    CommandError,
+    collect_as_usual,
+    components,
+    person_at,
+    read_settings,
+)
 
 DEMO_READER = "reader@example.org"
 
@@ -24,6 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings, verbose=args.verbose)
     try:
         server = ReplydServer(settings)
+        collect_as_usual()  # a daemon runs for days: the default collector thresholds
         asyncio.run(server.serve_until_signalled())
     except SchemaNotReady as exc:
         raise CommandError(str(exc)) from None
