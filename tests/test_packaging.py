@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,33 @@ class TestMakefile:
         assert "pip install --quiet -e '.[dev]'" in steps
         assert "pytest" in steps
         assert "pip install" not in self.dry_run(workdir, "run")
+
+
+class TestInstalledFiles:
+    def test_a_normal_install_ships_every_template(self) -> None:
+        """pyproject maps templates/ to the package service.templates, and its package data
+        patterns take in every file there, so a non-editable install finds mail and pages."""
+        setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+        assert setuptools["package-dir"]["service.templates"] == "templates"
+        assert "service.templates" in setuptools["packages"]
+        templates = ROOT / "templates"
+        shipped = {
+            path
+            for pattern in setuptools["package-data"]["service.templates"]
+            for path in templates.glob(pattern)
+            if path.is_file()
+        }
+        every = {path for path in templates.rglob("*") if path.is_file()}
+        assert sorted(map(str, every - shipped)) == []
+
+    def test_a_normal_install_ships_the_migrations(self) -> None:
+        """Alembic's script template and every migration are in the package."""
+        setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+        assert "script.py.mako" in setuptools["package-data"]["service.store.migrations"]
+        assert "service.store.migrations.versions" in setuptools["packages"]
+        # Every package on disk is listed (a folder left out would be missing when installed).
+        on_disk = {
+            ".".join(path.parent.relative_to(ROOT).parts)
+            for path in (ROOT / "service").rglob("__init__.py")
+        }
+        assert on_disk <= set(setuptools["packages"])
