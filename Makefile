@@ -2,28 +2,37 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What is installed, one stamp each: `make run` needs replyd only, `make test` its dev tools too.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean
+.PHONY: run test bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(RUNTIME)
 	$(BIN)/replyd db upgrade
 	$(BIN)/replyd demo
 	$(BIN)/replyd serve
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy service
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(BIN)/python bench/extraction.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) var

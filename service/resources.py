@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+# Languages with a mail template set under templates/<language>/ (English is templates/ itself).
+LANGUAGES = ("en", "de")
 
 
 def templates_dir() -> Path:

@@ -47,6 +47,11 @@ def add_post(env: dict[str, str], slug: str) -> None:
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """The environment that points replyd at the test's migrated database."""
+    return cli_env(settings)
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The REPLYD_* variables that point a replyd process at these settings' database."""
     return {
         "REPLYD_VAR_DIR": str(settings.var_dir),
         "REPLYD_DOMAIN": DOMAIN,

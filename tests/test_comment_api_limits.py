@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service.runtime.settings import Settings
+from service.runtime.throttle import DEFAULT_WEB_LIMITS, parse_web_limits
 from service.store.models import Comment, IdempotencyKey, OutboundEmail, utcnow
-from service.web.limits import DEFAULT_WEB_LIMITS, parse_web_limits
 from tests.conftest import Blog, SinkHandler, make_settings
 from tests.http_fixtures import API_TOKEN, HttpClient, Reply, http, settings_overrides
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
-from service.runtime.settings import ConfigError, load_settings
+from service.runtime import settings as settings_module
+from service.runtime.settings import NAMES, ConfigError, load_settings, report_deprecations
 
 
 class TestSettings:
@@ -114,3 +117,106 @@ class TestSettings:
             load_settings(
                 {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(tmp_path / "nope.toml")}
             )
+
+
+class TestWorkerSetting:
+    def test_old_name_is_read_as_worker_processes_with_a_warning(self, tmp_path: Path) -> None:
+        """REPLYD_WORKERS still works, read as REPLYD_WORKER_PROCESSES, and says what to set."""
+        settings = load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_WORKERS": "3"})
+        assert settings.worker_processes == 3
+        [note] = settings.deprecations
+        assert "REPLYD_WORKERS is deprecated" in note
+        assert "set REPLYD_WORKER_PROCESSES=3 instead" in note
+
+    def test_new_name_wins_over_the_old_one(self, tmp_path: Path) -> None:
+        """With both set, REPLYD_WORKER_PROCESSES counts and REPLYD_WORKERS is called ignored."""
+        settings = load_settings(
+            {
+                "REPLYD_VAR_DIR": str(tmp_path),
+                "REPLYD_WORKERS": "4",
+                "REPLYD_WORKER_PROCESSES": "0",
+            }
+        )
+        assert settings.worker_processes == 0
+        [note] = settings.deprecations
+        assert "ignored" in note and "remove REPLYD_WORKERS" in note
+
+    def test_without_the_old_name_there_is_nothing_to_say(self, tmp_path: Path) -> None:
+        """Only REPLYD_WORKER_PROCESSES: no deprecation note."""
+        env = {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_WORKER_PROCESSES": "2"}
+        assert load_settings(env).deprecations == ()
+
+    def test_bad_old_value_names_the_old_variable(self, tmp_path: Path) -> None:
+        """A malformed REPLYD_WORKERS is named as what it is."""
+        with pytest.raises(ConfigError, match="REPLYD_WORKERS must be a whole number"):
+            load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_WORKERS": "lots"})
+
+    def test_warning_is_logged_once_per_process(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Reporting the same settings twice (CLI, then daemon) warns once."""
+        settings = load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_WORKERS": "7"})
+        with caplog.at_level(logging.WARNING, logger="service.runtime.settings"):
+            report_deprecations(settings)
+            report_deprecations(settings)
+        warned = [r for r in caplog.records if "REPLYD_WORKERS" in r.getMessage()]
+        assert len(warned) == 1
+
+
+class TestBaseUrl:
+    @pytest.mark.parametrize(
+        ("host", "port", "expected"),
+        [
+            ("127.0.0.1", "8025", "http://127.0.0.1:8025"),
+            ("127.0.0.1", "9031", "http://127.0.0.1:9031"),
+            ("0.0.0.0", "8080", "http://localhost:8080"),
+            ("::", "8080", "http://localhost:8080"),
+            ("::1", "8081", "http://[::1]:8081"),
+            ("blog.example.org", "80", "http://blog.example.org:80"),
+        ],
+    )
+    def test_defaults_to_the_http_server_configured(
+        self, tmp_path: Path, host: str, port: str, expected: str
+    ) -> None:
+        """Without REPLYD_BASE_URL, links point at REPLYD_HTTP_HOST and REPLYD_HTTP_PORT."""
+        env = {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_HTTP_HOST": host, "REPLYD_HTTP_PORT": port}
+        assert load_settings(env).base_url == expected
+
+    def test_given_base_url_wins(self, tmp_path: Path) -> None:
+        """REPLYD_BASE_URL, when set, is used as given (without a trailing slash)."""
+        env = {
+            "REPLYD_VAR_DIR": str(tmp_path),
+            "REPLYD_HTTP_PORT": "9031",
+            "REPLYD_BASE_URL": "https://comments.example.org/",
+        }
+        assert load_settings(env).base_url == "https://comments.example.org"
+
+
+class TestConfigFileKeys:
+    def test_typo_names_the_key_and_the_nearest_setting(self, tmp_path: Path) -> None:
+        """A misspelt key stops replyd with its name and the setting it was probably meant as."""
+        config = tmp_path / "replyd.toml"
+        config.write_text('domain = "file.example.org"\nsmtp_prot = 2600\n')
+        with pytest.raises(ConfigError) as raised:
+            load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(config)})
+        message = str(raised.value)
+        assert "'smtp_prot'" in message
+        assert "did you mean 'smtp_port'?" in message
+
+    def test_unknown_key_without_a_near_one(self, tmp_path: Path) -> None:
+        """A key like no setting is named, with how keys are spelt and no guess."""
+        config = tmp_path / "replyd.toml"
+        config.write_text("colour = 3\n")
+        with pytest.raises(ConfigError, match="'colour', which is no replyd setting") as raised:
+            load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(config)})
+        assert "did you mean" not in str(raised.value)
+
+    def test_every_setting_is_a_valid_key(self, tmp_path: Path) -> None:
+        """Each REPLYD_* name settings.py reads is accepted in the file (in either case)."""
+        source = Path(settings_module.__file__).read_text()
+        read = set(re.findall(r'"(REPLYD_[A-Z_]+)"', source)) - {"REPLYD_CONFIG"}
+        assert read == set(NAMES)
+        config = tmp_path / "replyd.toml"
+        config.write_text('SITE_NAME = "From the file"\nlanguage = "de"\n')
+        settings = load_settings({"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_CONFIG": str(config)})
+        assert (settings.site_name, settings.language) == ("From the file", "de")

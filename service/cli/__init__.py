@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from service.cli import daemon, inbound, posts
-from service.cli.common import CommandError
+from service.cli.common import CommandError, collect_rarely
 
 
-def _version() -> str:
-    try:
-        return version("replyd")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
+class _Version(argparse.Action):
+    """--version: looks the version up only when asked (importlib.metadata costs every command
+    a few hundredths of a second)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("replyd")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown"
+        print(f"replyd {number}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replyd", description="Email replies in, blog comments out."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    parser.add_argument("--version", action="version", version=f"replyd {_version()}")
+    parser.add_argument("--version", action=_Version, help="print replyd's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -43,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the replyd console script."""
+    """Entry point of the replyd console script (it sets how this process collects garbage)."""
+    collect_rarely()
+    try:
+        return _run(argv)
+    finally:
+        # The process ends next: the collection Python runs on the way out would walk every
+        # object loaded, to free nothing that the process's end does not free anyway.
+        gc.freeze()
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run the command, its failures turned into sentences."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -55,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     from sqlalchemy.exc import OperationalError
 
+    from service.store.engine import DriverMissing
+
     try:
         return int(args.handler(args))
-    except CommandError as exc:
+    except (CommandError, DriverMissing) as exc:
         print(f"replyd: {exc}", file=sys.stderr)
         return 2
     except OperationalError as exc:

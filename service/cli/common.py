@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
 # Imports inside the functions are deliberate: `replyd post list` must not pay for talon,
 # aiosmtpd, the HTTP stack or alembic; each command loads only what it needs.
 
+# The cycle collector's first threshold while a command runs. Loading SQLAlchemy and the
+# models allocates a few hundred thousand objects that live until the end; at the default
+# (700) the collector walks them again and again, some tenth of a short command's time
+# (bench/cli.py). Cycles are still collected, less often.
+COMMAND_GC_THRESHOLD = 50_000
+_DEFAULT_GC_THRESHOLDS = gc.get_threshold()
+
 
 class AddCommand(Protocol):
     """Adds one command to a subparser group (the top level unless `sub` names another)."""
@@ -29,6 +37,16 @@ class AddCommand(Protocol):
         help_text: str,
         sub: Any = ...,
     ) -> argparse.ArgumentParser: ...
+
+
+def collect_rarely() -> None:
+    """Let the cycle collector run less often, for a command that ends in a moment."""
+    gc.set_threshold(COMMAND_GC_THRESHOLD, *_DEFAULT_GC_THRESHOLDS[1:])
+
+
+def collect_as_usual() -> None:
+    """Back to the default collector thresholds, for a process that keeps running (serve)."""
+    gc.set_threshold(*_DEFAULT_GC_THRESHOLDS)
 
 
 class CommandError(Exception):
@@ -59,14 +77,21 @@ def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
 row_id = whole_number(1, MAX_ROW_ID, "an id")
 
 
-def read_settings() -> Settings:
-    """The settings from the environment and config file, or a CommandError saying what is off."""
-    from service.runtime.settings import ConfigError, load_settings
+def read_settings(*, report: bool = True) -> Settings:
+    """The settings from the environment and config file, or a CommandError saying what is off.
+
+    With `report`, deprecated settings are warned about now; `serve` leaves that to the daemon,
+    which does it once its log format is set up.
+    """
+    from service.runtime.settings import ConfigError, load_settings, report_deprecations
 
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         raise CommandError(f"configuration error: {exc}") from None
+    if report:
+        report_deprecations(settings)
+    return settings
 
 
 def components(*, migrated: bool = True) -> Components:

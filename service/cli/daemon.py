@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.cli.common import AddCommand, CommandError, components, person_at, read_settings
+from service.cli.common import (
+    AddCommand,
+    CommandError,
+    collect_as_usual,
+    components,
+    person_at,
+    read_settings,
+)
 
 DEMO_READER = "reader@example.org"
 
@@ -20,10 +27,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.runtime.logs import configure_logging
     from service.store.schema import SchemaNotReady
 
-    settings = read_settings()
+    settings = read_settings(report=False)
     configure_logging(settings, verbose=args.verbose)
     try:
         server = ReplydServer(settings)
+        collect_as_usual()  # a daemon runs for days: the default collector thresholds
         asyncio.run(server.serve_until_signalled())
     except SchemaNotReady as exc:
         raise CommandError(str(exc)) from None

@@ -172,11 +172,17 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
     from service.store.models import utcnow
 
     parts = components()
+    settings = parts.settings
     period = last_complete_period(args.period, utcnow())
     count = parts.digests().send(parts.session_factory, period)
     print(
         f"queued {count} {args.period} digest(s) for {period.start:%Y-%m-%d} to "
         f"{period.end:%Y-%m-%d}; a running `replyd serve` delivers them"
+    )
+    # The digests are written here, with this shell's settings, not the daemon's: say which.
+    print(
+        f"rendered with this shell's settings: site name {settings.site_name!r} "
+        f"(REPLYD_SITE_NAME), base URL {settings.base_url} (REPLYD_BASE_URL)"
     )
     return 0
 

@@ -32,10 +32,6 @@ from service.store.models import Person
 TEMPLATES_DIR = templates_dir()
 
 
-# Languages with a template set under templates/<language>/ (English is templates/ itself).
-LANGUAGES = ("en", "de")
-
-
 def make_templates(directory: Path = TEMPLATES_DIR, language: str = "en") -> Environment:
     """The jinja2 environment for outbound mail in one language, falling back to English.
 

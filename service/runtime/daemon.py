@@ -1,4 +1,4 @@
-"""The daemon: SMTP edge, inbound workers and the outbox in one process, drained on SIGTERM."""
+"""The daemon: SMTP edge, HTTP server and the workers (in it or beside it), drained on SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
 from service.outbound.digest import PERIODS, last_complete_period
 from service.runtime.components import Components
-from service.runtime.settings import Settings
+from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
 from service.store.models import utcnow
@@ -36,6 +36,7 @@ class ReplydServer:
     """Runs the listener and the workers on one event loop; CPU work goes to threads."""
 
     def __init__(self, settings: Settings) -> None:
+        report_deprecations(settings)
         self.settings = settings
         self.parts = Components.build(settings)
         self.node = f"{socket.gethostname()}:{os.getpid()}"
@@ -100,8 +101,8 @@ class ReplydServer:
             self.workers.start()
             self._tasks.append(asyncio.create_task(self.workers.watch(self._stopping)))
         else:
-            for number in range(self.settings.workers):
-                self._tasks.append(asyncio.create_task(self._inbound_worker(number)))
+            # REPLYD_WORKER_PROCESSES=0: one inbound and one delivery loop in this process.
+            self._tasks.append(asyncio.create_task(self._inbound_worker()))
             self._tasks.append(asyncio.create_task(self._outbound_worker()))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
         if self.settings.retention_days:
@@ -113,15 +114,15 @@ class ReplydServer:
             self.settings.smtp_port,
             f"worker processes: {self.settings.worker_processes}"
             if self.settings.worker_processes
-            else f"workers in this process: {self.settings.workers}",
+            else "workers in this process",
             self.settings.outbound.kind,
         )
 
-    async def _inbound_worker(self, number: int) -> None:
+    async def _inbound_worker(self) -> None:
         await inbound_loop(
             self.pipeline,
             self.parts.session_factory,
-            f"{self.node}/in{number}",
+            f"{self.node}/in",
             lease=self.lease,
             wakeup=self._inbound_wakeup,
             stopping=self._stopping,

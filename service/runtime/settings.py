@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import secrets
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
-from service.outbound.compose import LANGUAGES
-from service.web.limits import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
+from service.resources import LANGUAGES
+from service.runtime.throttle import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+# Every setting replyd reads; a config file key must be one of these without the prefix.
+NAMES = (
+    "REPLYD_API_TOKEN",
+    "REPLYD_BASE_URL",
+    "REPLYD_DATABASE_URL",
+    "REPLYD_DIGEST_HOUR",
+    "REPLYD_DOMAIN",
+    "REPLYD_FROM_ADDRESS",
+    "REPLYD_HTTP_HOST",
+    "REPLYD_HTTP_PORT",
+    "REPLYD_LANGUAGE",
+    "REPLYD_LEASE_SECONDS",
+    "REPLYD_LOG_FORMAT",
+    "REPLYD_MAX_MESSAGE_BYTES",
+    "REPLYD_MAX_RECIPIENTS",
+    "REPLYD_OLD_SECRETS",
+    "REPLYD_OUTBOUND",
+    "REPLYD_OUTBOUND_MAX_ATTEMPTS",
+    "REPLYD_PREPARE_PROCESS",
+    "REPLYD_PROTOCOL",
+    "REPLYD_QUOTES_ONLY",
+    "REPLYD_RATE_LIMITS",
+    "REPLYD_REPLY_PREFIX",
+    "REPLYD_REPLY_SEPARATOR",
+    "REPLYD_RETENTION_DAYS",
+    "REPLYD_SECRET",
+    "REPLYD_SITE_NAME",
+    "REPLYD_SMTP_HOST",
+    "REPLYD_SMTP_PORT",
+    "REPLYD_TRUST_AUTHSERV_ID",
+    "REPLYD_VAR_DIR",
+    "REPLYD_WEB_LIMITS",
+    "REPLYD_WORKER_PROCESSES",
+    "REPLYD_WORKERS",  # deprecated: read as REPLYD_WORKER_PROCESSES
+)
+# Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
+_ANY_HOST = ("0.0.0.0", "::", "")
+_reported: set[str] = set()
 
 
 class ConfigError(ValueError):
@@ -55,7 +96,6 @@ class Settings:
     max_message_bytes: int
     max_recipients: int
     quotes_only: bool
-    workers: int
     outbound_max_attempts: int
     var_dir: Path
     http_host: str = "127.0.0.1"
@@ -69,12 +109,15 @@ class Settings:
     web_limits: dict[str, WebLimit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
     retention_days: int = 0
-    # Processes started next to the edge to parse and publish (0: all in one process).
+    # Processes started next to the edge to parse, publish and deliver (0: the workers run in
+    # the daemon's own process). The one setting for worker concurrency.
     worker_processes: int = 0
     # Whether each worker process parses and extracts in a child process of its own.
     prepare_process: bool = False
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
+    # Sentences about settings that still work but should change (e.g. a deprecated name).
+    deprecations: tuple[str, ...] = ()
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -174,7 +217,10 @@ def _secret(raw: str | None, var_dir: Path) -> str:
 
 
 def _file_values(path: str) -> dict[str, str]:
-    """Read a TOML settings file whose keys are REPLYD_* names without the prefix."""
+    """Read a TOML settings file whose keys are REPLYD_* names without the prefix; a key
+    that names no setting stops replyd (a typo must not fall back to a default unseen)."""
+    import tomllib  # deferred: most deployments have no config file
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -182,7 +228,54 @@ def _file_values(path: str) -> dict[str, str]:
         raise ConfigError(f"REPLYD_CONFIG names {path!r}, which cannot be read: {exc}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"REPLYD_CONFIG file {path!r} is not valid TOML: {exc}.") from None
+    known = [name.removeprefix("REPLYD_").lower() for name in NAMES]
+    for key in data:
+        if f"REPLYD_{key.upper()}" not in NAMES:
+            close = difflib.get_close_matches(key.lower(), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise ConfigError(
+                f"REPLYD_CONFIG file {path!r} has the key {key!r}, which is no replyd setting"
+                f"{hint} Keys are the REPLYD_* names without the prefix, e.g. smtp_port."
+            )
     return {f"REPLYD_{key.upper()}": str(value) for key, value in data.items()}
+
+
+def default_base_url(http_host: str, http_port: int) -> str:
+    """The address of replyd's own HTTP server, for links in mail when REPLYD_BASE_URL is unset;
+    a host that means every interface becomes localhost."""
+    host = "localhost" if http_host in _ANY_HOST else http_host
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{http_port}"
+
+
+def _workers(raw: str | None, old: str | None) -> tuple[int, tuple[str, ...]]:
+    """The number of worker processes (REPLYD_WORKER_PROCESSES `raw`), and what to tell the
+    operator about REPLYD_WORKERS (`old`), the setting's old name, which counted inbound
+    workers in one process."""
+    if not old:
+        return _worker_processes(raw or "auto"), ()
+    if raw:
+        note = (
+            f"REPLYD_WORKERS is deprecated and ignored: REPLYD_WORKER_PROCESSES={raw} sets the "
+            "number of worker processes; remove REPLYD_WORKERS."
+        )
+        return _worker_processes(raw), (note,)
+    count = _parse_int("REPLYD_WORKERS", old, 0, 64)
+    note = (
+        f"REPLYD_WORKERS is deprecated and was read as REPLYD_WORKER_PROCESSES={count}; set "
+        f"REPLYD_WORKER_PROCESSES={count} instead (the number of worker processes beside the "
+        "SMTP edge; 0 runs the workers in the daemon's own process)."
+    )
+    return count, (note,)
+
+
+def report_deprecations(settings: Settings) -> None:
+    """Log each deprecation note of the settings as a warning, once per process."""
+    for note in settings.deprecations:
+        if note not in _reported:
+            _reported.add(note)
+            log.warning("%s", note)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -191,8 +284,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if env.get("REPLYD_CONFIG"):
         env = {**_file_values(env["REPLYD_CONFIG"]), **env}
 
+    def raw(name: str) -> str | None:
+        assert name in NAMES, f"{name} is read but not listed in NAMES"
+        return env.get(name)
+
     def get(name: str, default: str) -> str:
-        return env.get(name, default).strip() or default
+        return (raw(name) or default).strip() or default
 
     var_dir = Path(get("REPLYD_VAR_DIR", "var")).absolute()
     domain = get("REPLYD_DOMAIN", "replies.localhost").lower()
@@ -204,7 +301,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     separator = get("REPLYD_REPLY_SEPARATOR", "+")
     if separator not in ("+", "-", "_", "."):
         raise ConfigError("REPLYD_REPLY_SEPARATOR must be one of + - _ .")
-    base_url = get("REPLYD_BASE_URL", "http://127.0.0.1:8025").rstrip("/")
+    http_host = get("REPLYD_HTTP_HOST", "127.0.0.1")
+    http_port = _parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535)
+    base_url = get("REPLYD_BASE_URL", default_base_url(http_host, http_port)).rstrip("/")
     if urlsplit(base_url).scheme not in ("http", "https"):
         raise ConfigError(f"REPLYD_BASE_URL must be an http(s) URL, got {base_url!r}.")
     database_url = get("REPLYD_DATABASE_URL", f"sqlite:///{var_dir / 'replyd.db'}")
@@ -213,7 +312,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REPLYD_DATABASE_URL must be a SQLAlchemy URL such as sqlite:///var/replyd.db or "
             "postgresql+psycopg://user@host/db."
         )
-    old = tuple(s.strip() for s in env.get("REPLYD_OLD_SECRETS", "").split(",") if s.strip())
+    worker_processes, deprecations = _workers(
+        (raw("REPLYD_WORKER_PROCESSES") or "").strip() or None,
+        (raw("REPLYD_WORKERS") or "").strip() or None,
+    )
+    old = tuple(s.strip() for s in (raw("REPLYD_OLD_SECRETS") or "").split(",") if s.strip())
     rate_limits = _rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES))
     return Settings(
         database_url=database_url,
@@ -223,7 +326,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         domain=domain,
         reply_prefix=get("REPLYD_REPLY_PREFIX", "reply").lower(),
         reply_separator=separator,
-        secret=_secret(env.get("REPLYD_SECRET"), var_dir),
+        secret=_secret(raw("REPLYD_SECRET"), var_dir),
         old_secrets=old,
         outbound=parse_outbound(get("REPLYD_OUTBOUND", f"maildir://{var_dir / 'outbox'}"), var_dir),
         base_url=base_url,
@@ -239,8 +342,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REPLYD_MAX_RECIPIENTS", get("REPLYD_MAX_RECIPIENTS", "10"), 1, 1000
         ),
         quotes_only=_parse_bool("REPLYD_QUOTES_ONLY", get("REPLYD_QUOTES_ONLY", "false")),
-        workers=_parse_int("REPLYD_WORKERS", get("REPLYD_WORKERS", "1"), 1, 64),
-        worker_processes=_worker_processes(get("REPLYD_WORKER_PROCESSES", "auto")),
+        worker_processes=worker_processes,
+        deprecations=deprecations,
         prepare_process=_prepare_process(get("REPLYD_PREPARE_PROCESS", "auto")),
         lease_seconds=_parse_int(
             "REPLYD_LEASE_SECONDS", get("REPLYD_LEASE_SECONDS", "300"), 1, 86400
@@ -249,13 +352,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REPLYD_OUTBOUND_MAX_ATTEMPTS", get("REPLYD_OUTBOUND_MAX_ATTEMPTS", "8"), 1, 100
         ),
         var_dir=var_dir,
-        http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
-        http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
-        api_token=_api_token(env.get("REPLYD_API_TOKEN")),
+        http_host=http_host,
+        http_port=http_port,
+        api_token=_api_token(raw("REPLYD_API_TOKEN")),
         rate_limits=rate_limits,
         # REPLYD_RATE_LIMITS=off switches every limit off (load tests), the web's too.
         web_limits=_web_limits(get("REPLYD_WEB_LIMITS", DEFAULT_WEB_LIMITS)) if rate_limits else {},
-        trust_authserv_id=env.get("REPLYD_TRUST_AUTHSERV_ID", "").strip().lower() or None,
+        trust_authserv_id=(raw("REPLYD_TRUST_AUTHSERV_ID") or "").strip().lower() or None,
         retention_days=_parse_int(
             "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
         ),

@@ -306,12 +306,14 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     threading.Thread(target=listen, name="wakeups", daemon=True).start()
     node = f"{socket.gethostname()}:{os.getpid()}"
     lease = timedelta(seconds=settings.lease_seconds)
+    # One inbound loop per process: a second one only contends for the same write lock (it
+    # was measured); more concurrency is more processes (REPLYD_WORKER_PROCESSES).
     tasks = [
         asyncio.create_task(
             inbound_loop(
                 pipeline,
                 parts.session_factory,
-                f"{node}/w{number}.{thread}",
+                f"{node}/w{number}.in",
                 lease=lease,
                 wakeup=inbound,
                 stopping=stopping,
@@ -319,10 +321,7 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
                 load=load,
                 preparing=preparing,
             )
-        )
-        for thread in range(settings.workers)
-    ]
-    tasks.append(
+        ),
         asyncio.create_task(
             outbound_loop(
                 delivery.outbox(),
@@ -331,8 +330,8 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
                 stopping=stopping,
                 inbound=load,
             )
-        )
-    )
+        ),
+    ]
     log.info("worker process %s ready (pid %s)", number, os.getpid())
     await stopping.wait()
     wake()

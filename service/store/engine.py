@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option for a transaction that only reads: on SQLite it leaves the write lock free.
@@ -24,6 +25,32 @@ _LOCK_RETRY_SECONDS = (0.0001, 0.0002, 0.0005, 0.001)
 # How long a background writer stands back while the SMTP edge waits, at most: the edge goes
 # first, but a steady stream of mail must not starve the workers.
 YIELD_SECONDS = 0.05
+POSTGRES_EXTRA = "pip install 'replyd[postgres]'"
+
+
+class DriverMissing(RuntimeError):
+    """REPLYD_DATABASE_URL names a database driver that is not installed; the message says
+    what to install."""
+
+
+def _driver_missing(url: URL, exc: ImportError | NoSuchModuleError) -> DriverMissing:
+    """The sentence for a URL whose driver cannot be loaded, naming what to install."""
+    backend, driver = url.get_backend_name(), url.drivername
+    postgres = f"for PostgreSQL, run {POSTGRES_EXTRA} and write postgresql+psycopg://user@host/db"
+    if isinstance(exc, NoSuchModuleError):
+        return DriverMissing(
+            f"REPLYD_DATABASE_URL names the driver {driver!r}, which SQLAlchemy does not know; "
+            f"use sqlite:///path/replyd.db, or {postgres}."
+        )
+    module = exc.name or str(exc)
+    if backend == "postgresql" and module == "psycopg":
+        return DriverMissing(
+            f"REPLYD_DATABASE_URL needs psycopg, which is not installed: run {POSTGRES_EXTRA}."
+        )
+    return DriverMissing(
+        f"REPLYD_DATABASE_URL's driver {driver!r} needs the Python module {module!r}, which is "
+        f"not installed (or cannot be loaded); {postgres}, or install that driver yourself."
+    )
 
 
 def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engine:
@@ -39,7 +66,7 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = _create_engine(parsed, pool_pre_ping=True)
         if not durable and parsed.get_backend_name() == "postgresql":
 
             @event.listens_for(engine, "connect")
@@ -52,7 +79,7 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
     gate = _gate(url)
     if gate is not None:
         gate.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = _create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,6 +109,14 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
         begin_immediate(connection.connection.driver_connection, gate, urgent=urgent)
 
     return engine
+
+
+def _create_engine(url: URL, **options: Any) -> Engine:
+    """create_engine, with a DriverMissing sentence instead of an import traceback."""
+    try:
+        return create_engine(url, **options)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise _driver_missing(url, exc) from None
 
 
 def _gate(url: str) -> Path | None:

@@ -27,11 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.resources import templates_dir
 from service.runtime.components import Components
+from service.runtime.throttle import Throttle
 from service.store.engine import make_sessionmaker
 from service.store.posts import PostInvalid
 from service.web import api, pages
 from service.web.context import ApiError, WebContext, context_of
-from service.web.limits import Throttle
 from service.web.metrics import metrics_registry, render_metrics
 from service.web.render import error_page, linkify
 

@@ -17,8 +17,8 @@ from starlette.requests import Request
 
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
+from service.runtime.throttle import Throttle, client_key
 from service.store.models import Comment, Post
-from service.web.limits import Throttle, client_key
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
@@ -67,7 +67,7 @@ def context_of(request: Request) -> WebContext:
 
 
 def client_of(request: Request) -> str:
-    """The key a request's client address counts under (see service.web.limits.client_key)."""
+    """The key a request's client address counts under (see service.runtime.throttle.client_key)."""
     return client_key(request.client.host if request.client else None)
 
 

@@ -1,4 +1,4 @@
-"""Limits on the HTTP side: failed operator logins, and web comments per client and per token."""
+"""Token-bucket throttles in memory, and the REPLYD_WEB_LIMITS rules (logins, web comments)."""
 
 from __future__ import annotations
 
