@@ -11,6 +11,7 @@ from typing import Any
 
 from service.cli import daemon, inbound, posts
 from service.cli.common import CommandError
+from service.files import keep_files_private
 
 
 def _version() -> str:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the replyd console script."""
     args = build_parser().parse_args(argv)
+    keep_files_private()  # the database, the secret, the outbox Maildir: this user's only
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -15,6 +15,7 @@ import aiosmtplib
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.files import private_dir
 from service.outbound.bounces import record_delivery
 from service.outbound.notify import Unrendered
 from service.runtime.settings import Outbound
@@ -342,7 +343,7 @@ class Outbox:
                 if self._maildir is None:
                     assert self.outbound.path is not None
                     # Maildir makes the folder itself but not its parents.
-                    self.outbound.path.parent.mkdir(parents=True, exist_ok=True)
+                    private_dir(self.outbound.path.parent)
                     self._maildir = mailbox.Maildir(self.outbound.path, create=True)
                 # Written into tmp/ and renamed into new/, so readers never see half a file.
                 self._maildir.add(parcel.message)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from service.files import private_dir
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.outbound.compose import LANGUAGES
 
@@ -158,7 +159,7 @@ def _secret(raw: str | None, var_dir: Path) -> str:
     path = var_dir / "secret"
     if path.exists():
         return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     value = secrets.token_urlsafe(32)
     # O_EXCL: two processes starting at once must not each write a different secret.
     try:
