@@ -17,6 +17,8 @@ from email.policy import compat32
 
 import mailparser
 
+from service.controls import strip_controls, strip_controls_line
+
 # mail-parser logs every part at DEBUG and recoverable oddities at WARNING/ERROR; for mail
 # from strangers that is noise, and what matters is reported through ParsedMessage.defects.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -147,7 +149,8 @@ def _decode_encoded_word(encoding: str, payload: str) -> bytes:
 
 
 def decode_header_value(raw: str) -> str:
-    """Unfold a raw header value and decode its 8-bit bytes and RFC 2047 encoded words."""
+    """Unfold a raw header value and decode its 8-bit bytes and RFC 2047 encoded words; the
+    result is one line without control characters."""
     if _SURROGATES.search(raw):
         # The stdlib parser carries raw 8-bit header bytes as surrogate escapes.
         raw = decode_text(raw.encode("ascii", "surrogateescape"), None)
@@ -174,7 +177,7 @@ def decode_header_value(raw: str) -> str:
         position = match.end()
     pieces.append(decode_text(bytes(pending), pending_charset))
     pieces.append(value[position:])
-    return "".join(pieces).replace("\x00", "").strip()
+    return strip_controls_line("".join(pieces))
 
 
 def _message_ids(value: str) -> tuple[str, ...]:
@@ -265,8 +268,9 @@ def _decode_body_part(part: Message) -> str:
             # Some senders name the charset only in the document's own <meta> tag.
             declared = _META_CHARSET.search(payload[:_META_SNIFF_BYTES])
             charset = declared.group(1).decode("ascii") if declared else None
-    text = decode_text(payload, charset)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    # Line ends made newlines, and control characters dropped: nothing stored from mail, and
+    # nothing mailed on, carries them (they break the Atom feed and terminals).
+    text = strip_controls(decode_text(payload, charset))
     if part.get_content_type() == "text/plain" and params.get("format") == "flowed":
         text = unflow(text, delsp=params.get("delsp") == "yes")
     return text

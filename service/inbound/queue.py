@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.controls import strip_controls_line
 from service.store.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
@@ -20,7 +21,8 @@ LEASE = timedelta(minutes=5)
 # A message whose processing crashed the worker this many times is failed, not retried forever.
 MAX_ATTEMPTS = 5
 
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]{1,900}>)", re.I | re.M)
+# No spaces or control characters inside: a Message-ID has none (RFC 5322 msg-id).
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\x00-\x20\x7f]{1,900}>)", re.I | re.M)
 
 
 def header_message_id(raw: bytes) -> str | None:
@@ -43,7 +45,8 @@ def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[d
             "raw": raw,
             "sha256": digest,
             "message_id": message_id,
-            "sender": sender,
+            # What SMTP took as an address may hold control characters; what is stored does not.
+            "sender": strip_controls_line(sender),
             "recipient": recipient.lower(),
             "status": InboundStatus.RECEIVED,
             "received_at": now,

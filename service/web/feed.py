@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.controls import strip_controls
 from service.store.models import Post
 from service.web.context import context_of, post_slug
 from service.web.public_pages import ShownComment, load_thread
@@ -21,7 +22,9 @@ FEED_ENTRIES = 100
 
 def _text(parent: ET.Element, tag: str, text: str, **attributes: str) -> ET.Element:
     element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attributes)
-    element.text = text
+    # XML 1.0 has no place for control characters: one stored before they were removed on
+    # the way in would make the whole feed unreadable.
+    element.text = strip_controls(text)
     return element
 
 
