@@ -34,6 +34,7 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
                 "sender": r.sender,
                 "status": r.status,
                 "reason": r.reason,
+                "reason_code": r.reason_code,
                 "attempts": r.attempts,
             }
             for r in session.scalars(query)
@@ -84,6 +85,7 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
         print(f"sender:      <{escape_controls_line(row.sender)}>")
         print(f"status:      {row.status}")
         print(f"reason:      {escape_controls_line(row.reason or '-')}")
+        print(f"reason code: {row.reason_code or '-'}")
         print(f"attempts:    {row.attempts}")
         print(f"size:        {len(row.raw)} bytes, sha256 {row.sha256}")
         if comment is not None:

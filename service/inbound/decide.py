@@ -11,14 +11,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from service.identity.addresses import AddressKind, Recipient
 from service.inbound.classify import dmarc_failure
-from service.inbound.outcome import Outcome, rejected
+from service.inbound.outcome import Outcome, ignored, rejected
 from service.inbound.prepare import Prepared
 from service.inbound.route import route_reply
 from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post
+from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post, ReasonCode
 from service.store.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ class Decider:
             assert address.target is not None
             done = unsubscribe(session, address.target)
             audience.forget()
-            return Outcome(InboundStatus.IGNORED, f"unsubscribe request handled: {done}")
+            return ignored(ReasonCode.UNSUBSCRIBE, f"unsubscribe request handled: {done}")
         if address.kind is AddressKind.DIGEST:
             return rejected(
-                "digest", "reply to a digest's own address; the sender was told how to reply"
+                ReasonCode.DIGEST,
+                "reply to a digest's own address; the sender was told how to reply",
+                notice=True,
             )
         return self._publish(session, item, audience, published, later)
 
@@ -88,9 +90,9 @@ class Decider:
         sent = session.get(OutboundEmail, address.outbound_id)
         person = session.get(Person, address.person_id)
         if sent is None or person is None or sent.recipient_id != person.id:
-            return Outcome(InboundStatus.IGNORED, "bounce for a message we have no record of")
+            return ignored(ReasonCode.BOUNCE, "bounce for a message we have no record of")
         verdict = record_bounce(session, person, read_bounce(raw))
-        return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
+        return ignored(ReasonCode.BOUNCE, f"bounce of outbound #{sent.id}: {verdict}")
 
     def _publish(
         self,
@@ -107,38 +109,46 @@ class Decider:
             forged = dmarc_failure(message, self.trust_authserv_id)
             if forged:
                 # No notice: the From address is probably not the one who sent this.
-                return Outcome(InboundStatus.REJECTED, forged)
+                return rejected(ReasonCode.DMARC_FAIL, forged, notice=False)
         # The token was verified with the address; a reply without a valid one goes by threading.
         route = route_reply(session, item.address.target if item.address else None, message)
         if route.target is None:
-            return rejected("no_route", route.reason)
+            return rejected(ReasonCode.NO_ROUTE, route.reason, notice=True)
         target = route.target
         post = session.get(Post, target.post_id)
         person = session.get(Person, target.person_id)
         if post is None or person is None:
-            return rejected("gone", "the post or person this address names is gone")
+            return rejected(
+                ReasonCode.GONE, "the post or person this address names is gone", notice=True
+            )
         if message.from_address != person.email:
             return rejected(
-                "sender_mismatch",
+                ReasonCode.SENDER_MISMATCH,
                 f"sender mismatch: From <{message.from_address}> is not the person this reply "
                 "address was issued to",
+                notice=True,
             )
         if post.closed:
-            return rejected("closed", f"post {post.slug!r} is closed to comments")
+            return rejected(
+                ReasonCode.CLOSED, f"post {post.slug!r} is closed to comments", notice=True
+            )
         parent = None
         if target.comment_id is not None:
             parent = session.get(Comment, target.comment_id)
             if parent is None or parent.post_id != post.id:
-                return rejected("gone", "the comment replied to no longer exists")
+                return rejected(
+                    ReasonCode.GONE, "the comment replied to no longer exists", notice=True
+                )
         if not extraction.reply.strip():
             return rejected(
-                "empty",
+                ReasonCode.EMPTY,
                 "empty reply: nothing was left after removing the quoted text and signature",
+                notice=True,
             )
         existing = published.get(key)
         if existing is not None:
-            return Outcome(
-                InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"
+            return ignored(
+                ReasonCode.DUPLICATE, f"duplicate of the reply published as comment #{existing}"
             )
         if not person.display_name and message.from_name:
             name_person(session, person, message.from_name[:200], later)

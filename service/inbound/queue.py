@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.controls import strip_controls_line
+from service.controls import strip_controls, strip_controls_line
 from service.store.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
@@ -271,6 +271,7 @@ _FINISH = (
     .values(
         status=bindparam("status"),
         reason=bindparam("reason"),
+        reason_code=bindparam("reason_code"),
         claimed_by=None,
         lease_until=None,
         updated_at=bindparam("now", type_=UTCDateTime()),
@@ -279,12 +280,22 @@ _FINISH = (
 )
 
 
-def finish_many(session: Session, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
-    """Move claimed rows to their terminal states, as (id, status, reason), in one statement."""
+def finish_many(
+    session: Session, outcomes: Iterable[tuple[int, str, str | None, str | None]]
+) -> None:
+    """Move claimed rows to their terminal states, as (id, status, reason, reason code), in
+    one statement."""
     now = utcnow()
     params = [
-        {"row_id": row_id, "status": status, "reason": reason, "now": now}
-        for row_id, status, reason in outcomes
+        {
+            "row_id": row_id,
+            "status": status,
+            # Reasons may quote the message (a subject, an address): stored without controls.
+            "reason": strip_controls(reason) if reason else reason,
+            "reason_code": code,
+            "now": now,
+        }
+        for row_id, status, reason, code in outcomes
     ]
     if params:
         session.connection().execute(_FINISH, params)
@@ -302,6 +313,7 @@ def requeue(session: Session, ids: Iterable[int] | None = None) -> int:
         .values(
             status=InboundStatus.RECEIVED,
             reason=None,
+            reason_code=None,
             attempts=0,
             finished_at=None,
             updated_at=utcnow(),
