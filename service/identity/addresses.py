@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -112,6 +113,11 @@ def unsign(token: str, keyring: Keyring, purpose: str, count: int) -> list[int] 
     return _read_varints(body[1:], count)
 
 
+# The purpose a notification's Message-ID token is signed for (see AddressBook.notification_id).
+THREAD = "thread"
+_NOTIFICATION_ID = re.compile(r"^<c([0-9]{1,19})\.([a-z2-7]{1,100})@([^<>@\s]+)>$")
+
+
 # In an unsubscribe token, this post id stands for every post the person follows (digests).
 ALL_POSTS = 0
 
@@ -185,6 +191,29 @@ class AddressBook:
     def digest_address(self, outbound_id: int, person_id: int, keyring: Keyring) -> str:
         """The Reply-To of a digest: a reply there gets directions, not a comment."""
         return self._address(AddressKind.DIGEST, sign((outbound_id, person_id), keyring, "digest"))
+
+    def notification_id(self, target: ReplyTarget, keyring: Keyring) -> str:
+        """The Message-ID of the notification about `target.comment_id` sent to its person.
+
+        It carries a token signed for threading, so a reply whose To lost its token can be
+        routed by In-Reply-To; an id nobody signed (or one guessed) routes nothing. Made from
+        the target alone, it is the same at every delivery attempt.
+        """
+        if not target.comment_id:
+            raise ValueError("a notification is about a comment")
+        token = make_token(target, keyring, THREAD)
+        return f"<c{target.comment_id}.{token}@{self.domain}>"
+
+    def thread_target(self, message_id: str, keyring: Keyring) -> ReplyTarget | None:
+        """What a notification Message-ID of ours names, verified by its HMAC; None for any
+        other id (a client's, an unsigned old one, a guess, one with a token tampered)."""
+        match = _NOTIFICATION_ID.match(message_id.strip().lower())
+        if match is None or match.group(3) != self.domain:
+            return None
+        target = verify_token(match.group(2), keyring, THREAD)
+        if target is None or target.comment_id != int(match.group(1)):
+            return None
+        return target
 
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""

@@ -62,20 +62,53 @@ def auto_generated_reason(
 
 
 _AUTHSERV = re.compile(r"^\s*([^\s;]+)")
-_DMARC_RESULT = re.compile(r"(?:^|;)\s*dmarc\s*=\s*([a-z]+)", re.I)
+_DMARC_RESULT = re.compile(r"^\s*dmarc\s*=\s*([a-z]+)", re.I)
+_HEADER_FROM = re.compile(r"(?:^|\s)header\.from\s*=\s*\"?([^\s;\"]+)", re.I)
+_COMMENT = re.compile(r"\([^()]*\)")  # RFC 5322 comments, which may hold ";" of their own
+
+
+def _dmarc_results(message: ParsedMessage, trusted_authserv_id: str) -> list[tuple[str, str]]:
+    """(result, header.from domain) of each DMARC check in Authentication-Results (RFC 8601)
+    headers carrying our MTA's authserv-id, topmost (the last one added) first.
+
+    Only those count: anyone can write the header. Our MTA removes copies claiming its own
+    authserv-id from incoming mail (RFC 8601 section 5), and its own is added on top.
+    """
+    results: list[tuple[str, str]] = []
+    for value in message.headers.get("authentication-results", ()):
+        match = _AUTHSERV.match(value)
+        if match is None or match.group(1).lower() != trusted_authserv_id:
+            continue
+        bare = value
+        for _ in range(3):  # comments nest; deeper ones are not worth reading
+            bare = _COMMENT.sub(" ", bare)
+        for resinfo in bare.split(";")[1:]:
+            result = _DMARC_RESULT.match(resinfo)
+            if result is None:
+                continue
+            header_from = _HEADER_FROM.search(resinfo)
+            domain = header_from.group(1).lower().rstrip(".") if header_from else ""
+            results.append((result.group(1).lower(), domain))
+    return results
 
 
 def dmarc_failure(message: ParsedMessage, trusted_authserv_id: str) -> str | None:
     """Why DMARC failed per our own MTA's Authentication-Results (RFC 8601), or None.
 
-    Only headers carrying our MTA's authserv-id count: anyone can write the header, and a
-    forged "fail" can only get the forger's own mail refused.
+    A forged "fail" can only get the forger's own mail refused.
     """
-    for value in message.headers.get("authentication-results", ()):
-        match = _AUTHSERV.match(value)
-        if match is None or match.group(1).lower() != trusted_authserv_id:
-            continue
-        for result in _DMARC_RESULT.findall(value):
-            if result.lower() == "fail":
-                return f"DMARC check failed for the From domain (per {trusted_authserv_id})"
+    for result, _ in _dmarc_results(message, trusted_authserv_id):
+        if result == "fail":
+            return f"DMARC check failed for the From domain (per {trusted_authserv_id})"
     return None
+
+
+def dmarc_pass(message: ParsedMessage, trusted_authserv_id: str) -> bool:
+    """Whether our own MTA says the From address's domain passed DMARC: its newest DMARC
+    result is pass, for exactly the domain of the From address this message carries."""
+    results = _dmarc_results(message, trusted_authserv_id)
+    if not results or message.from_problem:
+        return False
+    result, domain = results[0]
+    _, at, from_domain = message.from_address.rpartition("@")
+    return bool(at) and result == "pass" and domain == from_domain.rstrip(".")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.identity.addresses import AddressKind, Recipient
-from service.inbound.classify import dmarc_failure
+from service.inbound.classify import dmarc_failure, dmarc_pass
 from service.inbound.outcome import Outcome, ignored, rejected
 from service.inbound.prepare import Prepared
 from service.inbound.route import route_reply
@@ -77,13 +77,26 @@ class Decider:
             done = unsubscribe(session, address.target)
             audience.forget()
             return ignored(ReasonCode.UNSUBSCRIBE, f"unsubscribe request handled: {done}")
+        message = item.message
+        assert message is not None
+        if message.from_problem:
+            # Nobody to answer: the From names no one mailbox we could write to in good faith.
+            return rejected(ReasonCode.FROM_INVALID, message.from_problem, notice=False)
+        if self.trust_authserv_id:
+            forged = dmarc_failure(message, self.trust_authserv_id)
+            if forged:
+                # No notice: the From address is probably not the one who sent this.
+                return rejected(ReasonCode.DMARC_FAIL, forged, notice=False)
+        authenticated = bool(self.trust_authserv_id) and dmarc_pass(
+            message, self.trust_authserv_id or ""
+        )
         if address.kind is AddressKind.DIGEST:
             return rejected(
                 ReasonCode.DIGEST,
                 "reply to a digest's own address; the sender was told how to reply",
                 notice=True,
             )
-        return self._publish(session, item, audience, published, later)
+        return self._publish(session, item, audience, published, later, authenticated)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
@@ -101,17 +114,25 @@ class Decider:
         audience: Audience,
         published: Mapping[str, int],
         later: Deferred | None,
+        authenticated: bool,
     ) -> Outcome:
-        """Decide whether the reply may be published; if so store it and queue its mail."""
+        """Decide whether the reply may be published; if so store it and queue its mail.
+
+        Publishing needs proof (invariant 7): a token we signed for one person (in the reply
+        address, or in the Message-ID of the notification answered) with that person's
+        address in From, or a From our MTA authenticated (`authenticated`: our MTA saw the
+        From domain pass DMARC)."""
         mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
         assert message is not None and extraction is not None and key is not None
-        if self.trust_authserv_id:
-            forged = dmarc_failure(message, self.trust_authserv_id)
-            if forged:
-                # No notice: the From address is probably not the one who sent this.
-                return rejected(ReasonCode.DMARC_FAIL, forged, notice=False)
-        # The token was verified with the address; a reply without a valid one goes by threading.
-        route = route_reply(session, item.address.target if item.address else None, message)
+        notifier = self.notifier
+        route = route_reply(
+            session,
+            notifier.book,
+            notifier.keyring,
+            item.address.target if item.address else None,
+            message,
+            authenticated=authenticated,
+        )
         if route.target is None:
             return rejected(ReasonCode.NO_ROUTE, route.reason, notice=True)
         target = route.target
@@ -119,13 +140,15 @@ class Decider:
         person = session.get(Person, target.person_id)
         if post is None or person is None:
             return rejected(
-                ReasonCode.GONE, "the post or person this address names is gone", notice=True
+                ReasonCode.GONE,
+                "the post or person this address names is gone",
+                notice=True,
             )
         if message.from_address != person.email:
             return rejected(
                 ReasonCode.SENDER_MISMATCH,
                 f"sender mismatch: From <{message.from_address}> is not the person this reply "
-                "address was issued to",
+                f"address was issued to (routed by {route.via})",
                 notice=True,
             )
         if post.closed:
@@ -162,7 +185,7 @@ class Decider:
             inbound_email_id=mail.id,
             dedupe_key=key,
         )
-        queued = self.notifier.publish(session, comment, post, person, audience, later)
+        queued = notifier.publish(session, comment, post, person, audience, later)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
             mail.id,

@@ -58,6 +58,7 @@ _DUE = (
         OutboundEmail.kind,
         OutboundEmail.recipient_id,
         OutboundEmail.comment_id,
+        OutboundEmail.message_id,
     )
     .where(
         or_(
@@ -112,6 +113,7 @@ class Parcel:
     kind: str
     recipient_id: int | None
     comment_id: int | None = None
+    message_id: str | None = None
 
     @property
     def message(self) -> bytes:
@@ -204,6 +206,7 @@ class Outbox:
                     row.kind,
                     row.recipient_id,
                     row.comment_id,
+                    row.message_id,
                 )
                 for row in rows
             ]
@@ -216,7 +219,7 @@ class Outbox:
         Returns the parcels ready to send, and the attempts already over: those that cannot
         be written, failed with the reason."""
         unrendered = [
-            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient)
+            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id)
             for p in parcels
             if p.raw is None
         ]
