@@ -146,6 +146,8 @@ class TestGuessingThreadingHeaders:
         real = comments(blog)[1]
         assert real.body == "This one is really me."
         assert real.parent_id == comment_id
+        # Nobody was told about the forgeries: the forged From proves nothing.
+        assert [m for m in sink[0].to(VICTIM) if m["Auto-Submitted"] == "auto-replied"] == []
 
     def test_notification_ids_are_signed_and_stable(self, blog: Blog) -> None:
         """The Message-ID of a notification carries a token only we can make; a new key does

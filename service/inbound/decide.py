@@ -91,10 +91,12 @@ class Decider:
             message, self.trust_authserv_id or ""
         )
         if address.kind is AddressKind.DIGEST:
+            reader = session.get(Person, address.person_id)
+            proven = reader is not None and reader.email == message.from_address
             return rejected(
                 ReasonCode.DIGEST,
                 "reply to a digest's own address; the sender was told how to reply",
-                notice=True,
+                notice=proven or authenticated,
             )
         return self._publish(session, item, audience, published, later, authenticated)
 
@@ -120,8 +122,9 @@ class Decider:
 
         Publishing needs proof (invariant 7): a token we signed for one person (in the reply
         address, or in the Message-ID of the notification answered) with that person's
-        address in From, or a From our MTA authenticated (`authenticated`: our MTA saw the
-        From domain pass DMARC)."""
+        address in From, or a From our MTA authenticated. Only then is the sender told why a
+        reply was refused; anyone else may be a forged bystander (`authenticated`: our MTA
+        saw the From domain pass DMARC)."""
         mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
         assert message is not None and extraction is not None and key is not None
         notifier = self.notifier
@@ -134,7 +137,7 @@ class Decider:
             authenticated=authenticated,
         )
         if route.target is None:
-            return rejected(ReasonCode.NO_ROUTE, route.reason, notice=True)
+            return rejected(ReasonCode.NO_ROUTE, route.reason, notice=authenticated)
         target = route.target
         post = session.get(Post, target.post_id)
         person = session.get(Person, target.person_id)
@@ -142,15 +145,16 @@ class Decider:
             return rejected(
                 ReasonCode.GONE,
                 "the post or person this address names is gone",
-                notice=True,
+                notice=authenticated,
             )
         if message.from_address != person.email:
             return rejected(
                 ReasonCode.SENDER_MISMATCH,
                 f"sender mismatch: From <{message.from_address}> is not the person this reply "
                 f"address was issued to (routed by {route.via})",
-                notice=True,
+                notice=authenticated,
             )
+        # From here on the sender is proven: the person the token was issued to.
         if post.closed:
             return rejected(
                 ReasonCode.CLOSED, f"post {post.slug!r} is closed to comments", notice=True

@@ -213,10 +213,11 @@ class Pipeline:
                         None if careful else batch.later,
                     )
                 if outcome.notice and outcome.code:
+                    # Only ever to the From a token or our MTA proved (the Decider says when).
                     self.notices.queue(
                         session,
                         inbound_id=mail.id,
-                        to=message.from_address or mail.sender,
+                        to=message.from_address,
                         code=outcome.code,
                         subject=message.subject,
                         in_reply_to=message.message_id,

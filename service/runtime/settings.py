@@ -66,6 +66,8 @@ class Settings:
     language: str = "en"
     rate_limits: dict[str, Limit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
+    # Rejection notices all senders together may get per hour (None: no cap).
+    notices_per_hour: int | None = 100
     retention_days: int = 0
     # Processes started next to the edge to parse and publish (0: all in one process).
     worker_processes: int = 0
@@ -212,6 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "postgresql+psycopg://user@host/db."
         )
     old = tuple(s.strip() for s in env.get("REPLYD_OLD_SECRETS", "").split(",") if s.strip())
+    rate_limits = _rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES))
     return Settings(
         database_url=database_url,
         smtp_host=get("REPLYD_SMTP_HOST", "127.0.0.1"),
@@ -249,8 +252,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_host=get("REPLYD_HTTP_HOST", "127.0.0.1"),
         http_port=_parse_int("REPLYD_HTTP_PORT", get("REPLYD_HTTP_PORT", "8025"), 0, 65535),
         api_token=_api_token(env.get("REPLYD_API_TOKEN")),
-        rate_limits=_rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES)),
+        rate_limits=rate_limits,
         trust_authserv_id=env.get("REPLYD_TRUST_AUTHSERV_ID", "").strip().lower() or None,
+        # Off with the other limits (REPLYD_RATE_LIMITS=off, for load tests) unless set.
+        notices_per_hour=_notices_per_hour(
+            get("REPLYD_NOTICES_PER_HOUR", "100" if rate_limits else "off")
+        ),
         retention_days=_parse_int(
             "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
         ),
@@ -265,6 +272,19 @@ def _rate_limits(raw: str) -> dict[str, Limit]:
         return parse_limits(raw)
     except ValueError as exc:
         raise ConfigError(f"REPLYD_RATE_LIMITS: {exc}.") from None
+
+
+def _notices_per_hour(raw: str) -> int | None:
+    """REPLYD_NOTICES_PER_HOUR: a number of rejection notices per hour, or off (no cap)."""
+    if raw.strip().lower() in ("off", "none"):
+        return None
+    try:
+        return _parse_int("REPLYD_NOTICES_PER_HOUR", raw, 0, 1_000_000)
+    except ConfigError:
+        raise ConfigError(
+            f"REPLYD_NOTICES_PER_HOUR must be a number of notices per hour (0 sends none) or "
+            f"off, got {raw!r}."
+        ) from None
 
 
 def _api_token(raw: str | None) -> str | None:
