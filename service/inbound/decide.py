@@ -178,7 +178,9 @@ class Decider:
                 ReasonCode.DUPLICATE, f"duplicate of the reply published as comment #{existing}"
             )
         if not person.display_name and message.from_name:
-            name_person(session, person, message.from_name[:200], later)
+            name = notifier.public_text.clean_line(message.from_name)[:200]
+            if name:
+                name_person(session, person, name, later)
         comment = Comment(
             post_id=post.id,
             parent_id=parent.id if parent else None,

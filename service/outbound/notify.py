@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.extraction.marker import MARKER_HTML_ID
 from service.identity.addresses import AddressBook, Keyring, ReplyTarget, make_token
+from service.identity.scrub import PublicText
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
     Draft,
@@ -73,6 +74,7 @@ class Notifier:
         self.site_name = site_name
         self.base_url = base_url
         self.templates = templates or make_templates()
+        self.public_text = PublicText(book, keyring)
 
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
@@ -243,6 +245,10 @@ class Notifier:
         With `later`, the follow and the notifications are inserted when it is flushed (the
         comment at once: its id names the notifications).
         """
+        # Whatever door it came through, what others read of it holds no control characters
+        # and none of our addresses or tokens (a quoted notification carries the writer's).
+        comment.body = self.public_text.clean(comment.body).strip()
+        comment.elided = self.public_text.clean(comment.elided or "")
         # Who hears of it is settled before the comment exists: its writer is left out anyway.
         recipients = audience.followers(post, author.id)
         follow = not audience.subscribed(post, author.id)  # unless they opted out before

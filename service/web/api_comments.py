@@ -81,6 +81,9 @@ def create_web_comment(
             parent = session.get(Comment, parent_id)
             if parent is None or parent.post_id != post.id:
                 raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
+        # As for mail: no control characters, none of our addresses (the notifier cleans the
+        # body of every comment it publishes).
+        author_name = web.notifier.public_text.clean_line(author_name)
         person = person_for(session, author_email, author_name)
         comment = Comment(
             post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
