@@ -4,6 +4,9 @@ Atom feed always parses, and the CLI prints whatever is stored without escape se
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 import xml.etree.ElementTree as ET
 from email.message import EmailMessage
 
@@ -12,7 +15,7 @@ from sqlalchemy import select
 from service.store.models import Comment, InboundEmail, Person, Post
 from tests.conftest import DOMAIN, Blog, RunningServer, SinkHandler, send
 from tests.http_fixtures import HttpClient, http, settings_overrides
-from tests.test_cli import env, run
+from tests.test_cli import REPLYD, env, run
 from tests.test_reply_flow import comments, delivered, final_row
 
 __all__ = ["env", "http", "settings_overrides"]  # fixtures, imported so this module uses them
@@ -148,3 +151,43 @@ class TestControlCharacters:
         [listed] = json.loads(run(env, "post", "list", "--json").stdout)
         assert listed["title"] == "A [2J title"
         assert listed["author_name"] == "Ann Author"
+
+    def test_raw_source_is_exact_when_piped_and_escaped_on_a_terminal(
+        self, blog: Blog, env: dict[str, str]
+    ) -> None:
+        """`inbound show --raw` writes the stored bytes as they are into a pipe, and with
+        visible escapes onto a terminal, where an escape sequence in mail would act."""
+        raw = b"Subject: \x1b]0;pwned\x07hi\r\n\r\nbody \x1b[2J\x9b\r\n"
+        with blog.parts.session_factory.begin() as session:
+            row = InboundEmail(raw=raw, sha256="0" * 64, sender="", recipient=f"reply@{DOMAIN}")
+            session.add(row)
+            session.flush()
+            row_id = row.id
+        piped = subprocess.run(
+            [*REPLYD, "inbound", "show", str(row_id), "--raw"],
+            env={**os.environ, **env},
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert piped.stdout == raw
+        main, terminal = pty.openpty()
+        try:
+            shown = subprocess.run(
+                [*REPLYD, "inbound", "show", str(row_id), "--raw"],
+                env={**os.environ, **env},
+                stdout=terminal,
+                stderr=subprocess.PIPE,
+                timeout=60,
+                check=True,
+            )
+            assert shown.returncode == 0
+            output = b""
+            while not output.endswith(b"\n") or b"body" not in output:
+                output += os.read(main, 65536)
+        finally:
+            os.close(main)
+            os.close(terminal)
+        text = output.decode("utf-8", "replace")
+        assert "\\x1b]0;pwned\\x07hi" in text and "body \\x1b[2J" in text
+        assert not any(ch in text for ch in CONTROLS)
