@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import func, select
 
-from service.identity.addresses import verify_token
+from service.identity.addresses import ReplyTarget, verify_token
 from service.outbound.audience import Audience
 from service.outbound.notify import Unrendered
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription
@@ -43,7 +43,7 @@ def mail_to(blog: Blog, email: str) -> list[EmailMessage]:
             )
         )
         pending = [
-            Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient)
+            Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient, row.message_id)
             for row in rows
             if row.raw is None
         ]
@@ -95,9 +95,14 @@ class TestNotificationHeaders:
         mails = mail_to(blog, "author@example.org")
         assert len(mails) == 3
         author_id = blog.person("author@example.org")
-        ids = [f"<comment-{c}.to-{author_id}@replies.example.org>" for c in (first, second, third)]
+        book, keyring = blog.parts.book, blog.parts.keyring
+        ids = [
+            book.notification_id(ReplyTarget(post, c, author_id), keyring)
+            for c in (first, second, third)
+        ]
         root = f"<post-{post}@replies.example.org>"
         assert [m["Message-ID"] for m in mails] == ids
+        assert [m["Message-ID"] for m in mail_to(blog, "author@example.org")] == ids
         assert mails[0]["In-Reply-To"] == root
         assert mails[2]["In-Reply-To"] == ids[1]
         assert str(mails[2]["References"]).split() == [root, ids[0], ids[1]]

@@ -32,6 +32,40 @@ def plain(charset: str | None, body: bytes, *extra: str) -> ParsedMessage:
     return parse_message(message("From: a@example.org", content_type, *extra, body=body))
 
 
+FROM_HEADERS = {
+    # one plain mailbox: read
+    "From: Rita Reader <Rita@Example.org>": ("rita@example.org", "Rita Reader", ""),
+    'From: "Reader, Rita" <rita@example.org>': ("rita@example.org", "Reader, Rita", ""),
+    "From: rita@example.org (Rita)": ("rita@example.org", "Rita", ""),
+    "From: =?utf-8?q?J=C3=B6rg?= <j@example.org>": ("j@example.org", "Jörg", ""),
+    # anything else: no address, and the reason
+    "From: The Boss <=?utf-8?q?boss=40example.org?=>": ("", "The Boss", "encoded word"),
+    "From: <boss@=?utf-8?q?example.org?=>": ("", "", "encoded word"),
+    "From: =?utf-8?q?mailer-daemon=40x=29_label?=": ("", "", "encoded word"),
+    "From: a@example.org, b@example.org": ("", "", "more than one mailbox"),
+    "From: Reader, Rita <rita@example.org>": ("", "", "more than one mailbox"),
+    "From: Team: a@example.org, b@example.org;": ("", "", "group"),
+    "From: undisclosed-recipients:;": ("", "", "group"),
+    "From: a@example.org\nFrom: b@example.org": ("", "", "2 From headers"),
+    "From: nobody": ("", "", "no usable address"),
+    "From: <>": ("", "", "no usable address"),
+    "Subject: no From at all": ("", "", "no From header"),
+}
+
+
+class TestFromHeader:
+    @pytest.mark.parametrize("header", sorted(FROM_HEADERS))
+    def test_one_from_one_mailbox_no_encoded_address(self, header: str) -> None:
+        """Only one From header with one plain mailbox gives an address: encoded words are
+        decoded in the display name, never inside the address; anything else says why."""
+        address, name, problem = FROM_HEADERS[header]
+        parsed = parse_message(message(*header.split("\n")))
+        assert parsed.from_address == address
+        assert parsed.from_name == name
+        assert problem in parsed.from_problem
+        assert bool(parsed.from_problem) == bool(problem)
+
+
 class TestHeaders:
     def test_rfc2047_name_and_subject(self) -> None:
         """Encoded words in Q and B form decode in the From name and the Subject."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from service.cli import daemon, inbound, posts
 from service.cli.common import CommandError, collect_rarely
+from service.files import keep_files_private
 
 
 class _Version(argparse.Action):
@@ -67,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     """Parse the command line and run the command, its failures turned into sentences."""
     args = build_parser().parse_args(argv)
+    keep_files_private()  # the database, the secret, the outbox Maildir: this user's only
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,9 +109,15 @@ def components(*, migrated: bool = True) -> Components:
     return parts
 
 
+# What json.dumps leaves raw with ensure_ascii=False that a terminal may act on: DEL and the
+# C1 controls (CSI is U+009B), and the line separators some tools split lines at.
+_JSON_RAW_CONTROLS = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
 def print_json(value: Any) -> None:
-    """One line of JSON on stdout (non-ASCII kept as it is)."""
-    print(json.dumps(value, ensure_ascii=False, default=str))
+    """One line of JSON on stdout (non-ASCII kept as it is, control characters escaped)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    print(_JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
     sys.stdout.flush()
 
 

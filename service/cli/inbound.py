@@ -15,6 +15,7 @@ from service.cli.common import (
     row_id,
     whole_number,
 )
+from service.controls import escape_controls, escape_controls_line
 
 
 def cmd_inbound_list(args: argparse.Namespace) -> int:
@@ -40,6 +41,7 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
                 "sender": r.sender,
                 "status": r.status,
                 "reason": r.reason,
+                "reason_code": r.reason_code,
                 "attempts": r.attempts,
             }
             for r in session.scalars(query)
@@ -48,10 +50,11 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         for row in rows:
-            print(
-                f"{row['id']}\t{row['received_at'][:19]}\t{row['status']}\t"
-                f"<{row['sender']}>\t{row['reason'] or ''}"
-            )
+            # Senders and reasons come from strangers' mail: escaped, so no row can hold
+            # terminal escape sequences or pose as several.
+            sender = escape_controls_line(row["sender"])
+            reason = escape_controls_line(row["reason"] or "")
+            print(f"{row['id']}\t{row['received_at'][:19]}\t{row['status']}\t<{sender}>\t{reason}")
     return 0
 
 
@@ -74,21 +77,27 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
                     f"the source of message {args.id} was deleted by retention on "
                     f"{row.raw_purged_at:%Y-%m-%d}."
                 )
-            sys.stdout.buffer.write(row.raw)
+            if sys.stdout.isatty():
+                # On a terminal, the source is shown, never acted on; piped, it is exact.
+                text = row.raw.decode("utf-8", "backslashreplace")
+                sys.stdout.write(escape_controls(text.replace("\r\n", "\n")))
+            else:
+                sys.stdout.buffer.write(row.raw)
             sys.stdout.flush()
             return 0
         comment = session.scalar(select(Comment).where(Comment.inbound_email_id == row.id))
         print(f"id:          {row.id}")
         print(f"received at: {row.received_at.isoformat()}")
-        print(f"message id:  {row.message_id or '-'}")
-        print(f"sender:      <{row.sender}>")
+        print(f"message id:  {escape_controls_line(row.message_id or '-')}")
+        print(f"sender:      <{escape_controls_line(row.sender)}>")
         print(f"status:      {row.status}")
-        print(f"reason:      {row.reason or '-'}")
+        print(f"reason:      {escape_controls_line(row.reason or '-')}")
+        print(f"reason code: {row.reason_code or '-'}")
         print(f"attempts:    {row.attempts}")
         print(f"size:        {len(row.raw)} bytes, sha256 {row.sha256}")
         if comment is not None:
             print(f"comment:     #{comment.id}\n")
-            print(comment.body)
+            print(escape_controls(comment.body))
     return 0
 
 

@@ -14,22 +14,26 @@ from service.cli.common import (
     print_json,
     row_id,
 )
+from service.controls import escape_controls, escape_controls_line
 
 
 def cmd_post_add(args: argparse.Namespace) -> int:
     """Create a post, or update it if the blog's id is already known."""
+    from service.controls import strip_controls_line
     from service.store.posts import PostInvalid, check_post
     from service.store.subscriptions import save_post
 
     try:
         # The same checks save_post makes, before anything is opened: a bad post is a
-        # sentence and exit 2, whatever state the database is in.
-        checked = check_post(args.id, args.title, args.url)
+        # sentence and exit 2, whatever state the database is in. Titles and names go into
+        # mail headers, pages and the feed: one line, no controls.
+        checked = check_post(args.id, strip_controls_line(args.title), args.url)
     except PostInvalid as exc:
         raise CommandError(f"{exc}; see `replyd post add --help`.") from None
+    name = strip_controls_line(args.author_name or "")
     parts = components()
     with parts.session_factory.begin() as session:
-        author = person_at(session, args.author_email, args.author_name or "")
+        author = person_at(session, args.author_email, name)
         post, created = save_post(
             session,
             checked.slug,
@@ -77,7 +81,8 @@ def cmd_post_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             state = "closed" if row["closed"] else "open"
-            print(f"{row['id']}\t{state}\t{row['title']}\t{row['url']}")
+            fields = [str(row["id"]), state, str(row["title"]), str(row["url"])]
+            print("\t".join(escape_controls_line(field) for field in fields))
     return 0
 
 
@@ -166,12 +171,12 @@ def cmd_comments(args: argparse.Namespace) -> int:
     def show(parent: int | None, depth: int) -> None:
         for row in children.get(parent, []):
             indent = "    " * depth
-            print(
-                f"{indent}#{row['id']} {row['author_name'] or row['author_email']} "
-                f"({row['created_at'][:16]})"
-            )
+            # Stored before control characters were removed on the way in, text could still
+            # hold some: shown escaped, never acted on by the terminal.
+            author = escape_controls_line(row["author_name"] or row["author_email"])
+            print(f"{indent}#{row['id']} {author} ({row['created_at'][:16]})")
             for line in row["body"].splitlines():
-                print(f"{indent}  {line}")
+                print(f"{indent}  {escape_controls(line)}")
             show(row["id"], depth + 1)
 
     show(None, 0)

@@ -6,9 +6,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 MAC_BYTES = 10  # 80 bits: forging one takes ~2**79 tries, each one an SMTP round trip.
 MAX_LOCAL_PART = 64  # RFC 5321 section 4.5.3.1.1
@@ -38,9 +40,16 @@ class Keyring:
         """One byte naming a secret inside tokens, so verification tries only that key."""
         return hashlib.sha256(b"replyd-key-id\0" + secret).digest()[0]
 
+    @cached_property
+    def _by_key_id(self) -> dict[int, list[bytes]]:
+        by_id: dict[int, list[bytes]] = {}
+        for secret in self.secrets:
+            by_id.setdefault(self.key_id(secret), []).append(secret)
+        return by_id
+
     def lookup(self, key_id: int) -> list[bytes]:
         """Secrets whose key id matches (usually one)."""
-        return [s for s in self.secrets if self.key_id(s) == key_id]
+        return self._by_key_id.get(key_id, [])
 
 
 def _varint(value: int) -> bytes:
@@ -110,6 +119,30 @@ def unsign(token: str, keyring: Keyring, purpose: str, count: int) -> list[int] 
     if not valid:
         return None
     return _read_varints(body[1:], count)
+
+
+# The purpose a notification's Message-ID token is signed for (see AddressBook.notification_id).
+THREAD = "thread"
+# Every purpose replyd signs tokens for: text scrubbed of our tokens looks for all of them.
+PURPOSES = ("reply", "unsubscribe", "bounce", "digest", THREAD)
+_NOTIFICATION_ID = re.compile(r"^<c([0-9]{1,19})\.([a-z2-7]{1,100})@([^<>@\s]+)>$")
+
+
+def carries_our_mac(token: str, keyring: Keyring, purposes: Sequence[str]) -> bool:
+    """Whether a token is one we signed for any of `purposes`, whatever it carries."""
+    token = token.lower()
+    head = _unb32(token[:2])  # the key id alone first: most runs of letters fail there
+    if head is None or not head or not keyring.lookup(head[0]):
+        return False
+    data = _unb32(token)
+    if data is None or len(data) < 2 + MAC_BYTES or _b32(data) != token:
+        return False
+    body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    return any(
+        hmac.compare_digest(_mac(secret, purpose, body), mac)
+        for secret in keyring.lookup(body[0])
+        for purpose in purposes
+    )
 
 
 # In an unsubscribe token, this post id stands for every post the person follows (digests).
@@ -185,6 +218,29 @@ class AddressBook:
     def digest_address(self, outbound_id: int, person_id: int, keyring: Keyring) -> str:
         """The Reply-To of a digest: a reply there gets directions, not a comment."""
         return self._address(AddressKind.DIGEST, sign((outbound_id, person_id), keyring, "digest"))
+
+    def notification_id(self, target: ReplyTarget, keyring: Keyring) -> str:
+        """The Message-ID of the notification about `target.comment_id` sent to its person.
+
+        It carries a token signed for threading, so a reply whose To lost its token can be
+        routed by In-Reply-To; an id nobody signed (or one guessed) routes nothing. Made from
+        the target alone, it is the same at every delivery attempt.
+        """
+        if not target.comment_id:
+            raise ValueError("a notification is about a comment")
+        token = make_token(target, keyring, THREAD)
+        return f"<c{target.comment_id}.{token}@{self.domain}>"
+
+    def thread_target(self, message_id: str, keyring: Keyring) -> ReplyTarget | None:
+        """What a notification Message-ID of ours names, verified by its HMAC; None for any
+        other id (a client's, an unsigned old one, a guess, one with a token tampered)."""
+        match = _NOTIFICATION_ID.match(message_id.strip().lower())
+        if match is None or match.group(3) != self.domain:
+            return None
+        target = verify_token(match.group(2), keyring, THREAD)
+        if target is None or target.comment_id != int(match.group(1)):
+            return None
+        return target
 
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""

@@ -10,15 +10,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.identity.addresses import AddressKind, Recipient
-from service.inbound.classify import dmarc_failure
-from service.inbound.outcome import Outcome, rejected
+from service.inbound.classify import dmarc_failure, dmarc_pass
+from service.inbound.outcome import Outcome, ignored, rejected
 from service.inbound.prepare import Prepared
 from service.inbound.route import route_reply
 from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post
+from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post, ReasonCode
 from service.store.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -76,21 +76,38 @@ class Decider:
             assert address.target is not None
             done = unsubscribe(session, address.target)
             audience.forget()
-            return Outcome(InboundStatus.IGNORED, f"unsubscribe request handled: {done}")
+            return ignored(ReasonCode.UNSUBSCRIBE, f"unsubscribe request handled: {done}")
+        message = item.message
+        assert message is not None
+        if message.from_problem:
+            # Nobody to answer: the From names no one mailbox we could write to in good faith.
+            return rejected(ReasonCode.FROM_INVALID, message.from_problem, notice=False)
+        if self.trust_authserv_id:
+            forged = dmarc_failure(message, self.trust_authserv_id)
+            if forged:
+                # No notice: the From address is probably not the one who sent this.
+                return rejected(ReasonCode.DMARC_FAIL, forged, notice=False)
+        authenticated = bool(self.trust_authserv_id) and dmarc_pass(
+            message, self.trust_authserv_id or ""
+        )
         if address.kind is AddressKind.DIGEST:
+            reader = session.get(Person, address.person_id)
+            proven = reader is not None and reader.email == message.from_address
             return rejected(
-                "digest", "reply to a digest's own address; the sender was told how to reply"
+                ReasonCode.DIGEST,
+                "reply to a digest's own address; the sender was told how to reply",
+                notice=proven or authenticated,
             )
-        return self._publish(session, item, audience, published, later)
+        return self._publish(session, item, audience, published, later, authenticated)
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
         sent = session.get(OutboundEmail, address.outbound_id)
         person = session.get(Person, address.person_id)
         if sent is None or person is None or sent.recipient_id != person.id:
-            return Outcome(InboundStatus.IGNORED, "bounce for a message we have no record of")
+            return ignored(ReasonCode.BOUNCE, "bounce for a message we have no record of")
         verdict = record_bounce(session, person, read_bounce(raw))
-        return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
+        return ignored(ReasonCode.BOUNCE, f"bounce of outbound #{sent.id}: {verdict}")
 
     def _publish(
         self,
@@ -99,49 +116,71 @@ class Decider:
         audience: Audience,
         published: Mapping[str, int],
         later: Deferred | None,
+        authenticated: bool,
     ) -> Outcome:
-        """Decide whether the reply may be published; if so store it and queue its mail."""
+        """Decide whether the reply may be published; if so store it and queue its mail.
+
+        Publishing needs proof (invariant 7): a token we signed for one person (in the reply
+        address, or in the Message-ID of the notification answered) with that person's
+        address in From, or a From our MTA authenticated. Only then is the sender told why a
+        reply was refused; anyone else may be a forged bystander (`authenticated`: our MTA
+        saw the From domain pass DMARC)."""
         mail, message, extraction, key = item.mail, item.message, item.extraction, item.key
         assert message is not None and extraction is not None and key is not None
-        if self.trust_authserv_id:
-            forged = dmarc_failure(message, self.trust_authserv_id)
-            if forged:
-                # No notice: the From address is probably not the one who sent this.
-                return Outcome(InboundStatus.REJECTED, forged)
-        # The token was verified with the address; a reply without a valid one goes by threading.
-        route = route_reply(session, item.address.target if item.address else None, message)
+        notifier = self.notifier
+        route = route_reply(
+            session,
+            notifier.book,
+            notifier.keyring,
+            item.address.target if item.address else None,
+            message,
+            authenticated=authenticated,
+        )
         if route.target is None:
-            return rejected("no_route", route.reason)
+            return rejected(ReasonCode.NO_ROUTE, route.reason, notice=authenticated)
         target = route.target
         post = session.get(Post, target.post_id)
         person = session.get(Person, target.person_id)
         if post is None or person is None:
-            return rejected("gone", "the post or person this address names is gone")
+            return rejected(
+                ReasonCode.GONE,
+                "the post or person this address names is gone",
+                notice=authenticated,
+            )
         if message.from_address != person.email:
             return rejected(
-                "sender_mismatch",
+                ReasonCode.SENDER_MISMATCH,
                 f"sender mismatch: From <{message.from_address}> is not the person this reply "
-                "address was issued to",
+                f"address was issued to (routed by {route.via})",
+                notice=authenticated,
             )
+        # From here on the sender is proven: the person the token was issued to.
         if post.closed:
-            return rejected("closed", f"post {post.slug!r} is closed to comments")
+            return rejected(
+                ReasonCode.CLOSED, f"post {post.slug!r} is closed to comments", notice=True
+            )
         parent = None
         if target.comment_id is not None:
             parent = session.get(Comment, target.comment_id)
             if parent is None or parent.post_id != post.id:
-                return rejected("gone", "the comment replied to no longer exists")
+                return rejected(
+                    ReasonCode.GONE, "the comment replied to no longer exists", notice=True
+                )
         if not extraction.reply.strip():
             return rejected(
-                "empty",
+                ReasonCode.EMPTY,
                 "empty reply: nothing was left after removing the quoted text and signature",
+                notice=True,
             )
         existing = published.get(key)
         if existing is not None:
-            return Outcome(
-                InboundStatus.IGNORED, f"duplicate of the reply published as comment #{existing}"
+            return ignored(
+                ReasonCode.DUPLICATE, f"duplicate of the reply published as comment #{existing}"
             )
         if not person.display_name and message.from_name:
-            name_person(session, person, message.from_name[:200], later)
+            name = notifier.public_text.clean_line(message.from_name)[:200]
+            if name:
+                name_person(session, person, name, later)
         comment = Comment(
             post_id=post.id,
             parent_id=parent.id if parent else None,
@@ -152,7 +191,7 @@ class Decider:
             inbound_email_id=mail.id,
             dedupe_key=key,
         )
-        queued = self.notifier.publish(session, comment, post, person, audience, later)
+        queued = notifier.publish(session, comment, post, person, audience, later)
         log.info(
             "inbound #%s became comment #%s on %r (%s notifications)",
             mail.id,

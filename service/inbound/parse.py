@@ -17,6 +17,7 @@ from email.policy import compat32
 
 import mailparser
 
+from service.controls import strip_controls, strip_controls_line
 from service.extraction import mime_salvage
 
 # mail-parser logs every part at DEBUG and recoverable oddities at WARNING/ERROR; for mail
@@ -39,6 +40,9 @@ class ParsedMessage:
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case names
     # What was wrong with the MIME structure (defect class names, or why a body was given up).
     defects: tuple[str, ...] = ()
+    # Why the From header names no single plain mailbox ("" when it does): such mail is
+    # never published, whatever else it carries.
+    from_problem: str = ""
 
     def header(self, name: str) -> str:
         """First value of a header, or "" when absent."""
@@ -153,7 +157,8 @@ def _decode_encoded_word(encoding: str, payload: str) -> bytes:
 
 
 def decode_header_value(raw: str) -> str:
-    """Unfold a raw header value and decode its 8-bit bytes and RFC 2047 encoded words."""
+    """Unfold a raw header value and decode its 8-bit bytes and RFC 2047 encoded words; the
+    result is one line without control characters."""
     if _SURROGATES.search(raw):
         # The stdlib parser carries raw 8-bit header bytes as surrogate escapes.
         raw = decode_text(raw.encode("ascii", "surrogateescape"), None)
@@ -180,7 +185,14 @@ def decode_header_value(raw: str) -> str:
         position = match.end()
     pieces.append(decode_text(bytes(pending), pending_charset))
     pieces.append(value[position:])
-    return "".join(pieces).replace("\x00", "").strip()
+    return strip_controls_line("".join(pieces))
+
+
+def _decode_8bit(raw: str) -> str:
+    """A raw header value with its 8-bit bytes decoded, and nothing else (no encoded words)."""
+    if _SURROGATES.search(raw):
+        raw = decode_text(raw.encode("ascii", "surrogateescape"), None)
+    return _FOLD.sub("", raw)
 
 
 def _message_ids(value: str) -> tuple[str, ...]:
@@ -271,8 +283,9 @@ def _decode_body_part(part: Message) -> str:
             # Some senders name the charset only in the document's own <meta> tag.
             declared = _META_CHARSET.search(payload[:_META_SNIFF_BYTES])
             charset = declared.group(1).decode("ascii") if declared else None
-    text = decode_text(payload, charset)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    # Line ends made newlines, and control characters dropped: nothing stored from mail, and
+    # nothing mailed on, carries them (they break the Atom feed and terminals).
+    text = strip_controls(decode_text(payload, charset))
     if part.get_content_type() == "text/plain" and params.get("format") == "flowed":
         text = unflow(text, delsp=params.get("delsp") == "yes")
     return text
@@ -367,6 +380,61 @@ def _salvaged(message: Message, body: str | None = None) -> tuple[list[str], lis
     return plain, html
 
 
+def _top_level(value: str) -> str:
+    """The characters of an address header outside quoted strings, comments and angle
+    brackets: where the separators of mailboxes and groups stand."""
+    out: list[str] = []
+    quoted = escaped = False
+    comment = angle = 0
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and (quoted or comment):
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == "(":
+            comment += 1
+        elif comment:
+            comment -= ch == ")"
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle += 1
+        elif ch == ">":
+            angle = max(angle - 1, 0)
+        elif not angle:
+            out.append(ch)
+    return "".join(out)
+
+
+def _sender(raw_from: str, from_headers: int) -> tuple[str, str, str]:
+    """The From header's display name (decoded) and address (not decoded: RFC 2047 has no
+    place inside an addr-spec), and why it names no single plain mailbox ("" when it does)."""
+    if from_headers == 0:
+        return "", "", "no From header"
+    if from_headers > 1:
+        return "", "", f"{from_headers} From headers; a message has exactly one"
+    value = _decode_8bit(raw_from)
+    outside = _top_level(value)
+    if ":" in outside or ";" in outside:
+        return "", "", "the From header holds a group, not one mailbox"
+    if "," in outside:
+        return "", "", "the From header holds more than one mailbox"
+    try:
+        name, address = email.utils.parseaddr(value)
+    except Exception:
+        return "", "", "the From header cannot be read as a mailbox"
+    name = decode_header_value(name)
+    address = address.strip()
+    if "=?" in address:
+        return name, "", "an RFC 2047 encoded word inside the From address"
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain) or any(not ch.isprintable() or ch.isspace() for ch in address):
+        return name, "", "the From header holds no usable address"
+    return name, address.lower(), ""
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     """Parse one message; never raises on malformed input (missing parts become empty)."""
     message, unreadable = _whole(raw)
@@ -376,15 +444,12 @@ def parse_message(raw: bytes) -> ParsedMessage:
         values = headers.get(name, ())
         return values[0] if values else ""
 
-    try:
-        name, address = email.utils.parseaddr(raw_from)
-    except Exception:
-        name, address = "", ""
+    name, address, from_problem = _sender(raw_from, len(headers.get("from", ())))
     text, html, defects = _bodies(message, unreadable)
     return ParsedMessage(
         message_id=first("message-id").strip() or None,
-        from_address=decode_header_value(address).strip().lower(),
-        from_name=decode_header_value(name).strip(),
+        from_address=address,
+        from_name=name,
         subject=first("subject"),
         in_reply_to=_message_ids(first("in-reply-to")),
         references=_message_ids(first("references")),
@@ -392,4 +457,5 @@ def parse_message(raw: bytes) -> ParsedMessage:
         html=html,
         headers=headers,
         defects=defects,
+        from_problem=from_problem,
     )

@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.identity.addresses import AddressKind
 from service.inbound.decide import Decider
-from service.inbound.outcome import Outcome, failure
+from service.inbound.outcome import Outcome, failure, ignored
 from service.inbound.prepare import Prepared, Preparer
 from service.inbound.queue import ClaimedMail, finish_many, held_mail
 from service.outbound.audience import Audience
 from service.outbound.notices import RejectionNotices
 from service.outbound.notify import PEOPLE_BY_ID, POSTS_BY_ID, Notifier
 from service.store.engine import Deferred
-from service.store.models import Comment, InboundEmail, InboundStatus, Person, Post
+from service.store.models import Comment, InboundEmail, InboundStatus, Person, Post, ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Pipeline:
         finish_many(
             session,
             [
-                (item.mail.id, outcome.status, outcome.reason)
+                (item.mail.id, outcome.status, outcome.reason, outcome.code)
                 for item, outcome in zip(prepared, outcomes, strict=False)
                 if outcome is not None
             ],
@@ -202,7 +202,7 @@ class Pipeline:
         try:
             with session.begin_nested() if careful else contextlib.nullcontext():
                 if item.ignore:
-                    outcome = Outcome(InboundStatus.IGNORED, item.ignore)
+                    outcome = item.ignore
                 else:
                     # Careful: each message's writes go into its own savepoint, at once.
                     outcome = self.decider.decide(
@@ -212,11 +212,12 @@ class Pipeline:
                         batch.published,
                         None if careful else batch.later,
                     )
-                if outcome.code:
+                if outcome.notice and outcome.code:
+                    # Only ever to the From a token or our MTA proved (the Decider says when).
                     self.notices.queue(
                         session,
                         inbound_id=mail.id,
-                        to=message.from_address or mail.sender,
+                        to=message.from_address,
                         code=outcome.code,
                         subject=message.subject,
                         in_reply_to=message.message_id,
@@ -229,7 +230,7 @@ class Pipeline:
                 raise _Careful from exc
             if isinstance(exc, IntegrityError):
                 # Another worker published the same reply between our check and our insert.
-                return Outcome(InboundStatus.IGNORED, "duplicate of a reply already published")
+                return ignored(ReasonCode.DUPLICATE, "duplicate of a reply already published")
             log.exception("processing inbound #%s failed", mail.id)
             return failure(exc)
 
@@ -238,5 +239,5 @@ class Pipeline:
         with self.session_factory.begin() as session:
             if held_mail(session, mail.id, worker) is None:
                 return None
-            finish_many(session, [(mail.id, outcome.status, outcome.reason)])
+            finish_many(session, [(mail.id, outcome.status, outcome.reason, outcome.code)])
             return outcome

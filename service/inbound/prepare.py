@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from service.extraction.extract import Extraction, extract_reply
 from service.identity.addresses import AddressBook, AddressKind, Keyring, Recipient
-from service.inbound.classify import auto_generated_reason
-from service.inbound.outcome import Outcome, failure
+from service.inbound.classify import auto_generated
+from service.inbound.outcome import Outcome, failure, ignored
 from service.inbound.parse import ParsedMessage, parse_message
 from service.inbound.queue import MAX_ATTEMPTS, ClaimedMail
-from service.store.models import InboundStatus
+from service.store.models import InboundStatus, ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Prepared:
     mail: ClaimedMail
     address: Recipient | None = None
     message: ParsedMessage | None = None
-    ignore: str | None = None
+    ignore: Outcome | None = None  # machine-made mail: ignored, whatever it is addressed to
     extraction: Extraction | None = None
     key: str | None = None
     failed: Outcome | None = None  # already decided: it could not be read, or crashed too often
@@ -63,13 +63,16 @@ class Preparer:
         """Parse, classify and extract one claimed message; a failure becomes its outcome."""
         if mail.attempts > MAX_ATTEMPTS:
             reason = f"gave up after {mail.attempts - 1} attempts that never finished"
-            return Prepared(mail, failed=Outcome(InboundStatus.FAILED, reason))
+            return Prepared(
+                mail, failed=Outcome(InboundStatus.FAILED, reason, code=ReasonCode.GAVE_UP)
+            )
         try:
             address = self.book.recipient(mail.recipient, self.keyring)
             message = parse_message(mail.raw)
             ignore = None
             if address is None or address.kind is not AddressKind.BOUNCE:
-                ignore = auto_generated_reason(message, mail.sender, self.own_addresses)
+                machine = auto_generated(message, mail.sender, self.own_addresses)
+                ignore = ignored(*machine) if machine else None
             extraction = None
             if ignore is None and (address is None or address.kind is AddressKind.REPLY):
                 extraction = extract_reply(message.text, message.html, quotes_only=self.quotes_only)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.controls import strip_controls, strip_controls_line
 from service.store.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
@@ -20,7 +21,8 @@ LEASE = timedelta(minutes=5)
 # A message whose processing crashed the worker this many times is failed, not retried forever.
 MAX_ATTEMPTS = 5
 
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]{1,900}>)", re.I | re.M)
+# No spaces or control characters inside: a Message-ID has none (RFC 5322 msg-id).
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\x00-\x20\x7f]{1,900}>)", re.I | re.M)
 
 
 def header_message_id(raw: bytes) -> str | None:
@@ -43,7 +45,8 @@ def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[d
             "raw": raw,
             "sha256": digest,
             "message_id": message_id,
-            "sender": sender,
+            # What SMTP took as an address may hold control characters; what is stored does not.
+            "sender": strip_controls_line(sender),
             "recipient": recipient.lower(),
             "status": InboundStatus.RECEIVED,
             "received_at": now,
@@ -268,6 +271,7 @@ _FINISH = (
     .values(
         status=bindparam("status"),
         reason=bindparam("reason"),
+        reason_code=bindparam("reason_code"),
         claimed_by=None,
         lease_until=None,
         updated_at=bindparam("now", type_=UTCDateTime()),
@@ -276,12 +280,22 @@ _FINISH = (
 )
 
 
-def finish_many(session: Session, outcomes: Iterable[tuple[int, str, str | None]]) -> None:
-    """Move claimed rows to their terminal states, as (id, status, reason), in one statement."""
+def finish_many(
+    session: Session, outcomes: Iterable[tuple[int, str, str | None, str | None]]
+) -> None:
+    """Move claimed rows to their terminal states, as (id, status, reason, reason code), in
+    one statement."""
     now = utcnow()
     params = [
-        {"row_id": row_id, "status": status, "reason": reason, "now": now}
-        for row_id, status, reason in outcomes
+        {
+            "row_id": row_id,
+            "status": status,
+            # Reasons may quote the message (a subject, an address): stored without controls.
+            "reason": strip_controls(reason) if reason else reason,
+            "reason_code": code,
+            "now": now,
+        }
+        for row_id, status, reason, code in outcomes
     ]
     if params:
         session.connection().execute(_FINISH, params)
@@ -299,6 +313,7 @@ def requeue(session: Session, ids: Iterable[int] | None = None) -> int:
         .values(
             status=InboundStatus.RECEIVED,
             reason=None,
+            reason_code=None,
             attempts=0,
             finished_at=None,
             updated_at=utcnow(),

@@ -1,11 +1,12 @@
-"""Tells a sender, at most once a day per reason, why their reply was not published."""
+"""Tells a proven sender, at most once a day per reason, why their reply was not published."""
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from datetime import date, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,14 +18,31 @@ from service.outbound.compose import (
     render_bodies,
     render_line,
 )
-from service.store.models import OutboundEmail, RejectionNotice, utcnow
+from service.store.models import OutboundEmail, ReasonCode, RejectionNotice, utcnow
+
+log = logging.getLogger(__name__)
 
 # Reasons a sender is told about; the sentences for each are in the rejection templates.
-REASON_CODES = frozenset({"closed", "sender_mismatch", "empty", "gone", "no_route", "digest"})
+REASON_CODES = frozenset(
+    {
+        ReasonCode.CLOSED,
+        ReasonCode.SENDER_MISMATCH,
+        ReasonCode.EMPTY,
+        ReasonCode.GONE,
+        ReasonCode.NO_ROUTE,
+        ReasonCode.DIGEST,
+    }
+)
+DEFAULT_NOTICES_PER_HOUR = 100
 
 
 class RejectionNotices:
-    """Queues rejection notices in the caller's transaction, throttled per sender and reason."""
+    """Queues rejection notices in the caller's transaction, throttled per sender and reason
+    (one a day) and overall (`per_hour`, None for no cap).
+
+    The caller sends one only to a proven sender (see service.inbound.decide); the cap is
+    what is left should that ever be wrong: replyd must not become a way to mail strangers.
+    """
 
     def __init__(
         self,
@@ -33,11 +51,41 @@ class RejectionNotices:
         site_name: str,
         domain: str,
         templates: Environment | None = None,
+        per_hour: int | None = DEFAULT_NOTICES_PER_HOUR,
     ) -> None:
         self.from_address = from_address
         self.site_name = site_name
         self.domain = domain
         self.templates = templates or make_templates()
+        self.per_hour = per_hour
+
+    def _ours(self, address: str) -> bool:
+        """Whether an address is at our domain (or below it), or our own sender address."""
+        domain = address.rpartition("@")[2]
+        return (
+            address == self.from_address
+            or domain == self.domain
+            or domain.endswith(f".{self.domain}")
+        )
+
+    def _over_the_cap(self, session: Session) -> bool:
+        """Whether the notices of the last hour, from every node, reached the cap."""
+        if self.per_hour is None:
+            return False
+        since = utcnow() - timedelta(hours=1)
+        recent = session.scalar(
+            select(func.count())
+            .select_from(RejectionNotice)
+            .where(RejectionNotice.created_at >= since)
+        )
+        if (recent or 0) < self.per_hour:
+            return False
+        log.warning(
+            "not sending a rejection notice: %s went out in the last hour "
+            "(REPLYD_NOTICES_PER_HOUR)",
+            recent,
+        )
+        return True
 
     def queue(
         self,
@@ -52,11 +100,12 @@ class RejectionNotices:
     ) -> bool:
         """Queue a notice unless one for this sender and reason went out today; True if queued."""
         to = to.strip().lower()
-        if not to or code not in REASON_CODES or to.endswith(f"@{self.domain}"):
+        if not to or code not in REASON_CODES or self._ours(to):
             return False
         if not deliverable_address(to):
             return False  # a mangled From cannot be answered; the rejection stands without it
-        day = today or utcnow().date()
+        now = utcnow()
+        day = today or now.date()
         already = session.scalar(
             select(RejectionNotice.id).where(
                 RejectionNotice.sender == to,
@@ -64,7 +113,7 @@ class RejectionNotices:
                 RejectionNotice.day == day,
             )
         )
-        if already is not None:
+        if already is not None or self._over_the_cap(session):
             return False
         message_id = f"<rejected-{inbound_id}@{self.domain}>"
         message = new_message(
@@ -73,7 +122,7 @@ class RejectionNotices:
             to=to,
             subject=render_line(self.templates, "rejection.subject", {"subject": subject}),
             message_id=message_id,
-            date=utcnow(),
+            date=now,
             auto_submitted="auto-replied",
         )
         if in_reply_to:
@@ -90,7 +139,11 @@ class RejectionNotices:
             with session.begin_nested():
                 session.add(
                     RejectionNotice(
-                        sender=to, reason_code=code, day=day, inbound_email_id=inbound_id
+                        sender=to,
+                        reason_code=code,
+                        day=day,
+                        inbound_email_id=inbound_id,
+                        created_at=now,
                     )
                 )
                 session.add(

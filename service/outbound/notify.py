@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.extraction.marker import MARKER_HTML_ID
 from service.identity.addresses import AddressBook, Keyring, ReplyTarget, make_token
+from service.identity.scrub import PublicText
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
     Draft,
@@ -32,11 +33,6 @@ def post_root_id(post: Post, domain: str) -> str:
     return f"<post-{post.id}@{domain}>"
 
 
-def notification_id(comment_id: int, person_id: int, domain: str) -> str:
-    """The stable Message-ID of the notification about `comment_id` sent to `person_id`."""
-    return f"<comment-{comment_id}.to-{person_id}@{domain}>"
-
-
 class Unrendered(NamedTuple):
     """A queued notification whose message is yet to be written."""
 
@@ -44,6 +40,8 @@ class Unrendered(NamedTuple):
     comment_id: int | None
     recipient_id: int | None
     recipient: str
+    # As queued: every delivery attempt writes the same Message-ID, even after a key rotation.
+    message_id: str | None = None
 
 
 # Statements on the publishing path are built once, with bound parameters: building and
@@ -76,6 +74,7 @@ class Notifier:
         self.site_name = site_name
         self.base_url = base_url
         self.templates = templates or make_templates()
+        self.public_text = PublicText(book, keyring)
 
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
@@ -109,10 +108,22 @@ class Notifier:
             },
         )
 
+    def notification_id(self, post: Post, comment: Comment, recipient_id: int) -> str:
+        """The Message-ID of the notification about `comment` to one reader: stable, and
+        signed, so that a reply to it routes by In-Reply-To to that reader only."""
+        target = ReplyTarget(post.id, comment.id, recipient_id)
+        return self.book.notification_id(target, self.keyring)
+
     def headers(
-        self, comment: Comment, post: Post, recipient: Reader, ancestors: list[Comment]
+        self,
+        comment: Comment,
+        post: Post,
+        recipient: Reader,
+        ancestors: list[Comment],
+        message_id: str | None = None,
     ) -> Draft:
-        """The header fields of the notification about `comment` for `recipient`."""
+        """The header fields of the notification about `comment` for `recipient` (with the
+        Message-ID it was queued with, when given)."""
         domain = self.book.domain
         reply_to = self.book.reply_address(
             ReplyTarget(post.id, comment.id, recipient.id), self.keyring
@@ -122,13 +133,13 @@ class Notifier:
             sender_address=self.from_address,
             to=recipient,
             subject=f"Re: {post.title}",
-            message_id=notification_id(comment.id, recipient.id, domain),
+            message_id=message_id or self.notification_id(post, comment, recipient.id),
             date=comment.created_at,
         )
         message["Reply-To"] = mailbox(post.title, reply_to)
         # Chain: the post's root, then each ancestor comment as this recipient saw it.
         references = [post_root_id(post, domain)]
-        references += [notification_id(a.id, recipient.id, domain) for a in ancestors]
+        references += [self.notification_id(post, a, recipient.id) for a in ancestors]
         message["In-Reply-To"] = references[-1]
         message["References"] = " ".join(references)
         self.list_headers(
@@ -157,7 +168,7 @@ class Notifier:
         rows = [
             {
                 "kind": "notification",
-                "message_id": notification_id(comment.id, reader.id, self.book.domain),
+                "message_id": self.notification_id(post, comment, reader.id),
                 "recipient_id": reader.id,
                 "recipient": reader.email,
                 "post_id": post.id,
@@ -213,7 +224,7 @@ class Notifier:
                     continue
                 reader = Reader(person.id, item.recipient, person.display_name)
                 try:
-                    draft = self.headers(comment, post, reader, ancestors)
+                    draft = self.headers(comment, post, reader, ancestors, item.message_id)
                     written[item.id] = draft.as_bytes(bodies)
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
@@ -234,6 +245,10 @@ class Notifier:
         With `later`, the follow and the notifications are inserted when it is flushed (the
         comment at once: its id names the notifications).
         """
+        # Whatever door it came through, what others read of it holds no control characters
+        # and none of our addresses or tokens (a quoted notification carries the writer's).
+        comment.body = self.public_text.clean(comment.body).strip()
+        comment.elided = self.public_text.clean(comment.elided or "")
         # Who hears of it is settled before the comment exists: its writer is left out anyway.
         recipients = audience.followers(post, author.id)
         follow = not audience.subscribed(post, author.id)  # unless they opted out before

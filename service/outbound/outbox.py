@@ -15,6 +15,7 @@ import aiosmtplib
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.files import private_dir
 from service.outbound.bounces import record_delivery
 from service.outbound.notify import Unrendered
 from service.runtime.settings import Outbound
@@ -57,6 +58,7 @@ _DUE = (
         OutboundEmail.kind,
         OutboundEmail.recipient_id,
         OutboundEmail.comment_id,
+        OutboundEmail.message_id,
     )
     .where(
         or_(
@@ -111,6 +113,7 @@ class Parcel:
     kind: str
     recipient_id: int | None
     comment_id: int | None = None
+    message_id: str | None = None
 
     @property
     def message(self) -> bytes:
@@ -203,6 +206,7 @@ class Outbox:
                     row.kind,
                     row.recipient_id,
                     row.comment_id,
+                    row.message_id,
                 )
                 for row in rows
             ]
@@ -215,7 +219,7 @@ class Outbox:
         Returns the parcels ready to send, and the attempts already over: those that cannot
         be written, failed with the reason."""
         unrendered = [
-            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient)
+            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id)
             for p in parcels
             if p.raw is None
         ]
@@ -342,7 +346,7 @@ class Outbox:
                 if self._maildir is None:
                     assert self.outbound.path is not None
                     # Maildir makes the folder itself but not its parents.
-                    self.outbound.path.parent.mkdir(parents=True, exist_ok=True)
+                    private_dir(self.outbound.path.parent)
                     self._maildir = mailbox.Maildir(self.outbound.path, create=True)
                 # Written into tmp/ and renamed into new/, so readers never see half a file.
                 self._maildir.add(parcel.message)

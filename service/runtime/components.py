@@ -110,6 +110,7 @@ class Components:
                 site_name=settings.site_name,
                 domain=settings.domain,
                 templates=self.templates,
+                per_hour=settings.notices_per_hour,
             ),
             trust_authserv_id=settings.trust_authserv_id,
             yield_now=edge_waiting(self.engine),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from service.files import private_dir
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.resources import LANGUAGES
 from service.runtime.throttle import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
@@ -33,6 +34,7 @@ NAMES = (
     "REPLYD_LOG_FORMAT",
     "REPLYD_MAX_MESSAGE_BYTES",
     "REPLYD_MAX_RECIPIENTS",
+    "REPLYD_NOTICES_PER_HOUR",
     "REPLYD_OLD_SECRETS",
     "REPLYD_OUTBOUND",
     "REPLYD_OUTBOUND_MAX_ATTEMPTS",
@@ -108,6 +110,8 @@ class Settings:
     # Failed operator logins, and web comments per client and token (REPLYD_WEB_LIMITS).
     web_limits: dict[str, WebLimit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
+    # Rejection notices all senders together may get per hour (None: no cap).
+    notices_per_hour: int | None = 100
     retention_days: int = 0
     # Processes started next to the edge to parse, publish and deliver (0: the workers run in
     # the daemon's own process). The one setting for worker concurrency.
@@ -204,7 +208,7 @@ def _secret(raw: str | None, var_dir: Path) -> str:
     path = var_dir / "secret"
     if path.exists():
         return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     value = secrets.token_urlsafe(32)
     # O_EXCL: two processes starting at once must not each write a different secret.
     try:
@@ -359,6 +363,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # REPLYD_RATE_LIMITS=off switches every limit off (load tests), the web's too.
         web_limits=_web_limits(get("REPLYD_WEB_LIMITS", DEFAULT_WEB_LIMITS)) if rate_limits else {},
         trust_authserv_id=(raw("REPLYD_TRUST_AUTHSERV_ID") or "").strip().lower() or None,
+        # Off with the other limits (REPLYD_RATE_LIMITS=off, for load tests) unless set.
+        notices_per_hour=_notices_per_hour(
+            get("REPLYD_NOTICES_PER_HOUR", "100" if rate_limits else "off")
+        ),
         retention_days=_parse_int(
             "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
         ),
@@ -380,6 +388,19 @@ def _web_limits(raw: str) -> dict[str, WebLimit]:
         return parse_web_limits(raw)
     except ValueError as exc:
         raise ConfigError(f"REPLYD_WEB_LIMITS: {exc}.") from None
+
+
+def _notices_per_hour(raw: str) -> int | None:
+    """REPLYD_NOTICES_PER_HOUR: a number of rejection notices per hour, or off (no cap)."""
+    if raw.strip().lower() in ("off", "none"):
+        return None
+    try:
+        return _parse_int("REPLYD_NOTICES_PER_HOUR", raw, 0, 1_000_000)
+    except ConfigError:
+        raise ConfigError(
+            f"REPLYD_NOTICES_PER_HOUR must be a number of notices per hour (0 sends none) or "
+            f"off, got {raw!r}."
+        ) from None
 
 
 def _api_token(raw: str | None) -> str | None:

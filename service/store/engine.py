@@ -16,6 +16,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.files import create_private_file, private_dir
+
 # Execution option for a transaction that only reads: on SQLite it leaves the write lock free.
 # Pass it to Session.connection() before the first statement.
 READ_ONLY = "replyd_read_only"
@@ -78,7 +80,10 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
         return engine
     gate = _gate(url)
     if gate is not None:
-        gate.parent.mkdir(parents=True, exist_ok=True)
+        # A new database file is made here, private, before SQLite would make it with the
+        # process's umask (its -wal and -shm files take the database file's mode).
+        private_dir(gate.parent)
+        create_private_file(gate.parent / gate.name.removesuffix("-urgent"))
     engine = _create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

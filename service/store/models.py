@@ -71,6 +71,34 @@ class InboundStatus(StrEnum):
     FAILED = "failed"
 
 
+class ReasonCode(StrEnum):
+    """Why a message ended as it did, from a fixed set: what metrics and filters group by
+    (the reason's text, which may quote the message, is for people to read)."""
+
+    # rejected
+    CLOSED = "closed"
+    SENDER_MISMATCH = "sender_mismatch"
+    EMPTY = "empty"
+    GONE = "gone"
+    NO_ROUTE = "no_route"
+    DIGEST = "digest"
+    DMARC_FAIL = "dmarc_fail"
+    FROM_INVALID = "from_invalid"
+    # ignored
+    DUPLICATE = "duplicate"
+    NULL_SENDER = "null_sender"
+    SYSTEM_SENDER = "system_sender"
+    OWN_ADDRESS = "own_address"
+    AUTO_SUBMITTED = "auto_submitted"
+    AUTO_REPLY = "auto_reply"  # autoresponder headers, subjects, Precedence
+    REPORT = "report"  # multipart/report: delivery and disposition notifications
+    BOUNCE = "bounce"
+    UNSUBSCRIBE = "unsubscribe"
+    # failed
+    ERROR = "error"
+    GAVE_UP = "gave_up"
+
+
 class OutboundStatus(StrEnum):
     """Lifecycle of a queued outbound message; sent and failed are terminal."""
 
@@ -141,6 +169,7 @@ class InboundEmail(Base):
     recipient: Mapped[str] = mapped_column(String(320))  # the one envelope RCPT this row is for
     status: Mapped[str] = mapped_column(String(16), default=InboundStatus.RECEIVED)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reason_code: Mapped[str | None] = mapped_column(String(32), default=None)  # a ReasonCode
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -210,6 +239,8 @@ class RejectionNotice(Base):
     reason_code: Mapped[str] = mapped_column(String(32))
     day: Mapped[date] = mapped_column(Date)
     inbound_email_id: Mapped[int] = mapped_column(ForeignKey("inbound_emails.id"))
+    # When it was queued: the hourly cap on all notices counts these.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class AdminSession(Base):

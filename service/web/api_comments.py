@@ -125,7 +125,10 @@ def create_web_comment(
             parent = session.get(Comment, new.parent_id)
             if parent is None or parent.post_id != post.id:
                 raise ApiError(404, f"post {new.slug!r} has no comment {new.parent_id}")
-        person = person_for(session, new.author_email, new.author_name)
+        # As for mail: no control characters, none of our addresses (the notifier cleans the
+        # body of every comment it publishes).
+        author_name = web.notifier.public_text.clean_line(new.author_name)
+        person = person_for(session, new.author_email, author_name)
         comment = Comment(
             post_id=post.id,
             parent_id=new.parent_id,

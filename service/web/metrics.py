@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,30 +16,36 @@ from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, Float, case, cast, extract, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from service.store.models import Comment, InboundEmail, InboundStatus, OutboundEmail, OutboundStatus
+from service.store.models import (
+    Comment,
+    InboundEmail,
+    InboundStatus,
+    OutboundEmail,
+    OutboundStatus,
+    ReasonCode,
+)
 
 # Seconds; processing is usually sub-second, delivery waits on relays and retries with backoff.
 PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 DELIVERY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
-REASON_LABEL_MAX = 60
-
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|<[^>]*>|\([^)]*\)")
-_NUMBERS = re.compile(r"#?\d+")
+REASON_LABELS = frozenset(ReasonCode)
+OTHER_REASON = "other"  # rows finished before reasons had codes, whose wording matched none
 
 
-def reason_label(reason: str | None) -> str:
-    """A reason reduced to its kind: no addresses, ids, subjects or exception text in labels.
+def reason_label(code: str | None, reason: str | None = None) -> str:
+    """The `reason` label of a row: its reason code, one of a fixed set, never the text.
 
-    >>> reason_label("sender mismatch: From <x@example.org> is not the person ...")
-    'sender mismatch'
-    >>> reason_label("post 'hello' is closed to comments")
-    'post is closed to comments'
+    The text may quote the message (an address, a subject, a display name); as a label it
+    would publish it, and let any sender add series without bound.
+
+    >>> reason_label("sender_mismatch", "sender mismatch: From <x@example.org> is not ...")
+    'sender_mismatch'
+    >>> reason_label(None, "an old reason")
+    'other'
     """
-    if not reason:
-        return ""
-    head = reason.split(":", 1)[0]
-    head = _NUMBERS.sub("", _QUOTED.sub("", head))
-    return " ".join(head.split())[:REASON_LABEL_MAX]
+    if code in REASON_LABELS:
+        return str(code)
+    return OTHER_REASON if code or reason else ""
 
 
 def _seconds_between(
@@ -93,17 +98,18 @@ class DatabaseCollector(Collector):
     def _collect(self, session: Session) -> Iterator[Metric]:
         inbound = GaugeMetricFamily(
             "replyd_inbound_messages",
-            "Stored inbound messages by status and reason kind (an operator retry moves one "
+            "Stored inbound messages by status and reason code (an operator retry moves one "
             "back to received).",
             labels=["status", "reason"],
         )
         grouped: dict[tuple[str, str], int] = {}
-        for status, reason, count in session.execute(
-            select(InboundEmail.status, InboundEmail.reason, func.count()).group_by(
-                InboundEmail.status, InboundEmail.reason
-            )
+        has_reason = InboundEmail.reason.is_not(None)
+        for status, code, with_reason, count in session.execute(
+            select(
+                InboundEmail.status, InboundEmail.reason_code, has_reason, func.count()
+            ).group_by(InboundEmail.status, InboundEmail.reason_code, has_reason)
         ):
-            key = (status, reason_label(reason))
+            key = (status, reason_label(code, "?" if with_reason else None))
             grouped[key] = grouped.get(key, 0) + count
         for status in InboundStatus:
             grouped.setdefault((status, ""), 0)
