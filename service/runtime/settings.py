@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -72,6 +73,10 @@ class Settings:
     prepare_process: bool = False
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
+    # Which new comments wait for a moderator: off, new (people never published), all.
+    moderation: str = "off"
+    # Addresses that get the moderation mail of every post, beside each post's author.
+    moderators: tuple[str, ...] = ()
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -256,7 +261,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
+        moderation=_choice(
+            "REPLYD_MODERATION", get("REPLYD_MODERATION", "off"), ("off", "new", "all")
+        ),
+        moderators=_moderators(env.get("REPLYD_MODERATORS", "")),
     )
+
+
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+
+
+def _moderators(raw: str) -> tuple[str, ...]:
+    """REPLYD_MODERATORS: addresses separated by commas, lower-cased, each once."""
+    found: list[str] = []
+    for part in raw.split(","):
+        address = part.strip().lower()
+        if not address:
+            continue
+        if not _ADDRESS.match(address):
+            raise ConfigError(
+                f"REPLYD_MODERATORS must list email addresses separated by commas, like "
+                f"ann@example.org,bob@example.org; {part.strip()!r} is not one."
+            )
+        if address not in found:
+            found.append(address)
+    return tuple(found)
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:
