@@ -1,4 +1,4 @@
-"""The JSON API's comments: a post's thread, and comments made on the blog."""
+"""The JSON API's comments: a post's thread as the public sees it, and comments made on the blog."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.moderation.blocks import Blocklist
 from service.outbound.audience import Audience
 from service.store.models import Comment
 from service.store.subscriptions import person_for
+from service.store.visibility import is_published, shown_comments
 from service.web.context import (
     MAX_COMMENT_CHARS,
     ApiError,
@@ -41,10 +43,26 @@ def comment_json(comment: Comment, depth: int, *, private: bool) -> dict[str, An
         "elided": comment.elided,
         "source": comment.source,
         "created_at": iso(comment.created_at),
+        "status": comment.status,
     }
     if private:
         data["author_email"] = comment.author.email
     return data
+
+
+def removed_json(comment: Comment, depth: int) -> dict[str, Any]:
+    """The placeholder of a removed comment that answers hang under: its place, nothing of it."""
+    return {
+        "id": comment.id,
+        "parent_id": comment.parent_id,
+        "depth": depth,
+        "author_name": "",
+        "body": "",
+        "elided": "",
+        "source": comment.source,
+        "created_at": None,
+        "status": "removed",
+    }
 
 
 async def list_comments(request: Request) -> Response:
@@ -57,8 +75,12 @@ async def list_comments(request: Request) -> Response:
         with web.read_sessions() as session:
             post = find_post(session, slug)
             comments = session.scalars(select(Comment).where(Comment.post_id == post.id)).all()
+            shown, removed = shown_comments(comments)
             return [
-                comment_json(t.comment, t.depth, private=private) for t in thread_order(comments)
+                removed_json(t.comment, t.depth)
+                if t.comment.id in removed
+                else comment_json(t.comment, t.depth, private=private)
+                for t in thread_order(shown)
             ]
 
     return JSONResponse({"post_id": slug, "comments": await run_in_threadpool(load)})
@@ -72,27 +94,32 @@ def create_web_comment(
     body: str,
     parent_id: int | None,
 ) -> dict[str, Any]:
-    """Store a comment made on the web, follow the thread and queue its notifications at once."""
+    """Store a comment made on the web: published with its notifications queued at once, or
+    held for a moderator (REPLYD_MODERATION)."""
     with web.parts.session_factory.begin() as session:
         post = find_post(session, slug)
         if post.closed:
             raise ApiError(409, f"post {slug!r} is closed to comments")
         if parent_id is not None:
             parent = session.get(Comment, parent_id)
-            if parent is None or parent.post_id != post.id:
+            if parent is None or parent.post_id != post.id or not is_published(parent):
                 raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
+        rule = Blocklist.read(session, [author_email]).rule_for(author_email)
+        if rule is not None:
+            raise ApiError(403, f"comments from {author_email} are blocked ({rule})")
         person = person_for(session, author_email, author_name)
         comment = Comment(
             post_id=post.id, parent_id=parent_id, author_id=person.id, body=body, source="web"
         )
-        web.notifier.publish(session, comment, post, person, Audience(session, [post]))
+        web.intake.submit(session, comment, post, person, Audience(session, [post]))
         stored = session.get(Comment, comment.id)  # as the database has it
         assert stored is not None
         return comment_json(stored, 0, private=True)
 
 
 async def post_comment(request: Request) -> Response:
-    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers."""
+    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers
+    (or hold it for a moderator: its status says which)."""
     require_token(request)
     slug = post_slug(request.path_params["post_id"])
     data = await json_object(request)

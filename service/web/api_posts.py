@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.store.models import Comment, Post
 from service.store.subscriptions import person_for, save_post
+from service.store.visibility import PUBLISHED
 from service.web.context import (
     bool_field,
     context_of,
@@ -29,7 +30,9 @@ from service.web.context import (
 
 def post_json(session: Session, post: Post, *, private: bool) -> dict[str, Any]:
     """A post as the API shows it; addresses only to callers holding the token."""
-    count = session.scalar(select(func.count(Comment.id)).where(Comment.post_id == post.id))
+    count = session.scalar(
+        select(func.count(Comment.id)).where(Comment.post_id == post.id, PUBLISHED)
+    )
     data: dict[str, Any] = {
         "id": post.slug,
         "title": post.title,

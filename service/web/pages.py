@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from service.web.admin_comments import admin_comments, admin_moderate
 from service.web.admin_pages import admin_inbound, admin_login, admin_logout, admin_raw, admin_retry
 from service.web.feed import comments_feed
+from service.web.moderation_pages import moderation_act, moderation_page
 from service.web.public_pages import post_page, unsubscribe_now, unsubscribe_page
 
 ROUTES = [
@@ -13,9 +15,13 @@ ROUTES = [
     Route("/posts/{post_id}/comments.atom", comments_feed, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
+    Route("/moderate/{token}", moderation_page, methods=["GET"]),
+    Route("/moderate/{token}", moderation_act, methods=["POST"]),
     Route("/admin/inbound", admin_inbound, methods=["GET"]),
     Route("/admin/inbound/{inbound_id:int}/raw", admin_raw, methods=["GET"]),
     Route("/admin/inbound/{inbound_id:int}/retry", admin_retry, methods=["POST"]),
+    Route("/admin/comments", admin_comments, methods=["GET"]),
+    Route("/admin/comments/{comment_id:int}/{action}", admin_moderate, methods=["POST"]),
     Route("/admin/login", admin_login, methods=["GET", "POST"]),
     Route("/admin/logout", admin_logout, methods=["POST"]),
 ]
