@@ -20,8 +20,8 @@ from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post
-from service.store.visibility import is_published
 from service.store.subscriptions import unsubscribe
+from service.store.visibility import is_published
 
 log = logging.getLogger(__name__)
 

@@ -189,4 +189,6 @@ class Moderation:
             return self.approve(session, comment_id, actor)
         if status == CommentStatus.HIDDEN:
             return self.hide(session, comment_id, actor)
-        raise ModerationError(f"a comment's status can be set to published or hidden, not {status!r}")
+        raise ModerationError(
+            f"a comment's status can be set to published or hidden, not {status!r}"
+        )

@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 MODES = ("off", "new", "all")
 
 # Trust under "new": the person already has a published comment somewhere on the blog.
-_TRUSTED = (
-    select(Comment.id).where(Comment.author_id == bindparam("person_id"), PUBLISHED).limit(1)
-)
+_TRUSTED = select(Comment.id).where(Comment.author_id == bindparam("person_id"), PUBLISHED).limit(1)
 
 
 class Intake:

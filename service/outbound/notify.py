@@ -253,7 +253,8 @@ class Notifier:
                     draft = self.headers(comment, post, reader, ancestors)
                     own = bodies
                     if self.moderates(person, post):
-                        own = self.bodies(comment, post, ancestors, self.remove_url(comment, person))
+                        remove = self.remove_url(comment, person)
+                        own = self.bodies(comment, post, ancestors, remove)
                     written[item.id] = draft.as_bytes(own)
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"

@@ -1,4 +1,4 @@
-"""Database tables: posts, people, subscriptions, comments, inbound and outbound mail, moderation."""
+"""Database tables: posts, people, subscriptions, comments, mail in and out, moderation."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ class InboundEmail(Base):
 
 
 class Comment(Base):
-    """A comment and its moderation status; `elided` keeps what extraction cut (quote, signature)."""
+    """A comment and its moderation status; `elided` keeps what extraction cut (quote etc.)."""
 
     __tablename__ = "comments"
     # Trust under REPLYD_MODERATION=new asks whether a person has a published comment.
