@@ -56,6 +56,11 @@ def mail_to(sink: tuple[SinkHandler, int], address: str, count: int = 1) -> list
     )
 
 
+def moderators_asked(sink: tuple[SinkHandler, int], address: str) -> list[EmailMessage]:
+    """The moderation mails `address` got so far."""
+    return [m for m in sink[0].to(address) if str(m["Subject"]).startswith("Comment waiting")]
+
+
 def about(messages: list[EmailMessage], comment_id: int) -> list[EmailMessage]:
     """The notifications among `messages` about one comment (by their stable Message-ID)."""
     return [m for m in messages if str(m["Message-ID"]).startswith(f"<comment-{comment_id}.")]

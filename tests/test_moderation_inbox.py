@@ -10,7 +10,7 @@ import pytest
 from service.identity.moderation_links import LinkAction, make_moderation_token
 from service.store.models import CommentStatus, InboundStatus, Subscription, utcnow
 from service.web.context import csrf_value
-from tests.conftest import Blog, RunningServer, SinkHandler
+from tests.conftest import Blog, RunningServer, SinkHandler, wait_for
 from tests.http_fixtures import API_TOKEN, HttpClient, http
 from tests.moderation_helpers import (
     AUTHOR,
@@ -22,6 +22,7 @@ from tests.moderation_helpers import (
     link_paths,
     mail_to,
     moderation_mail,
+    moderators_asked,
     notification_id,
     reply_by_mail,
     text_of,
@@ -164,3 +165,69 @@ class TestHeldUntilApproved:
         mail_to(sink, FOLLOWER)
         assert about(sink[0].to(FOLLOWER), made.json()["id"]) == []
         assert len(sink[0].to(AUTHOR)) == 1
+
+
+class TestRemoveLinkInNotifications:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """No moderation (the default): comments are published at once."""
+        return {"REPLYD_API_TOKEN": API_TOKEN}
+
+    def test_authors_copy_carries_a_remove_link_that_hides_the_comment(
+        self, server: RunningServer, blog: Blog, sink: Sink, http: HttpClient
+    ) -> None:
+        """The post author's notification has a signed Remove link, a follower's has none; the
+        link asks on GET and hides the comment on POST; a reply quoting it publishes no link."""
+        post = blog.post()
+        follower(blog, post)
+        reply_by_mail(blog, server.port, post, READER, "Buy cheap watches")
+        [to_author] = mail_to(sink, AUTHOR)
+        [to_fan] = mail_to(sink, FOLLOWER)
+        assert "/moderate/" not in to_fan.as_string()
+        remove = link_paths(to_author)["remove"]
+        [comment] = http.get("/api/posts/hello/comments").json()["comments"]
+        assert http.get(remove, auth=False).status == 200
+        assert comment_row(blog, comment["id"]).status == CommentStatus.PUBLISHED
+        assert "Comment removed" in http.post(remove, auth=False).text
+        assert comment_row(blog, comment["id"]).status == CommentStatus.HIDDEN
+        assert http.get("/api/posts/hello/comments").json()["comments"] == []
+        assert "Buy cheap watches" not in http.get("/posts/hello").text
+
+        # The author quotes the link in a reply: what is published holds no usable link.
+        link = f"https://blog.example.org{remove}"
+        reply_by_mail(blog, server.port, post, AUTHOR, f"Removed it, see {link} for how")
+        [published] = http.get("/api/posts/hello/comments").json()["comments"]
+        assert "/moderate/" not in published["body"]
+        assert published["body"] == "Removed it, see [link removed] for how"
+
+
+class TestEveryCommentHeld:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """REPLYD_MODERATION=all."""
+        return {"REPLYD_API_TOKEN": API_TOKEN, "REPLYD_MODERATION": "all"}
+
+    def test_all_holds_even_known_commenters_but_not_the_author(
+        self, server: RunningServer, blog: Blog, sink: Sink, http: HttpClient
+    ) -> None:
+        """With "all" a person with a published comment still waits, the post's author does
+        not, and the moderation mail promises no trust."""
+        post = blog.post()
+        approved = http.post(
+            "/api/posts/hello/comments", json_body={"author_email": READER, "body": "First"}
+        ).json()
+        assert approved["status"] == "held"
+        change = http.request(
+            "PATCH", f"/api/comments/{approved['id']}", json_body={"status": "published"}
+        )
+        assert change.status == 200 and change.json()["status"] == "published"
+        assert reply_by_mail(blog, server.port, post, READER, "Second").status == "processed"
+        # (The mail about "First" may have been cancelled by its approval before it left.)
+        [ask] = wait_for(
+            lambda: [m for m in moderators_asked(sink, AUTHOR) if "Second" in text_of(m)],
+            what="the moderation mail about the second comment",
+        )
+        assert "next comments appear" not in text_of(ask)
+        reply_by_mail(blog, server.port, post, AUTHOR, "From the author")
+        bodies = [c["body"] for c in http.get("/api/posts/hello/comments").json()["comments"]]
+        assert bodies == ["First", "From the author"]
