@@ -120,6 +120,13 @@ class TestCommentCommands:
         log = events(blog, int(str(held["id"])))
         assert [e.action for e in log] == ["hold", "approve", "hide", "restore", "delete"]
         assert {(e.actor, e.via) for e in log[1:]} == {(getpass.getuser(), "cli")}
+        shown = json.loads(replyd(env, "comment", "log", str(held["id"]), "--json").stdout)
+        assert [(e["action"], e["to_status"], e["via"]) for e in shown][:2] == [
+            ("delete", "deleted", "cli"),
+            ("restore", "published", "cli"),
+        ]
+        assert shown[-1]["by"] == "replyd" and "first comment" in shown[-1]["note"]
+        assert "hidden->published" in replyd(env, "comment", "log").stdout
         # Mail to the follower: only the approval's; the restore sent nothing again.
         assert len(about(sink[0].to(FOLLOWER), int(str(held["id"])))) == 1
 

@@ -1,4 +1,4 @@
-"""`replyd comment approve|hide|restore|delete`, `block`, `unblock` and `blocks list`."""
+"""`replyd comment approve|hide|restore|delete|log`, `block`, `unblock` and `blocks list`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,43 @@ def cmd_comment(args: argparse.Namespace) -> int:
     if change.cancelled:
         said += f"; {change.cancelled} queued mail(s) cancelled"
     print(said)
+    return 0
+
+
+def cmd_comment_log(args: argparse.Namespace) -> int:
+    """Show the moderation log, newest first: of one comment, or of everything."""
+    from sqlalchemy import select
+
+    from service.store.models import ModerationEvent
+
+    parts = components()
+    query = select(ModerationEvent).order_by(ModerationEvent.id.desc()).limit(args.limit)
+    if args.id is not None:
+        query = query.where(ModerationEvent.comment_id == args.id)
+    with parts.session_factory() as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "at": e.created_at.isoformat(),
+                "comment_id": e.comment_id,
+                "action": e.action,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "by": e.actor,
+                "via": e.via,
+                "note": e.note,
+            }
+            for e in session.scalars(query)
+        ]
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        what = f"#{row['comment_id']}" if row["comment_id"] is not None else "-"
+        moved = f"{row['from_status'] or ''}->{row['to_status']}" if row["to_status"] else ""
+        print(
+            f"{row['at'][:19]}\t{what}\t{row['action']}\t{moved}\t"
+            f"{row['by']} ({row['via']})\t{row['note']}"
+        )
     return 0
 
 
@@ -137,6 +174,10 @@ def register(add: AddCommand, commands: Any) -> None:
     for name, help_text in helps.items():
         command = add(name, cmd_comment, help_text, comment)
         command.add_argument("id", type=int, help="the comment's id, from `replyd comments`")
+    history = add("log", cmd_comment_log, "show the moderation log, newest first", comment)
+    history.add_argument("id", type=int, nargs="?", help="only this comment's entries")
+    history.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    history.add_argument("--json", action="store_true", help="one JSON array instead of lines")
 
     _who(add("block", cmd_block, "refuse a sender's mail silently; remove their held comments"))
     _who(add("unblock", cmd_unblock, "lift a block"))
