@@ -257,6 +257,10 @@ class TestModerationApiAndAdminPage:
         assert comment_row(blog, held).status == CommentStatus.PUBLISHED
         assert about(mail_to(sink, FOLLOWER), held)
         assert http.post(f"/admin/comments/{held}/restore", data=form).status == 409
+        metrics = http.get("/metrics", auth=False).text
+        assert "replyd_comments_held 0.0" in metrics
+        web_comment(http, "Me too, please", author=OTHER)
+        assert "replyd_comments_held 1.0" in http.get("/metrics", auth=False).text
         assert [(e.action, e.via) for e in events(blog, held)] == [
             ("hold", "web"),
             ("approve", "admin"),
