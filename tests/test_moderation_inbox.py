@@ -4,13 +4,15 @@ comments reach nobody, mailed one-click links approve or remove them once, trust
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from service.identity.moderation_links import LinkAction, make_moderation_token
+from service.runtime.settings import Settings
 from service.store.models import CommentStatus, InboundStatus, Subscription, utcnow
 from service.web.context import csrf_value
-from tests.conftest import Blog, RunningServer, SinkHandler, wait_for
+from tests.conftest import Blog, RunningServer, SinkHandler, make_settings, wait_for
 from tests.http_fixtures import API_TOKEN, HttpClient, http
 from tests.moderation_helpers import (
     AUTHOR,
@@ -165,6 +167,28 @@ class TestHeldUntilApproved:
         mail_to(sink, FOLLOWER)
         assert about(sink[0].to(FOLLOWER), made.json()["id"]) == []
         assert len(sink[0].to(AUTHOR)) == 1
+
+
+class TestHeldUntilApprovedOnPostgres(TestHeldUntilApproved):
+    """The same, with PostgreSQL as the store (skipped without REPLYD_TEST_POSTGRES_URL)."""
+
+    @pytest.fixture
+    def settings(
+        self,
+        tmp_path: Path,
+        postgres_url: str,
+        sink: Sink,
+        settings_overrides: dict[str, str],
+    ) -> Settings:
+        """Settings whose database is the run's (emptied) PostgreSQL database."""
+        var_dir = tmp_path / "var"
+        var_dir.mkdir()
+        return make_settings(
+            var_dir,
+            REPLYD_DATABASE_URL=postgres_url,
+            REPLYD_OUTBOUND=f"smtp://127.0.0.1:{sink[1]}",
+            **settings_overrides,
+        )
 
 
 class TestRemoveLinkInNotifications:
