@@ -297,3 +297,47 @@ def test_mail_claimed_before_the_hide_is_refused_when_written(blog: Blog) -> Non
     [(refused, error)] = over
     assert refused.id == parcel.id and error is not None and "hidden" in str(error)
     assert outbox.record_all(over, "sender") == [OutboundStatus.FAILED]
+
+
+def test_an_answer_to_a_removed_comment_quotes_nothing_of_it(blog: Blog) -> None:
+    """The notification of an answer written before its parent was hidden says it answers a
+    removed comment, and neither names nor quotes it."""
+    from email import message_from_bytes, policy
+
+    from service.moderation.log import Actor
+    from service.outbound.audience import Audience
+    from service.outbound.notify import Unrendered
+    from service.store.models import Comment, Person, Post
+
+    parts = blog.parts
+    post_id = blog.post()
+    notifier = parts.notifier()
+
+    def publish(email: str, name: str, body: str, parent: int | None = None) -> int:
+        person_id = blog.person(email, name)
+        with parts.session_factory.begin() as session:
+            post, person = session.get(Post, post_id), session.get(Person, person_id)
+            assert post is not None and person is not None
+            comment = Comment(post_id=post_id, author_id=person_id, body=body, parent_id=parent)
+            notifier.publish(session, comment, post, person, Audience(session, [post]))
+            return comment.id
+
+    parent = publish(READER, "Rude Rita", "Something rude")
+    answer = publish(OTHER, "Olga", "Please be kind", parent)
+    with parts.session_factory.begin() as session:
+        parts.moderation().hide(session, parent, Actor("test", "cli"))
+    with parts.session_factory() as session:
+        [row] = session.scalars(
+            select(OutboundEmail).where(
+                OutboundEmail.comment_id == answer, OutboundEmail.recipient == READER
+            )
+        ).all()
+        written = notifier.render_queued(
+            session, [Unrendered(row.id, row.comment_id, row.recipient_id, row.recipient)]
+        )
+    raw = written[row.id]
+    assert isinstance(raw, bytes)
+    mail = message_from_bytes(raw, policy=policy.default)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    assert "Please be kind" in text and "replied to a removed comment" in text
+    assert "Something rude" not in raw.decode() and "Rude Rita" not in text

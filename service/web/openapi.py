@@ -204,7 +204,7 @@ def openapi(base_url: str) -> dict[str, Any]:
         "name": "comment_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer"},
     }
     subscription_body = {
         "required": True,
