@@ -39,6 +39,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _PROTECTED: list[dict[str, list[str]]] = [{"bearer": []}]
+_INT = {"type": "integer", "minimum": 1}
 _POST_ID = {
     "name": "post_id",
     "in": "path",
@@ -200,12 +201,7 @@ def openapi(base_url: str) -> dict[str, Any]:
             },
         },
     }
-    comment_id = {
-        "name": "comment_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer"},
-    }
+    comment_id = {"name": "comment_id", "in": "path", "required": True, "schema": _INT}
     subscription_body = {
         "required": True,
         "content": {"application/json": {"schema": _ref("SubscriptionInput")}},
