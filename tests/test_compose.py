@@ -151,8 +151,10 @@ def test_notification_bodies_are_the_bytes_the_email_package_writes() -> None:
         "site_name": "Example Blog",
         "body": "A comment with a long line " + "that goes on " * 12 + "and ends.",
         "parent": False,
+        "parent_removed": False,
         "parent_author_name": "",
         "parent_body": "",
+        "remove_url": "",
     }
     ours = render_bodies(templates, "notification", context)
     text = templates.get_template("notification.txt").render(context)

@@ -297,6 +297,8 @@ class TestOpenApi:
             "/api/posts",
             "/api/posts/{post_id}",
             "/api/posts/{post_id}/comments",
+            "/api/comments",
+            "/api/comments/{comment_id}",
             "/api/subscriptions",
             "/api/inbound",
         }

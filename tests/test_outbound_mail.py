@@ -185,7 +185,7 @@ class TestRejectionNotices:
 
 def backdate_comments(server: RunningServer, when: str) -> None:
     with sqlite3.connect(server.settings.database_url.removeprefix("sqlite:///")) as db:
-        db.execute("UPDATE comments SET created_at = ?", (when,))
+        db.execute("UPDATE comments SET created_at = ?, published_at = ?", (when, when))
 
 
 class TestDigests:
@@ -272,6 +272,7 @@ def news_for_daily_digests(blog: Blog, subscribers: list[str]) -> Period:
                 author_id=writer,
                 body="from yesterday",
                 created_at=period.start + timedelta(hours=1),
+                published_at=period.start + timedelta(hours=1),
             )
         )
     return period

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, inbound, posts
+from service.cli import daemon, inbound, moderation, posts
 from service.cli.common import CommandError, collect_rarely
 from service.files import keep_files_private
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.register(add, commands)
     posts.register(add, commands)
     inbound.register(add, commands)
+    moderation.register(add, commands)
     return parser
 
 

@@ -96,7 +96,7 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
         print(f"attempts:    {row.attempts}")
         print(f"size:        {len(row.raw)} bytes, sha256 {row.sha256}")
         if comment is not None:
-            print(f"comment:     #{comment.id}\n")
+            print(f"comment:     #{comment.id} ({comment.status})\n")
             print(escape_controls(comment.body))
     return 0
 

@@ -136,17 +136,20 @@ def cmd_address(args: argparse.Namespace) -> int:
 
 
 def cmd_comments(args: argparse.Namespace) -> int:
-    """List a post's comments in thread order."""
+    """List a post's comments in thread order, by status (all but deleted ones by default)."""
     from sqlalchemy import select
 
-    from service.store.models import Comment
+    from service.store.models import Comment, CommentStatus
 
     parts = components()
     with parts.session_factory() as session:
         post = post_named(session, args.post)
-        comments = session.scalars(
-            select(Comment).where(Comment.post_id == post.id).order_by(Comment.id)
-        ).all()
+        query = select(Comment).where(Comment.post_id == post.id).order_by(Comment.id)
+        if args.status == "all":
+            query = query.where(Comment.status != CommentStatus.DELETED)
+        else:
+            query = query.where(Comment.status == args.status)
+        comments = session.scalars(query).all()
         rows: list[dict[str, Any]] = [
             {
                 "id": c.id,
@@ -158,6 +161,7 @@ def cmd_comments(args: argparse.Namespace) -> int:
                 "source": c.source,
                 "inbound_id": c.inbound_email_id,
                 "created_at": c.created_at.isoformat(),
+                "status": c.status,
             }
             for c in comments
         ]
@@ -165,8 +169,11 @@ def cmd_comments(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     children: dict[int | None, list[dict[str, Any]]] = {}
+    listed = {row["id"] for row in rows}
     for row in rows:
-        children.setdefault(row["parent_id"], []).append(row)
+        # An answer whose parent is not listed (another status) stands at the top level.
+        parent = row["parent_id"] if row["parent_id"] in listed else None
+        children.setdefault(parent, []).append(row)
 
     def show(parent: int | None, depth: int) -> None:
         for row in children.get(parent, []):
@@ -174,7 +181,8 @@ def cmd_comments(args: argparse.Namespace) -> int:
             # Stored before control characters were removed on the way in, text could still
             # hold some: shown escaped, never acted on by the terminal.
             author = escape_controls_line(row["author_name"] or row["author_email"])
-            print(f"{indent}#{row['id']} {author} ({row['created_at'][:16]})")
+            status = "" if row["status"] == "published" else f" [{row['status']}]"
+            print(f"{indent}#{row['id']}{status} {author} ({row['created_at'][:16]})")
             for line in row["body"].splitlines():
                 print(f"{indent}  {escape_controls(line)}")
             show(row["id"], depth + 1)
@@ -222,4 +230,10 @@ def register(add: AddCommand, commands: Any) -> None:
 
     comments = add("comments", cmd_comments, "show a post's comments in thread order")
     comments.add_argument("--post", required=True, help="the post's id on the blog")
+    comments.add_argument(
+        "--status",
+        choices=["held", "published", "hidden", "all"],
+        default="all",
+        help="only comments waiting for approval, published or hidden (default: all of them)",
+    )
     comments.add_argument("--json", action="store_true", help="one JSON array instead of text")

@@ -14,12 +14,15 @@ from service.inbound.classify import dmarc_failure, dmarc_pass
 from service.inbound.outcome import Outcome, ignored, rejected
 from service.inbound.prepare import Prepared
 from service.inbound.route import route_reply
+from service.moderation.blocks import Blocklist
+from service.moderation.intake import Intake
 from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post, ReasonCode
 from service.store.subscriptions import unsubscribe
+from service.store.visibility import is_published
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,14 @@ class Decider:
     """Routes a prepared reply to its post and publishes it, or says why not; counts bounces
     and honours unsubscribe mail."""
 
-    def __init__(self, notifier: Notifier, *, trust_authserv_id: str | None = None) -> None:
-        self.notifier = notifier
+    def __init__(self, intake: Intake, *, trust_authserv_id: str | None = None) -> None:
+        self.intake = intake  # publishes a reply, or holds it for a moderator
         self.trust_authserv_id = trust_authserv_id
+
+    @property
+    def notifier(self) -> Notifier:
+        """The notifier the intake publishes with: our addresses, keys and public-text rules."""
+        return self.intake.notifier
 
     def decide(
         self,
@@ -56,15 +64,22 @@ class Decider:
         audience: Audience,
         published: Mapping[str, int],
         later: Deferred | None,
+        blocks: Blocklist | None = None,
     ) -> Outcome:
         """What a (person-written, or bounce) message to one of our addresses leads to.
         `audience` follows the posts replied to, `published` maps dedupe keys to the comments
         already made of them; `later` takes the writes of a published reply that can wait
-        for the commit."""
+        for the commit; `blocks` holds the blocked senders among the batch's."""
         address = item.address
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
+        if blocks is not None and address.kind in (AddressKind.REPLY, AddressKind.DIGEST):
+            sender = item.message.from_address if item.message is not None else ""
+            rule = blocks.rule_for(sender or "") or blocks.rule_for(item.mail.sender)
+            if rule is not None:
+                # No notice, no comment, no moderator woken: the sender learns nothing.
+                return rejected(ReasonCode.BLOCKED, f"blocked sender ({rule})", notice=False)
         if later is not None and address.kind in (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE):
             # These change subscriptions and people, and the audience reads them again.
             later.flush(session.connection())
@@ -162,7 +177,7 @@ class Decider:
         parent = None
         if target.comment_id is not None:
             parent = session.get(Comment, target.comment_id)
-            if parent is None or parent.post_id != post.id:
+            if parent is None or parent.post_id != post.id or not is_published(parent):
                 return rejected(
                     ReasonCode.GONE, "the comment replied to no longer exists", notice=True
                 )
@@ -191,10 +206,11 @@ class Decider:
             inbound_email_id=mail.id,
             dedupe_key=key,
         )
-        queued = notifier.publish(session, comment, post, person, audience, later)
+        queued = self.intake.submit(session, comment, post, person, audience, later)
         log.info(
-            "inbound #%s became comment #%s on %r (%s notifications)",
+            "inbound #%s became %s comment #%s on %r (%s mails queued)",
             mail.id,
+            comment.status,
             comment.id,
             post.slug,
             queued,

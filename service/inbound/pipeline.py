@@ -16,6 +16,8 @@ from service.inbound.decide import Decider
 from service.inbound.outcome import Outcome, failure, ignored
 from service.inbound.prepare import Prepared, Preparer
 from service.inbound.queue import ClaimedMail, finish_many, held_mail
+from service.moderation.blocks import Blocklist
+from service.moderation.intake import Intake
 from service.outbound.audience import Audience
 from service.outbound.notices import RejectionNotices
 from service.outbound.notify import PEOPLE_BY_ID, POSTS_BY_ID, Notifier
@@ -38,6 +40,7 @@ class _Batch:
     # Kept referenced: the session's identity map only holds objects someone else does.
     posts: list[Post]
     people: list[Person]
+    blocks: Blocklist  # the blocked senders among the batch's
     # Follows, names and notifications of the current commit, written just before it.
     later: Deferred = field(default_factory=Deferred)
 
@@ -72,10 +75,12 @@ class Pipeline:
         *,
         trust_authserv_id: str | None = None,
         yield_now: Callable[[], bool] = lambda: False,
+        intake: Intake | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.preparer = preparer
-        self.decider = Decider(notifier, trust_authserv_id=trust_authserv_id)
+        # Without an intake of its own, every reply is published at once (no moderation).
+        self.decider = Decider(intake or Intake(notifier), trust_authserv_id=trust_authserv_id)
         self.notices = notices
         # Asked between messages: should the transaction end now, because someone whose
         # commit senders wait for (the SMTP edge on SQLite) wants the write lock?
@@ -125,7 +130,10 @@ class Pipeline:
         """Read what the batch's messages share: posts, people, followers, earlier copies."""
         posts, people = self._preload(session, prepared)
         published = self._already_published(session, prepared)
-        return _Batch(published, Audience(session, posts), posts, people)
+        senders = [item.mail.sender for item in prepared]
+        senders += [item.message.from_address for item in prepared if item.message is not None]
+        blocks = Blocklist.read(session, senders)
+        return _Batch(published, Audience(session, posts), posts, people, blocks)
 
     def _record(
         self,
@@ -211,6 +219,7 @@ class Pipeline:
                         batch.audience,
                         batch.published,
                         None if careful else batch.later,
+                        batch.blocks,
                     )
                 if outcome.notice and outcome.code:
                     # Only ever to the From a token or our MTA proved (the Decider says when).

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.store.models import Comment, Person, Post, Subscription
+from service.store.visibility import PUBLISHED
 
 
 class Reader(NamedTuple):
@@ -32,9 +33,10 @@ class Following(NamedTuple):
 _SUBSCRIPTIONS = select(
     Subscription.post_id, Subscription.person_id, Subscription.active, Subscription.digest
 ).where(Subscription.post_id.in_(bindparam("post_ids", expanding=True)))
+# Only published comments make their writer a follower: a held one does once approved.
 _COMMENTERS = (
     select(Comment.post_id, Comment.author_id)
-    .where(Comment.post_id.in_(bindparam("post_ids", expanding=True)))
+    .where(Comment.post_id.in_(bindparam("post_ids", expanding=True)), PUBLISHED)
     .distinct()
 )
 _READERS = (

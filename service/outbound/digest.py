@@ -23,6 +23,7 @@ from service.outbound.compose import (
 )
 from service.outbound.notify import Notifier
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription
+from service.store.visibility import PUBLISHED, is_published
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +120,15 @@ class Digests:
                 Subscription.digest == period.kind,
             )
         ).all()
+        # By when each was published: a comment approved today is today's news.
         comments = session.scalars(
             select(Comment)
             .where(
                 Comment.post_id.in_(post_ids),
                 Comment.author_id != person_id,
-                Comment.created_at >= period.start,
-                Comment.created_at < period.end,
+                PUBLISHED,
+                Comment.published_at >= period.start,
+                Comment.published_at < period.end,
             )
             .order_by(Comment.post_id, Comment.id)
         ).all()
@@ -161,6 +164,8 @@ class Digests:
                     {"post_id": post.id, "title": post.title, "url": post.url, "comments": []}
                 )
             parent = session.get(Comment, comment.parent_id) if comment.parent_id else None
+            if parent is not None and not is_published(parent):
+                parent = None  # a removed comment is not named
             items = sections[-1]["comments"]
             assert isinstance(items, list)
             items.append(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.extraction.marker import MARKER_HTML_ID
 from service.identity.addresses import AddressBook, Keyring, ReplyTarget, make_token
+from service.identity.moderation_links import LinkAction, make_moderation_token, moderation_url
 from service.identity.scrub import PublicText
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
@@ -23,7 +24,16 @@ from service.outbound.compose import (
     render_bodies,
 )
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
+from service.store.models import (
+    Comment,
+    CommentStatus,
+    OutboundEmail,
+    Person,
+    Post,
+    Subscription,
+    utcnow,
+)
+from service.store.visibility import is_published
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,7 @@ class Notifier:
         site_name: str,
         base_url: str,
         templates: Environment | None = None,
+        moderators: frozenset[str] = frozenset(),
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -75,6 +86,19 @@ class Notifier:
         self.base_url = base_url
         self.templates = templates or make_templates()
         self.public_text = PublicText(book, keyring)
+        # REPLYD_MODERATORS: their copy carries a Remove link, as the post author's does.
+        self.moderators = moderators
+
+    def moderates(self, person: Person, post: Post) -> bool:
+        """Whether `person` may moderate the comments of `post`: its author, or a moderator."""
+        return person.id == post.author_id or person.email in self.moderators
+
+    def remove_url(self, comment: Comment, person: Person) -> str:
+        """A signed one-click link for `person` to remove `comment` (it asks to confirm)."""
+        token = make_moderation_token(
+            comment.id, person.id, LinkAction.REMOVE, utcnow(), self.keyring
+        )
+        return moderation_url(self.base_url, token)
 
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
@@ -89,9 +113,15 @@ class Notifier:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"
 
-    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> bytes:
-        """The text and HTML of the notification about `comment`, the same for every reader."""
+    def bodies(
+        self, comment: Comment, post: Post, ancestors: list[Comment], remove_url: str = ""
+    ) -> bytes:
+        """The text and HTML of the notification about `comment`, the same for every reader
+        but a moderator, whose copy carries `remove_url`."""
         parent = ancestors[-1] if ancestors else None
+        # An answer to a comment since removed names and quotes nothing of it.
+        removed = parent is not None and not is_published(parent)
+        shown = parent if parent is not None and not removed else None
         return render_bodies(
             self.templates,
             "notification",
@@ -103,8 +133,10 @@ class Notifier:
                 "site_name": self.site_name,
                 "body": comment.body,
                 "parent": parent is not None,
-                "parent_author_name": public_name(parent.author) if parent else "",
-                "parent_body": parent.body if parent else "",
+                "parent_removed": removed,
+                "parent_author_name": public_name(shown.author) if shown else "",
+                "parent_body": shown.body if shown else "",
+                "remove_url": remove_url,
             },
         )
 
@@ -210,6 +242,11 @@ class Notifier:
                 gone = "the comment was deleted before its mail left"
                 written.update((item.id, gone) for item in items)
                 continue
+            if not is_published(comment):
+                # Checked at sending too: a moderator may act between queueing and delivery.
+                removed = f"the comment is {comment.status}: its mail is not sent"
+                written.update((item.id, removed) for item in items)
+                continue
             try:
                 ancestors = thread_above(session, comment)  # once per comment, not per reader
                 bodies = self.bodies(comment, post, ancestors)
@@ -225,7 +262,11 @@ class Notifier:
                 reader = Reader(person.id, item.recipient, person.display_name)
                 try:
                     draft = self.headers(comment, post, reader, ancestors, item.message_id)
-                    written[item.id] = draft.as_bytes(bodies)
+                    own = bodies
+                    if self.moderates(person, post):
+                        remove = self.remove_url(comment, person)
+                        own = self.bodies(comment, post, ancestors, remove)
+                    written[item.id] = draft.as_bytes(own)
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
         return written
@@ -271,6 +312,9 @@ def store_comment(session: Session, comment: Comment, author: Person) -> None:
     its notifications need.
     """
     comment.created_at = utcnow()
+    comment.status = comment.status or CommentStatus.PUBLISHED
+    if comment.status == CommentStatus.PUBLISHED:
+        comment.published_at = comment.created_at
     values = {
         "post_id": comment.post_id,
         "parent_id": comment.parent_id,
@@ -281,6 +325,8 @@ def store_comment(session: Session, comment: Comment, author: Person) -> None:
         "inbound_email_id": comment.inbound_email_id,
         "dedupe_key": comment.dedupe_key,
         "created_at": comment.created_at,
+        "status": comment.status,
+        "published_at": comment.published_at,
     }
     comment.id = session.connection().execute(_COMMENT, values).scalar_one()
     comment.author = author

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from service.inbound.pipeline import Pipeline
     from service.inbound.prepare import Preparer
+    from service.moderation.actions import Moderation
+    from service.moderation.intake import Intake
     from service.outbound.digest import Digests
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
@@ -73,7 +75,35 @@ class Components:
             site_name=self.settings.site_name,
             base_url=self.settings.base_url,
             templates=self.templates,
+            moderators=frozenset(self.settings.moderators),
         )
+
+    def intake(self, notifier: Notifier | None = None) -> Intake:
+        """How new comments are published or held, as REPLYD_MODERATION says."""
+        from service.moderation.intake import Intake
+        from service.outbound.moderation_mail import ModerationMail
+
+        settings = self.settings
+        mail = ModerationMail(
+            self.book,
+            self.keyring,
+            from_address=settings.from_address,
+            site_name=settings.site_name,
+            base_url=settings.base_url,
+            templates=self.templates,
+        )
+        return Intake(
+            notifier or self.notifier(),
+            mail,
+            mode=settings.moderation,
+            moderators=settings.moderators,
+        )
+
+    def moderation(self, notifier: Notifier | None = None) -> Moderation:
+        """Moderators' actions on comments (approve, hide, restore, delete)."""
+        from service.moderation.actions import Moderation
+
+        return Moderation(notifier or self.notifier())
 
     @cached_property
     def templates(self) -> Environment:
@@ -101,10 +131,11 @@ class Components:
         from service.store.engine import edge_waiting
 
         settings = self.settings
+        notifier = self.notifier()
         return Pipeline(
             self.session_factory,
             self.preparer(),
-            self.notifier(),
+            notifier,
             RejectionNotices(
                 from_address=settings.from_address,
                 site_name=settings.site_name,
@@ -114,6 +145,7 @@ class Components:
             ),
             trust_authserv_id=settings.trust_authserv_id,
             yield_now=edge_waiting(self.engine),
+            intake=self.intake(notifier),
         )
 
     def envelope_sender(self, parcel: Parcel) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ NAMES = (
     "REPLYD_LOG_FORMAT",
     "REPLYD_MAX_MESSAGE_BYTES",
     "REPLYD_MAX_RECIPIENTS",
+    "REPLYD_MODERATION",
+    "REPLYD_MODERATORS",
     "REPLYD_NOTICES_PER_HOUR",
     "REPLYD_OLD_SECRETS",
     "REPLYD_OUTBOUND",
@@ -122,6 +125,10 @@ class Settings:
     lease_seconds: int = 300
     # Sentences about settings that still work but should change (e.g. a deprecated name).
     deprecations: tuple[str, ...] = ()
+    # Which new comments wait for a moderator: off, new (people never published), all.
+    moderation: str = "off"
+    # Addresses that get the moderation mail of every post, beside each post's author.
+    moderators: tuple[str, ...] = ()
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -373,7 +380,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
+        moderation=_choice(
+            "REPLYD_MODERATION", get("REPLYD_MODERATION", "off"), ("off", "new", "all")
+        ),
+        moderators=_moderators(raw("REPLYD_MODERATORS") or ""),
     )
+
+
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+
+
+def _moderators(raw: str) -> tuple[str, ...]:
+    """REPLYD_MODERATORS: addresses separated by commas, lower-cased, each once."""
+    found: list[str] = []
+    for part in raw.split(","):
+        address = part.strip().lower()
+        if not address:
+            continue
+        if not _ADDRESS.match(address):
+            raise ConfigError(
+                f"REPLYD_MODERATORS must list email addresses separated by commas, like "
+                f"ann@example.org,bob@example.org; {part.strip()!r} is not one."
+            )
+        if address not in found:
+            found.append(address)
+    return tuple(found)
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:

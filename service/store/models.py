@@ -1,4 +1,4 @@
-"""Database tables: posts, people, subscriptions, comments, inbound and outbound mail."""
+"""Database tables: posts, people, subscriptions, comments, mail in and out, moderation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -84,6 +85,7 @@ class ReasonCode(StrEnum):
     DIGEST = "digest"
     DMARC_FAIL = "dmarc_fail"
     FROM_INVALID = "from_invalid"
+    BLOCKED = "blocked"  # a sender the operator blocked (REPLYD moderation); never told
     # ignored
     DUPLICATE = "duplicate"
     NULL_SENDER = "null_sender"
@@ -106,6 +108,16 @@ class OutboundStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its comment was hidden, deleted or moderated before it left
+
+
+class CommentStatus(StrEnum):
+    """Where a comment stands with the blog's owner; only published comments reach anyone."""
+
+    PUBLISHED = "published"
+    HELD = "held"  # waiting for a moderator's approval
+    HIDDEN = "hidden"  # removed by a moderator, kept and restorable
+    DELETED = "deleted"  # removed for good: the row stays (answers hang under it), its text goes
 
 
 class Person(Base):
@@ -180,9 +192,11 @@ class InboundEmail(Base):
 
 
 class Comment(Base):
-    """A published comment; `elided` keeps what extraction cut (quote, signature)."""
+    """A comment and its moderation status; `elided` keeps what extraction cut (quote etc.)."""
 
     __tablename__ = "comments"
+    # Trust under REPLYD_MODERATION=new asks whether a person has a published comment.
+    __table_args__ = (Index("ix_comments_author_id_status", "author_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
@@ -197,6 +211,12 @@ class Comment(Base):
     # sha256 of (Message-ID, sender, reply address): a redelivered reply hits this constraint.
     dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(
+        String(16), default=CommentStatus.PUBLISHED, server_default=CommentStatus.PUBLISHED.value
+    )
+    # When it was first published (at once, or when approved): its followers were told then,
+    # and digests count it from then. None while it has never been published.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     author: Mapped[Person] = relationship()
     post: Mapped[Post] = relationship()
@@ -272,3 +292,48 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ModerationEvent(Base):
+    """The moderation log: one row per change of a comment's status, and per block."""
+
+    __tablename__ = "moderation_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    comment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("comments.id"), index=True, default=None
+    )
+    action: Mapped[str] = mapped_column(String(16))  # hold, approve, hide, restore, delete, ...
+    from_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    to_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    actor: Mapped[str] = mapped_column(String(320))  # a moderator's address, or who ran it
+    via: Mapped[str] = mapped_column(String(16))  # cli, api, admin, mail, inbound, web
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Block(Base):
+    """A sender whose mail is refused silently: one address, or a domain and its subdomains."""
+
+    __tablename__ = "blocks"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # email or domain
+    value: Mapped[str] = mapped_column(String(320))  # lower-cased
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+
+
+class UsedModerationLink(Base):
+    """A moderation link that has done its work: each one acts once."""
+
+    __tablename__ = "used_moderation_links"
+    __table_args__ = (UniqueConstraint("comment_id", "person_id", "action", "expires"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    expires: Mapped[int] = mapped_column(BigInteger)  # the link's expiry, seconds since the epoch
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from service.web.api_comments import list_comments, post_comment
 from service.web.api_inbound import list_inbound
+from service.web.api_moderation import delete_comment, list_moderated, patch_comment
 from service.web.api_posts import get_post, put_post
 from service.web.api_subscriptions import subscribe, unsubscribe
 from service.web.openapi import openapi_document
@@ -17,6 +18,9 @@ ROUTES = [
     Route("/api/posts/{post_id}/comments", post_comment, methods=["POST"]),
     Route("/api/subscriptions", subscribe, methods=["POST"]),
     Route("/api/subscriptions", unsubscribe, methods=["DELETE"]),
+    Route("/api/comments", list_moderated, methods=["GET"]),
+    Route("/api/comments/{comment_id}", patch_comment, methods=["PATCH"]),
+    Route("/api/comments/{comment_id}", delete_comment, methods=["DELETE"]),
     Route("/api/inbound", list_inbound, methods=["GET"]),
     Route("/openapi.json", openapi_document, methods=["GET"]),
 ]

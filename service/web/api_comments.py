@@ -1,4 +1,4 @@
-"""The JSON API's comments: a post's thread, and comments made on the blog."""
+"""The JSON API's comments: a post's thread as the public sees it, and comments made on the blog."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.moderation.blocks import Blocklist
 from service.outbound.audience import Audience
 from service.store.idempotency import (
     MAX_KEY_CHARS,
@@ -24,6 +25,7 @@ from service.store.idempotency import (
 )
 from service.store.models import Comment, utcnow
 from service.store.subscriptions import person_for
+from service.store.visibility import is_published, shown_comments
 from service.web.context import (
     MAX_COMMENT_CHARS,
     MAX_ROW_ID,
@@ -56,11 +58,27 @@ def comment_json(comment: Comment, depth: int, *, private: bool) -> dict[str, An
         "body": comment.body,
         "source": comment.source,
         "created_at": iso(comment.created_at),
+        "status": comment.status,
     }
     if private:
         data["author_email"] = comment.author.email
         data["elided"] = comment.elided
     return data
+
+
+def removed_json(comment: Comment, depth: int) -> dict[str, Any]:
+    """The placeholder of a removed comment that answers hang under: its place, nothing of it."""
+    return {
+        "id": comment.id,
+        "parent_id": comment.parent_id,
+        "depth": depth,
+        "author_name": "",
+        "body": "",
+        "elided": "",
+        "source": comment.source,
+        "created_at": None,
+        "status": "removed",
+    }
 
 
 async def list_comments(request: Request) -> Response:
@@ -73,8 +91,12 @@ async def list_comments(request: Request) -> Response:
         with web.read_sessions() as session:
             post = find_post(session, slug)
             comments = session.scalars(select(Comment).where(Comment.post_id == post.id)).all()
+            shown, removed = shown_comments(comments)
             return [
-                comment_json(t.comment, t.depth, private=private) for t in thread_order(comments)
+                removed_json(t.comment, t.depth)
+                if t.comment.id in removed
+                else comment_json(t.comment, t.depth, private=private)
+                for t in thread_order(shown)
             ]
 
     return JSONResponse({"post_id": slug, "comments": await run_in_threadpool(load)})
@@ -102,9 +124,9 @@ class Idempotency:
 def create_web_comment(
     web: WebContext, new: WebComment, idempotency: Idempotency | None
 ) -> tuple[Answer, bool]:
-    """Store a comment made on the web, follow the thread and queue its notifications at once;
-    with an Idempotency-Key already answered, that answer instead. Returns the answer and
-    whether it is a replay."""
+    """Store a comment made on the web: published with its notifications queued at once, or
+    held for a moderator (REPLYD_MODERATION); with an Idempotency-Key already answered, that
+    answer instead. Returns the answer and whether it is a replay."""
     now = utcnow()
     with web.parts.session_factory.begin() as session:
         if idempotency is not None:
@@ -123,8 +145,11 @@ def create_web_comment(
             raise ApiError(409, f"post {new.slug!r} is closed to comments")
         if new.parent_id is not None:
             parent = session.get(Comment, new.parent_id)
-            if parent is None or parent.post_id != post.id:
+            if parent is None or parent.post_id != post.id or not is_published(parent):
                 raise ApiError(404, f"post {new.slug!r} has no comment {new.parent_id}")
+        rule = Blocklist.read(session, [new.author_email]).rule_for(new.author_email)
+        if rule is not None:
+            raise ApiError(403, f"comments from {new.author_email} are blocked ({rule})")
         # As for mail: no control characters, none of our addresses (the notifier cleans the
         # body of every comment it publishes).
         author_name = web.notifier.public_text.clean_line(new.author_name)
@@ -136,7 +161,7 @@ def create_web_comment(
             body=new.body,
             source="web",
         )
-        web.notifier.publish(session, comment, post, person, Audience(session, [post]))
+        web.intake.submit(session, comment, post, person, Audience(session, [post]))
         stored = session.get(Comment, comment.id)  # as the database has it
         assert stored is not None
         answer = Answer(201, json_text(comment_json(stored, 0, private=True)))
@@ -181,7 +206,8 @@ def idempotency_key(request: Request) -> str | None:
 
 
 async def post_comment(request: Request) -> Response:
-    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers.
+    """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers
+    (or hold it for a moderator: its status says which).
 
     Limited per client address (counted before the token is checked, so guessing it is slow
     too) and per token; a retry with the same Idempotency-Key gets the first answer.

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from service.store.models import Comment, Post
 from service.store.posts import check_post
 from service.store.subscriptions import person_for, save_post
+from service.store.visibility import PUBLISHED
 from service.web.context import (
     ApiError,
     bool_field,
@@ -30,7 +31,9 @@ from service.web.context import (
 
 def post_json(session: Session, post: Post, *, private: bool) -> dict[str, Any]:
     """A post as the API shows it; addresses only to callers holding the token."""
-    count = session.scalar(select(func.count(Comment.id)).where(Comment.post_id == post.id))
+    count = session.scalar(
+        select(func.count(Comment.id)).where(Comment.post_id == post.id, PUBLISHED)
+    )
     data: dict[str, Any] = {
         "id": post.slug,
         "title": post.title,

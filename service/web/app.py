@@ -49,8 +49,9 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
-# Unsubscribe tokens are capabilities: the access log shows their route, never their value.
-_SECRET_PATHS = re.compile(r"^/unsubscribe/[^/]+")
+# Unsubscribe and moderation tokens are capabilities: the access log shows their route, never
+# their value.
+_SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate)/[^/]+")
 _JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
 _PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
 
@@ -68,8 +69,8 @@ def web_templates() -> Environment:
 
 
 def loggable_path(path: str) -> str:
-    """A request path fit for logs: unsubscribe tokens replaced by a placeholder."""
-    return _SECRET_PATHS.sub("/unsubscribe/{token}", path)
+    """A request path fit for logs: unsubscribe and moderation tokens replaced by a placeholder."""
+    return _SECRET_PATHS.sub(r"/\1/{token}", path)
 
 
 def _wants_json(request: Request) -> bool:
@@ -230,9 +231,12 @@ def create_app(
 ) -> Starlette:
     """The ASGI app of replyd's HTTP surface, built on one process's components."""
     sessions = read_sessions or parts.session_factory
+    notifier = parts.notifier()
     web = WebContext(
         parts=parts,
-        notifier=parts.notifier(),
+        notifier=notifier,
+        intake=parts.intake(notifier),
+        moderation=parts.moderation(notifier),
         read_sessions=sessions,
         templates=web_templates(),
         wake_inbound=wake_inbound,

@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
+from service.moderation.actions import Moderation
+from service.moderation.intake import Intake
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.runtime.throttle import Throttle, client_key
@@ -45,6 +47,8 @@ class WebContext:
 
     parts: Components
     notifier: Notifier
+    intake: Intake  # publishes or holds comments made on the blog
+    moderation: Moderation  # moderators' actions from the API, admin page and mailed links
     # Reads go through their own sessions: on SQLite they never take the write lock.
     read_sessions: sessionmaker[Session]
     templates: Environment

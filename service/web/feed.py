@@ -51,7 +51,8 @@ def atom_feed(base_url: str, post: Post, comments: list[ShownComment]) -> bytes:
     feed = ET.Element(f"{{{ATOM}}}feed")
     _text(feed, "id", f"{page}/comments.atom")
     _text(feed, "title", f"Comments on {post.title}")
-    newest = sorted(comments, key=lambda c: c.id, reverse=True)[:FEED_ENTRIES]
+    published = [c for c in comments if not c.removed]  # a placeholder is no entry
+    newest = sorted(published, key=lambda c: c.id, reverse=True)[:FEED_ENTRIES]
     updated = newest[0].created_at if newest else post.created_at
     _text(feed, "updated", updated.isoformat())
     _link(feed, "self", f"{page}/comments.atom")

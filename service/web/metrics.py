@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.store.models import (
     Comment,
+    CommentStatus,
     InboundEmail,
     InboundStatus,
     OutboundEmail,
@@ -128,6 +129,19 @@ class DatabaseCollector(Collector):
         for source in sorted({"email", "web", *by_source}):
             comments.add_metric([source], by_source.get(source, 0))
         yield comments
+        held = GaugeMetricFamily(
+            "replyd_comments_held", "Comments waiting for a moderator's approval."
+        )
+        held.add_metric(
+            [],
+            session.scalar(
+                select(func.count())
+                .select_from(Comment)
+                .where(Comment.status == CommentStatus.HELD)
+            )
+            or 0,
+        )
+        yield held
 
         outbound = dict(
             session.execute(
@@ -137,7 +151,7 @@ class DatabaseCollector(Collector):
         notifications = CounterMetricFamily(
             "replyd_notifications", "Outbound mail that reached an end state.", labels=["status"]
         )
-        for status in (OutboundStatus.SENT, OutboundStatus.FAILED):
+        for status in (OutboundStatus.SENT, OutboundStatus.FAILED, OutboundStatus.CANCELLED):
             notifications.add_metric([status], outbound.get(status, 0))
         yield notifications
         queued = GaugeMetricFamily(

@@ -30,8 +30,9 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Malformed input; the message says which field.",
         401: "Missing or wrong bearer token.",
+        403: "The comment's author is blocked (replyd block).",
         404: "No such post (or comment).",
-        409: "The post is closed to comments.",
+        409: "The post is closed to comments (or the comment cannot take this action).",
         413: "Request body too large.",
         422: "The post breaks a rule (id, title or URL), or the Idempotency-Key was used for "
         "another request; the message says which.",
@@ -47,6 +48,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _PROTECTED: list[dict[str, list[str]]] = [{"bearer": []}]
+_INT = {"type": "integer", "minimum": 1}
 _POST_ID = {
     "name": "post_id",
     "in": "path",
@@ -147,7 +149,35 @@ def openapi(base_url: str) -> dict[str, Any]:
                     "that send the bearer token (it can hold other people's addresses).",
                 },
                 "source": {"type": "string", "enum": ["email", "web"]},
-                "created_at": {"type": "string", "format": "date-time"},
+                "created_at": {"type": ["string", "null"], "format": "date-time"},
+                "status": {
+                    "type": "string",
+                    "enum": ["published", "held", "hidden", "removed"],
+                    "description": "A post's thread shows published comments, and a 'removed' "
+                    "placeholder (no author, no text) where a removed comment has answers. A "
+                    "comment made on the blog may be 'held' for a moderator (REPLYD_MODERATION).",
+                },
+                "post_id": {"type": "string", "description": "In GET /api/comments only."},
+            },
+        },
+        "CommentPage": {
+            "type": "object",
+            "required": ["items", "next_before"],
+            "properties": {
+                "items": {"type": "array", "items": _ref("Comment")},
+                "next_before": {"type": ["integer", "null"]},
+            },
+        },
+        "Moderated": {
+            "type": "object",
+            "required": ["id", "status", "previous_status"],
+            "properties": {
+                "id": {"type": "integer"},
+                "status": {"type": "string", "enum": ["published", "held", "hidden", "deleted"]},
+                "previous_status": {"type": "string"},
+                "notifications_queued": {"type": "integer"},
+                "mail_cancelled": {"type": "integer"},
+                "comment": _ref("Comment"),
             },
         },
         "CommentList": {
@@ -208,6 +238,7 @@ def openapi(base_url: str) -> dict[str, Any]:
             },
         },
     }
+    comment_id = {"name": "comment_id", "in": "path", "required": True, "schema": _INT}
     subscription_body = {
         "required": True,
         "content": {"application/json": {"schema": _ref("SubscriptionInput")}},
@@ -261,8 +292,71 @@ def openapi(base_url: str) -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("CommentInput")}},
                 },
                 "responses": {
-                    "201": _json(_ref("Comment"), "Published (or, replayed, published before)."),
-                    **_errors(400, 401, 404, 409, 413, 422, 429, 503),
+                    "201": _json(
+                        _ref("Comment"),
+                        "Published or held for a moderator (or, replayed, as answered before).",
+                    ),
+                    **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
+                },
+            },
+        },
+        "/api/comments": {
+            "get": {
+                "summary": "Comments of every post by status, newest first (moderation)",
+                "operationId": "listModerated",
+                "security": _PROTECTED,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "enum": ["held", "published", "hidden", "all"],
+                            "default": "all",
+                        },
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": {
+                    "200": _json(_ref("CommentPage"), "One page."),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+        "/api/comments/{comment_id}": {
+            "patch": {
+                "summary": "Approve (or restore) a comment, or hide it",
+                "description": "'published' approves a held comment (its followers are mailed "
+                "then) or restores a hidden one (nobody is mailed again); 'hidden' removes it "
+                "from everything public and cancels its mail not yet sent.",
+                "operationId": "moderateComment",
+                "security": _PROTECTED,
+                "parameters": [comment_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"enum": ["published", "hidden"]}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Moderated"), "Done (or nothing to do)."),
+                    **_errors(400, 401, 404, 409, 503),
+                },
+            },
+            "delete": {
+                "summary": "Delete a comment for good (answers under it stay)",
+                "operationId": "deleteComment",
+                "security": _PROTECTED,
+                "parameters": [comment_id],
+                "responses": {
+                    "200": _json(_ref("Moderated"), "Deleted."),
+                    **_errors(400, 401, 404, 503),
                 },
             },
         },

@@ -5,8 +5,10 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from service.web.admin_auth import admin_login, admin_logout
+from service.web.admin_comments import admin_comments, admin_moderate
 from service.web.admin_pages import admin_inbound, admin_raw, admin_retry
 from service.web.feed import comments_feed
+from service.web.moderation_pages import moderation_act, moderation_page
 from service.web.public_pages import post_page, unsubscribe_now, unsubscribe_page
 
 ROUTES = [
@@ -14,10 +16,14 @@ ROUTES = [
     Route("/posts/{post_id}/comments.atom", comments_feed, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
+    Route("/moderate/{token}", moderation_page, methods=["GET"]),
+    Route("/moderate/{token}", moderation_act, methods=["POST"]),
     Route("/admin/inbound", admin_inbound, methods=["GET"]),
     # Ids are parsed by the handlers: one too large for the database is a 404, not a crash.
     Route("/admin/inbound/{inbound_id}/raw", admin_raw, methods=["GET"]),
     Route("/admin/inbound/{inbound_id}/retry", admin_retry, methods=["POST"]),
+    Route("/admin/comments", admin_comments, methods=["GET"]),
+    Route("/admin/comments/{comment_id}/{action}", admin_moderate, methods=["POST"]),
     Route("/admin/login", admin_login, methods=["GET", "POST"]),
     Route("/admin/logout", admin_logout, methods=["POST"]),
 ]

@@ -15,6 +15,7 @@ from service.identity.addresses import ALL_POSTS, verify_token
 from service.store.models import Comment, Person, Post
 from service.store.posts import is_http_url
 from service.store.subscriptions import unsubscribe
+from service.store.visibility import shown_comments
 from service.web.context import (
     MAX_SHOWN_DEPTH,
     WebContext,
@@ -43,16 +44,21 @@ class ShownComment:
     author_name: str
     body: str
     created_at: datetime
+    removed: bool = False  # a "comment removed" placeholder, kept for the answers under it
 
 
 def load_thread(web: WebContext, slug: str) -> tuple[Post, list[ShownComment]] | None:
-    """A post and its comments in thread order, or None when there is no such post."""
+    """A post and its published comments in thread order (with a placeholder where a removed
+    comment has answers), or None when there is no such post."""
     with web.read_sessions() as session:
         post = session.scalar(select(Post).where(Post.slug == slug))
         if post is None:
             return None
         comments = session.scalars(select(Comment).where(Comment.post_id == post.id)).all()
-        names = {c.id: c.author.display_name or "A reader" for c in comments}
+        visible, removed = shown_comments(comments)
+        names = {
+            c.id: "" if c.id in removed else c.author.display_name or "A reader" for c in visible
+        }
         shown = [
             ShownComment(
                 id=t.comment.id,
@@ -60,10 +66,11 @@ def load_thread(web: WebContext, slug: str) -> tuple[Post, list[ShownComment]] |
                 parent_name=names.get(t.comment.parent_id or 0, ""),
                 depth=t.depth,
                 author_name=names[t.comment.id],
-                body=t.comment.body,
+                body="" if t.comment.id in removed else t.comment.body,
                 created_at=t.comment.created_at,
+                removed=t.comment.id in removed,
             )
-            for t in thread_order(comments)
+            for t in thread_order(visible)
         ]
         session.expunge(post)
         return post, shown
