@@ -7,6 +7,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import select
 
+from service.identity.addresses import ReplyTarget
 from service.store.models import (
     Comment,
     InboundEmail,
@@ -14,7 +15,8 @@ from service.store.models import (
     ModerationEvent,
     OutboundEmail,
 )
-from tests.conftest import DOMAIN, Blog, SinkHandler, reply_message, send, wait_for
+from tests.conftest import Blog, SinkHandler, reply_message, send, wait_for
+from tests.http_fixtures import HttpClient, login, session_cookie
 
 AUTHOR = "author@example.org"
 READER = "reader@example.org"
@@ -63,7 +65,7 @@ def moderators_asked(sink: tuple[SinkHandler, int], address: str) -> list[EmailM
 
 def about(messages: list[EmailMessage], comment_id: int) -> list[EmailMessage]:
     """The notifications among `messages` about one comment (by their stable Message-ID)."""
-    return [m for m in messages if str(m["Message-ID"]).startswith(f"<comment-{comment_id}.")]
+    return [m for m in messages if str(m["Message-ID"]).startswith(f"<c{comment_id}.")]
 
 
 def comment_row(blog: Blog, comment_id: int) -> Comment:
@@ -131,6 +133,16 @@ def reply_by_mail(
     return finished(blog)
 
 
-def notification_id(comment_id: int, person_id: int) -> str:
-    """The stable Message-ID of a notification (service.outbound.notify.notification_id)."""
-    return f"<comment-{comment_id}.to-{person_id}@{DOMAIN}>"
+def notification_id(blog: Blog, comment: Comment, person_id: int) -> str:
+    """The stable (signed) Message-ID of the notification about `comment` to a person."""
+    target = ReplyTarget(comment.post_id, comment.id, person_id)
+    return blog.parts.book.notification_id(target, blog.parts.keyring)
+
+
+def admin_browser(http: HttpClient) -> tuple[dict[str, str], bytes]:
+    """A logged-in operator's browser: its Cookie header, and the CSRF form field that the
+    /admin/comments page hands it."""
+    browser = {"Cookie": session_cookie(login(http))}
+    page = http.get("/admin/comments", auth=False, headers=browser).text
+    [csrf] = set(re.findall(r'name="csrf" value="([^"]+)"', page))  # one per button
+    return browser, f"csrf={csrf}".encode()

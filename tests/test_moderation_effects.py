@@ -29,6 +29,7 @@ from tests.moderation_helpers import (
     FOLLOWER,
     READER,
     about,
+    admin_browser,
     comment_row,
     events,
     mail_about,
@@ -247,16 +248,16 @@ class TestModerationApiAndAdminPage:
         assert f'action="/admin/comments/{held}/restore"' not in page.text
         assert http.get("/admin/comments", auth=False).status == 401
 
-        stale = http.post(f"/admin/comments/{held}/approve", data=b"csrf=wrong")
+        browser, form = admin_browser(http)
+        approve = f"/admin/comments/{held}/approve"
+        stale = http.post(approve, data=b"csrf=wrong", auth=False, headers=browser)
         assert stale.status == 403 and comment_row(blog, held).status == CommentStatus.HELD
-        from service.web.context import csrf_value
-
-        form = f"csrf={csrf_value(API_TOKEN)}".encode()
-        done = http.post(f"/admin/comments/{held}/approve", data=form)
+        done = http.post(approve, data=form, auth=False, headers=browser)
         assert done.status == 303 and done.headers["location"] == f"/admin/comments#comment-{held}"
         assert comment_row(blog, held).status == CommentStatus.PUBLISHED
         assert about(mail_to(sink, FOLLOWER), held)
-        assert http.post(f"/admin/comments/{held}/restore", data=form).status == 409
+        again = http.post(f"/admin/comments/{held}/restore", data=form, auth=False, headers=browser)
+        assert again.status == 409
         metrics = http.get("/metrics", auth=False).text
         assert "replyd_comments_held 0.0" in metrics
         web_comment(http, "Me too, please", author=OTHER)

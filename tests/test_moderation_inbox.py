@@ -11,7 +11,6 @@ import pytest
 from service.identity.moderation_links import LinkAction, make_moderation_token
 from service.runtime.settings import Settings
 from service.store.models import CommentStatus, InboundStatus, Subscription, utcnow
-from service.web.context import csrf_value
 from tests.conftest import Blog, RunningServer, SinkHandler, make_settings, wait_for
 from tests.http_fixtures import API_TOKEN, HttpClient, http
 from tests.moderation_helpers import (
@@ -19,6 +18,7 @@ from tests.moderation_helpers import (
     FOLLOWER,
     READER,
     about,
+    admin_browser,
     comment_row,
     events,
     link_paths,
@@ -97,7 +97,7 @@ class TestHeldUntilApproved:
         assert done.status == 200 and "Comment approved" in done.text
         assert comment_row(blog, held.id).status == CommentStatus.PUBLISHED
         [told] = about(mail_to(sink, FOLLOWER, 2), held.id)
-        assert told["Message-ID"] == notification_id(held.id, fan)
+        assert told["Message-ID"] == notification_id(blog, comment_row(blog, held.id), fan)
         assert "Is this thing on?" in text_of(told) and "/moderate/" not in text_of(told)
         # The other moderator's mail had left already; nothing of it was still queued.
         assert [e.action for e in events(blog, held.id)] == ["hold", "approve"]
@@ -143,8 +143,9 @@ class TestHeldUntilApproved:
         assert comment_row(blog, comment_id).status == CommentStatus.HIDDEN
         # Restored on the admin page, it waits again (it was never approved); the used
         # Remove link cannot hide it a second time.
-        csrf = f"csrf={csrf_value(API_TOKEN)}".encode()
-        assert http.post(f"/admin/comments/{comment_id}/restore", data=csrf).status == 303
+        browser, csrf = admin_browser(http)
+        restore = f"/admin/comments/{comment_id}/restore"
+        assert http.post(restore, data=csrf, auth=False, headers=browser).status == 303
         assert comment_row(blog, comment_id).status == CommentStatus.HELD
         assert http.post(links["remove"], auth=False).status == 410
         assert comment_row(blog, comment_id).status == CommentStatus.HELD
