@@ -131,25 +131,19 @@ class TestControlCharacters:
         listed = [line for line in outputs[2].splitlines() if line.strip()]
         assert len(listed) == 1  # the reason's line break did not make a second row
 
-    def test_cli_post_titles_lose_control_characters(self, env: dict[str, str]) -> None:
-        """`replyd post add` stores a title and name without control characters."""
-        run(
-            env,
-            "post",
-            "add",
-            "--id",
-            "t",
-            "--title",
-            "A\x1b[2J title\x07",
-            "--url",
-            "https://b.example/t",
-            "--author-email",
-            "a@example.org",
-            "--author-name",
-            "Ann\x0cAuthor",
-        )
+    def test_cli_post_titles_with_control_characters_are_refused_and_names_cleaned(
+        self, env: dict[str, str]
+    ) -> None:
+        """`replyd post add` refuses a title holding control characters with a sentence (as
+        the API does: one check for posts at every door), and stores a name without them."""
+        common = ["post", "add", "--id", "t", "--url", "https://b.example/t"]
+        author = ["--author-email", "a@example.org", "--author-name", "Ann\x0cAuthor"]
+        refused = run(env, *common, "--title", "A\x1b[2J title\x07", *author, check=False)
+        assert refused.returncode == 2 and "control characters" in refused.stderr
+        assert "\x1b[2J" not in refused.stderr  # quoted escaped, never acted on
+        run(env, *common, "--title", "A title", *author)
         [listed] = json.loads(run(env, "post", "list", "--json").stdout)
-        assert listed["title"] == "A [2J title"
+        assert listed["title"] == "A title"
         assert listed["author_name"] == "Ann Author"
 
     def test_raw_source_is_exact_when_piped_and_escaped_on_a_terminal(

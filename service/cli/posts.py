@@ -25,11 +25,12 @@ def cmd_post_add(args: argparse.Namespace) -> int:
 
     try:
         # The same checks save_post makes, before anything is opened: a bad post is a
-        # sentence and exit 2, whatever state the database is in. Titles and names go into
-        # mail headers, pages and the feed: one line, no controls.
-        checked = check_post(args.id, strip_controls_line(args.title), args.url)
+        # sentence and exit 2, whatever state the database is in (a title with control
+        # characters is refused, as the API refuses it).
+        checked = check_post(args.id, args.title, args.url)
     except PostInvalid as exc:
         raise CommandError(f"{exc}; see `replyd post add --help`.") from None
+    # Names go into mail headers, pages and the feed: one line, no controls.
     name = strip_controls_line(args.author_name or "")
     parts = components()
     with parts.session_factory.begin() as session:
