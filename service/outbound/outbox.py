@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import mailbox
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,11 +16,11 @@ import aiosmtplib
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.outbound.bounces import record_delivery
+from service.outbound.bounces import Bounce, record_bounce
 from service.outbound.notify import Unrendered
 from service.runtime.settings import Outbound
 from service.store.engine import READ_ONLY
-from service.store.models import OutboundEmail, OutboundStatus, UTCDateTime, utcnow
+from service.store.models import OutboundEmail, OutboundStatus, Person, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,13 @@ Renderer = Callable[[Session, list[Unrendered]], dict[int, bytes | str]]
 
 
 class DeliveryError(Exception):
-    """A delivery attempt failed; `permanent` says whether trying again could help."""
+    """A delivery attempt failed; `permanent` says whether trying again could help, `bounce`
+    what it counts as against the recipient's address (if anything)."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, bounce: Bounce | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.bounce = bounce
 
 
 @dataclass(frozen=True)
@@ -120,12 +123,32 @@ class Parcel:
         return self.raw
 
 
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def refusal_bounce(code: int, message: str) -> Bounce | None:
+    """What a relay's refusal of a recipient at RCPT counts as against the address: a 5xx is a
+    hard bounce, as a DSN saying so would be, unless its enhanced status is 5.7.x (security or
+    policy: "Relay access denied" is about us, not them, and must not suspend every reader);
+    a 4xx is retried and counts nothing."""
+    if code < 500:
+        return None
+    match = _ENHANCED.match(message)
+    status = match.group(1) if match else f"{code}"
+    if status.startswith("5.7."):
+        return None
+    return Bounce(hard=True, status=status)
+
+
 def relay_error(exc: Exception) -> DeliveryError:
     """What an exception from the relay means for the parcel: permanent, or try again later."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [error.code for error in exc.recipients]
+        first = exc.recipients[0] if exc.recipients else None
         return DeliveryError(
-            f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
+            f"relay refused the recipient: {exc}",
+            permanent=all(c >= 500 for c in codes),
+            bounce=refusal_bounce(first.code, first.message) if first else None,
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Our credentials, not this message, are wrong: keep it queued until they are fixed.
@@ -299,7 +322,6 @@ class Outbox:
             now = utcnow()
             statuses: list[str] = []
             changes: list[dict[str, object]] = []
-            delivered_to: set[int] = set()
             for parcel, error in attempts:
                 row = rows.get(parcel.id)
                 if row is None or row.claimed_by != worker:
@@ -308,12 +330,20 @@ class Outbox:
                 change = self._change(parcel.id, row.attempts, error, now)
                 changes.append(change)
                 statuses.append(str(change["status"]))
-                if error is None and parcel.recipient_id is not None:
-                    delivered_to.add(parcel.recipient_id)
+                if error is not None and error.bounce is not None:
+                    self._count_refusal(session, parcel, error.bounce)
             if changes:
                 session.connection().execute(_RECORD, changes)
-            record_delivery(session, delivered_to)
             return statuses
+
+    @staticmethod
+    def _count_refusal(session: Session, parcel: Parcel, bounce: Bounce) -> None:
+        """Count the relay's refusal of a recipient against their address, as a DSN would be
+        (a delivery that went through lowers nothing: the relay takes what it bounces later)."""
+        person = session.get(Person, parcel.recipient_id) if parcel.recipient_id else None
+        if person is not None:
+            verdict = record_bounce(session, person, bounce)
+            log.info("outbound #%s refused at RCPT: %s", parcel.id, verdict)
 
     def _change(
         self, row_id: int, attempts: int, error: DeliveryError | None, now: datetime
