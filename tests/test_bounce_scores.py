@@ -74,8 +74,9 @@ class TestBehindARelay:
             sink[0].answers.append(refusal)
             comment(server, blog, address, f"Comment {n}")
             wait_for(
-                lambda: len([o for o in outbound(blog) if o.status == OutboundStatus.FAILED])
-                == n + 1,
+                lambda done=n + 1: (
+                    len([o for o in outbound(blog) if o.status == OutboundStatus.FAILED]) == done
+                ),
                 what="the refused notification to fail",
             )
         found = person(blog, AUTHOR)
@@ -89,7 +90,7 @@ class TestBehindARelay:
     def test_a_policy_refusal_is_about_us_and_counts_nothing(
         self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
     ) -> None:
-        """"554 5.7.1 Relay access denied" fails the notification but not the address: a
+        """A "554 5.7.1 Relay access denied" fails the notification, not the address: a
         misconfigured relay must not suspend every reader."""
         sink[0].answers.append("554 5.7.1 <author@example.org>: Relay access denied")
         comment(server, blog, blog.address(blog.post(), READER), "Hello")

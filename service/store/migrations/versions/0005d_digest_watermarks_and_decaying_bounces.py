@@ -60,9 +60,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("digest_sent_at", _when, nullable=True))
     now = datetime.now(UTC)
     # A score already there starts decaying now.
-    op.execute(
-        _people.update().where(_people.c.bounce_score > 0).values(bounce_scored_at=now)
-    )
+    op.execute(_people.update().where(_people.c.bounce_score > 0).values(bounce_scored_at=now))
     _watermark_existing_digests()
 
 
