@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.outbound.bounces import Bounce, record_bounce
 from service.outbound.notify import Unrendered
+from service.outbound.wanted import needs_asking, unwanted
 from service.runtime.settings import Outbound
 from service.store.engine import READ_ONLY
 from service.store.models import OutboundEmail, OutboundStatus, Person, UTCDateTime, utcnow
@@ -58,6 +59,7 @@ _DUE = (
         OutboundEmail.kind,
         OutboundEmail.recipient_id,
         OutboundEmail.comment_id,
+        OutboundEmail.post_id,
     )
     .where(
         or_(
@@ -103,6 +105,13 @@ class DeliveryError(Exception):
         self.bounce = bounce
 
 
+class Cancelled(DeliveryError):
+    """Not sent, and never to be: the recipient no longer wants it (the message says why)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
 @dataclass(frozen=True)
 class Parcel:
     """A claimed outbound message, detached from its database session."""
@@ -114,6 +123,7 @@ class Parcel:
     kind: str
     recipient_id: int | None
     comment_id: int | None = None
+    post_id: int | None = None
 
     @property
     def message(self) -> bytes:
@@ -226,6 +236,7 @@ class Outbox:
                     row.kind,
                     row.recipient_id,
                     row.comment_id,
+                    row.post_id,
                 )
                 for row in rows
             ]
@@ -233,23 +244,28 @@ class Outbox:
     def write_messages(
         self, parcels: list[Parcel]
     ) -> tuple[list[Parcel], list[tuple[Parcel, DeliveryError | None]]]:
-        """Write the messages of claimed notifications queued without one, reading in a
+        """Right before sending: check that each recipient still wants their mail (cancelled
+        if not), and write the messages of notifications queued without one, reading in a
         transaction of its own that leaves SQLite's write lock to the edge and the worker.
-        Returns the parcels ready to send, and the attempts already over: those that cannot
-        be written, failed with the reason."""
-        unrendered = [
-            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient)
-            for p in parcels
-            if p.raw is None
-        ]
-        if not unrendered:
+        Returns the parcels ready to send, and the attempts already over: those cancelled,
+        and those that cannot be written, failed with the reason."""
+        if not any(p.raw is None or needs_asking(p) for p in parcels):
             return parcels, []
         with self.session_factory() as session:
             session.connection(execution_options={READ_ONLY: True})
-            written = self.render(session, unrendered)
+            cancelled = unwanted(session, parcels)
+            unrendered = [
+                Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient)
+                for p in parcels
+                if p.raw is None and p.id not in cancelled
+            ]
+            written = self.render(session, unrendered) if unrendered else {}
         ready: list[Parcel] = []
         over: list[tuple[Parcel, DeliveryError | None]] = []
         for parcel in parcels:
+            if parcel.id in cancelled:
+                over.append((parcel, Cancelled(cancelled[parcel.id])))
+                continue
             raw = parcel.raw if parcel.raw is not None else written.get(parcel.id)
             if isinstance(raw, bytes):
                 ready.append(dataclasses.replace(parcel, raw=raw))
@@ -351,6 +367,8 @@ class Outbox:
         """The parameters of _RECORD for one attempt: sent, failed for good, or retried later."""
         if error is None:
             status, sent_at, retry_at, reason = OutboundStatus.SENT, now, None, None
+        elif isinstance(error, Cancelled):
+            status, sent_at, retry_at, reason = OutboundStatus.CANCELLED, None, None, str(error)
         elif error.permanent or attempts >= self.max_attempts:
             status, sent_at, retry_at, reason = OutboundStatus.FAILED, None, None, str(error)
         else:

@@ -131,7 +131,7 @@ class DatabaseCollector(Collector):
         notifications = CounterMetricFamily(
             "replyd_notifications", "Outbound mail that reached an end state.", labels=["status"]
         )
-        for status in (OutboundStatus.SENT, OutboundStatus.FAILED):
+        for status in (OutboundStatus.SENT, OutboundStatus.FAILED, OutboundStatus.CANCELLED):
             notifications.add_metric([status], outbound.get(status, 0))
         yield notifications
         queued = GaugeMetricFamily(
