@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -12,7 +11,6 @@ from sqlalchemy import select
 from service.extraction.marker import MARKERS
 from service.identity.addresses import make_token, verify_token
 from service.outbound.bounces import HARD_BOUNCE, SUSPEND_AT, read_bounce
-from service.outbound.digest import Period, last_complete_period
 from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
 from tests.test_reply_flow import comments, delivered, final_row
@@ -172,16 +170,11 @@ class TestRejectionNotices:
             assert session.scalars(select(OutboundEmail)).all() == []
 
 
-def backdate_comments(server: RunningServer, when: str) -> None:
-    with sqlite3.connect(server.settings.database_url.removeprefix("sqlite:///")) as db:
-        db.execute("UPDATE comments SET created_at = ?", (when,))
-
-
 class TestDigests:
     def test_daily_digest_sent_once_across_restart_and_replies_routed(
         self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
     ) -> None:
-        """A digest groups yesterday's comments, is queued once per period, and answers replies."""
+        """A digest groups what is new, is queued once, and answers replies."""
         post = blog.post()
         fan = blog.person("fan@example.org", "Fan")
         with blog.parts.session_factory.begin() as session:
@@ -190,15 +183,11 @@ class TestDigests:
         send(server.port, READER, [address], reply_message(READER, address, "Yesterday's news"))
         final_row(blog)
         assert sink[0].to("fan@example.org") == []  # digest takers get no per-comment mail
-        period = last_complete_period("daily", utcnow())
-        backdate_comments(
-            server, (period.start + timedelta(hours=12)).strftime("%Y-%m-%d %H:%M:%S.000000")
-        )
         digests = blog.parts.digests()
-        assert digests.send(blog.parts.session_factory, period) == 1
-        assert digests.send(blog.parts.session_factory, period) == 0
-        assert blog.parts.digests().send(blog.parts.session_factory, period) == 0  # a "restart"
-        server.server._outbound_wakeup.set()
+        assert digests.send(blog.parts.session_factory, "daily") == 1
+        assert digests.send(blog.parts.session_factory, "daily") == 0
+        assert blog.parts.digests().send(blog.parts.session_factory, "daily") == 0  # a "restart"
+        server.server._wake_outbound()
         [digest] = delivered(sink, "fan@example.org")
         text = digest.get_body(("plain",)).get_content()
         assert "Yesterday's news" in text and "Post hello" in text
@@ -245,12 +234,11 @@ class TestDigests:
             assert session.scalars(select(Subscription.active)).all() == [False]
 
 
-def news_for_daily_digests(blog: Blog, subscribers: list[str]) -> Period:
-    """A post whose `subscribers` take it as a daily digest, and a comment on it from the last
-    complete day; returns that day's period."""
+def news_for_daily_digests(blog: Blog, subscribers: list[str]) -> int:
+    """A post whose `subscribers` take it as a daily digest, and a comment on it from
+    yesterday; returns the post's id."""
     post = blog.post()
     writer = blog.person(READER)
-    period = last_complete_period("daily", utcnow())
     with blog.parts.session_factory.begin() as session:
         for email in subscribers:
             person = blog.person(email)
@@ -260,18 +248,18 @@ def news_for_daily_digests(blog: Blog, subscribers: list[str]) -> Period:
                 post_id=post,
                 author_id=writer,
                 body="from yesterday",
-                created_at=period.start + timedelta(hours=1),
+                created_at=utcnow() - timedelta(days=1),
             )
         )
-    return period
+    return post
 
 
 class TestDigestAddresses:
     def test_a_subscriber_whose_address_cannot_be_written_gets_no_digest(self, blog: Blog) -> None:
         """A non-ASCII address (replyd does not send SMTPUTF8) is skipped; the others' digests
         are still queued, and the run does not fail over and over."""
-        period = news_for_daily_digests(blog, ["jürgen@example.org", "fan@example.org"])
-        assert blog.parts.digests().send(blog.parts.session_factory, period) == 1
+        news_for_daily_digests(blog, ["jürgen@example.org", "fan@example.org"])
+        assert blog.parts.digests().send(blog.parts.session_factory, "daily") == 1
         with blog.parts.session_factory() as session:
             queued = session.scalars(select(OutboundEmail.recipient)).all()
         assert queued == ["fan@example.org"]

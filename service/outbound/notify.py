@@ -77,15 +77,18 @@ class Notifier:
         self.base_url = base_url
         self.templates = templates or make_templates()
 
+    def unsubscribe_url(self, target: ReplyTarget) -> str:
+        """The https page that stops the mail `target` names (RFC 8058 one-click by POST)."""
+        return f"{self.base_url}/unsubscribe/{make_token(target, self.keyring, 'unsubscribe')}"
+
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
     ) -> None:
         """List-Id and one-click List-Unsubscribe (RFC 2369, 2919, 8058) for `target`'s person."""
-        token = make_token(target, self.keyring, "unsubscribe")
         mailto = self.book.unsubscribe_address(target, self.keyring)
         message["List-Id"] = mailbox(list_name, f"{list_key}.{self.book.domain}")
         message["List-Unsubscribe"] = (
-            f"<{self.base_url}/unsubscribe/{token}>, <mailto:{mailto}?subject=unsubscribe>"
+            f"<{self.unsubscribe_url(target)}>, <mailto:{mailto}?subject=unsubscribe>"
         )
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"

@@ -14,7 +14,7 @@ from datetime import timedelta
 from service.inbound.edge import ReplyHandler, make_protocol
 from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
-from service.outbound.digest import PERIODS, last_complete_period
+from service.outbound.digest import PERIODS, latest_slot
 from service.runtime.components import Components
 from service.runtime.settings import Settings
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
@@ -139,27 +139,24 @@ class ReplydServer:
         )
 
     async def _digest_scheduler(self) -> None:
-        """Queue each digest period once its hour has come; repeats are harmless (idempotent)."""
+        """Each minute, queue the digests that fell due at REPLYD_DIGEST_HOUR (UTC; weekly ones
+        on Mondays) and have not gone out since: each holds what is new since the person's
+        last one, so downtime over the digest hour only delays it. Harmless on several nodes."""
         digests = self.parts.digests()
-        done: set[str] = set()
         while not self._stopping.is_set():
             now = utcnow()
-            if now.hour >= self.settings.digest_hour:
-                for kind in PERIODS:
-                    period = last_complete_period(kind, now)
-                    if period.key in done:
-                        continue
-                    try:
-                        count = await asyncio.to_thread(
-                            digests.send, self.parts.session_factory, period
-                        )
-                    except Exception:
-                        log.exception("digest %s failed; trying again in a minute", period.key)
-                        continue
-                    done.add(period.key)
-                    if count:
-                        log.info("queued %s digest(s) for %s", count, period.key)
-                        self._outbound_wakeup.set()
+            for kind in PERIODS:
+                due = latest_slot(kind, now, self.settings.digest_hour)
+                try:
+                    count = await asyncio.to_thread(
+                        digests.send, self.parts.session_factory, kind, due_before=due
+                    )
+                except Exception:
+                    log.exception("%s digests failed; trying again in a minute", kind)
+                    continue
+                if count:
+                    log.info("queued %s %s digest(s)", count, kind)
+                    self._wake_outbound()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
 

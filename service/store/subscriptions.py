@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ALL_POSTS, ReplyTarget
-from service.store.models import Person, Post, Subscription
+from service.store.models import Comment, Person, Post, Subscription, utcnow
 
 
 def person_for(session: Session, email: str, name: str = "") -> Person:
@@ -39,20 +39,29 @@ def save_post(
 def set_following(
     session: Session, post_id: int, person_id: int, *, active: bool, digest: str | None = None
 ) -> None:
-    """Create or update one person's subscription to one post."""
+    """Create or update one person's subscription to one post.
+
+    Someone who starts taking the post as a digest (new, back after unsubscribing, or from
+    mail per comment) gets a watermark at its newest comment: their first digest holds what
+    comes next. A digest taker who subscribes again keeps theirs, so nothing pending is lost.
+    """
     sub = session.scalar(
         select(Subscription).where(
             Subscription.post_id == post_id, Subscription.person_id == person_id
         )
     )
     if sub is None:
-        session.add(
-            Subscription(post_id=post_id, person_id=person_id, active=active, digest=digest)
-        )
+        sub = Subscription(post_id=post_id, person_id=person_id, active=active, digest=digest)
+        session.add(sub)
+        starts_digest = active and digest is not None
     else:
+        starts_digest = active and digest is not None and not (sub.active and sub.digest)
         sub.active = active
         if active:
             sub.digest = digest
+    if starts_digest:
+        newest = session.scalar(select(func.max(Comment.id)).where(Comment.post_id == post_id))
+        sub.digest_through, sub.digest_sent_at = newest or 0, utcnow()
 
 
 def unsubscribe(session: Session, target: ReplyTarget) -> str:
