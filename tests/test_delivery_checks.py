@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 from sqlalchemy import select
 
-from service.identity.addresses import ReplyTarget, make_token
-from service.outbound.wanted import SUSPENDED, UNSUBSCRIBED
+from service.identity.addresses import ALL_POSTS, ReplyTarget, make_token
+from service.outbound.wanted import NO_DIGESTS, SUSPENDED, UNSUBSCRIBED
 from service.store.models import InboundStatus, OutboundEmail, OutboundStatus, Subscription
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
 from tests.http_fixtures import HttpClient, http, settings_overrides
@@ -117,3 +117,47 @@ class TestCheckedAtSending:
         )
         assert row.last_error == SUSPENDED
         assert len(sink[0].to(AUTHOR)) == 1  # the earlier one only
+
+    def test_a_digest_queued_before_its_reader_stopped_digests_is_cancelled(
+        self,
+        server: RunningServer,
+        blog: Blog,
+        sink: tuple[SinkHandler, int],
+        http: HttpClient,
+    ) -> None:
+        """The digest's own one-click link, used while the digest waits for a retry: the
+        digest is cancelled; another reader's digest goes out."""
+        post = blog.post()
+        for email in (FAN, READER):
+            with blog.parts.session_factory.begin() as session:
+                session.add(
+                    Subscription(post_id=post, person_id=blog.person(email), digest="daily")
+                )
+        address = blog.address(post, "writer@example.org")
+        send(
+            server.port,
+            "writer@example.org",
+            [address],
+            reply_message("writer@example.org", address, "For the digests"),
+        )
+        final_row(blog)
+        delivered(sink, AUTHOR)  # the post's author hears of it at once
+        sink[0].answers += [RETRY_LATER, RETRY_LATER]
+        assert blog.parts.digests().send(blog.parts.session_factory, "daily") == 2
+        server.server._wake_outbound()
+        wait_for(
+            lambda: [r.attempts for r in rows(blog).values() if r.kind == "digest"] == [1, 1],
+            what="both digests deferred by the relay",
+        )
+        token = make_token(
+            ReplyTarget(ALL_POSTS, None, blog.person(FAN)), blog.parts.keyring, "unsubscribe"
+        )
+        assert http.post(f"/unsubscribe/{token}", auth=False).status == 200
+        retry_now(server)
+        delivered(sink, READER)
+        row = wait_for(
+            lambda: (r := rows(blog)[FAN]).status == OutboundStatus.CANCELLED and r,
+            what="FAN's digest to be cancelled",
+        )
+        assert row.last_error == NO_DIGESTS
+        assert sink[0].to(FAN) == []
