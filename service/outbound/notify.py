@@ -14,12 +14,12 @@ from service.identity.addresses import AddressBook, Keyring, ReplyTarget, make_t
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
     Draft,
+    PersonalBodies,
     deliverable_address,
     mailbox,
     make_templates,
     new_message,
     public_name,
-    render_bodies,
 )
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
@@ -93,10 +93,11 @@ class Notifier:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"
 
-    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> bytes:
-        """The text and HTML of the notification about `comment`, the same for every reader."""
+    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> PersonalBodies:
+        """The text and HTML of the notification about `comment`, rendered once for every
+        reader; each reader's own unsubscribe link goes in with `for_reader`."""
         parent = ancestors[-1] if ancestors else None
-        return render_bodies(
+        return PersonalBodies(
             self.templates,
             "notification",
             {
@@ -110,6 +111,7 @@ class Notifier:
                 "parent_author_name": public_name(parent.author) if parent else "",
                 "parent_body": parent.body if parent else "",
             },
+            personal="unsubscribe_url",
         )
 
     def headers(
@@ -217,7 +219,8 @@ class Notifier:
                 reader = Reader(person.id, item.recipient, person.display_name)
                 try:
                     draft = self.headers(comment, post, reader, ancestors)
-                    written[item.id] = draft.as_bytes(bodies)
+                    own = self.unsubscribe_url(ReplyTarget(post.id, None, reader.id))
+                    written[item.id] = draft.as_bytes(bodies.for_reader(own))
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
         return written
