@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.outbound.bounces import Bounce, record_bounce
 from service.outbound.notify import Unrendered
 from service.outbound.wanted import needs_asking, unwanted
-from service.runtime.settings import Outbound
+from service.runtime.settings import DEFAULT_LEASE_SECONDS, Outbound
 from service.store.engine import READ_ONLY
 from service.store.models import OutboundEmail, OutboundStatus, Person, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=DEFAULT_LEASE_SECONDS)  # kept alive by the sender's heartbeat
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
 CLAIM_LIMIT = 32  # rows claimed, delivered and recorded together

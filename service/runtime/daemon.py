@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -16,6 +14,7 @@ from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
 from service.outbound.digest import PERIODS, latest_slot
 from service.runtime.components import Components
+from service.runtime.heartbeat import ClaimHeartbeat, node_name
 from service.runtime.settings import Settings
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
@@ -38,9 +37,11 @@ class ReplydServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.parts = Components.build(settings)
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.node = node_name()
         self.pipeline = self.parts.pipeline()
         self.lease = timedelta(seconds=settings.lease_seconds)
+        # Keeps the claims of the workers in this process alive (worker processes have theirs).
+        self.heartbeat = ClaimHeartbeat(self.parts.session_factory, self.node, self.lease)
         self.workers = WorkerProcesses(settings, settings.worker_processes)
         # The edge's own engine: senders wait for its commits, so on SQLite the other writers
         # let it take the write lock first.
@@ -100,6 +101,7 @@ class ReplydServer:
             self.workers.start()
             self._tasks.append(asyncio.create_task(self.workers.watch(self._stopping)))
         else:
+            self.heartbeat.start()
             for number in range(self.settings.workers):
                 self._tasks.append(asyncio.create_task(self._inbound_worker(number)))
             self._tasks.append(asyncio.create_task(self._outbound_worker()))
@@ -204,6 +206,7 @@ class ReplydServer:
         await self.workers.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await asyncio.to_thread(self.heartbeat.stop)
         self.parts.engine.dispose()
         self._edge_engine.dispose()
         log.info("replyd stopped")
