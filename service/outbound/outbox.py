@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import mailbox
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.outbound.bounces import Bounce, record_bounce
+from service.outbound.delivery_errors import REFUSALS, Cancelled, DeliveryError, relay_error
 from service.outbound.notify import Unrendered
 from service.outbound.wanted import needs_asking, unwanted
 from service.runtime.settings import DEFAULT_LEASE_SECONDS, Outbound
@@ -95,23 +95,6 @@ _HOLDERS = (
 Renderer = Callable[[Session, list[Unrendered]], dict[int, bytes | str]]
 
 
-class DeliveryError(Exception):
-    """A delivery attempt failed; `permanent` says whether trying again could help, `bounce`
-    what it counts as against the recipient's address (if anything)."""
-
-    def __init__(self, message: str, *, permanent: bool, bounce: Bounce | None = None) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.bounce = bounce
-
-
-class Cancelled(DeliveryError):
-    """Not sent, and never to be: the recipient no longer wants it (the message says why)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, permanent=True)
-
-
 @dataclass(frozen=True)
 class Parcel:
     """A claimed outbound message, detached from its database session."""
@@ -131,51 +114,6 @@ class Parcel:
         if self.raw is None:
             raise ValueError(f"outbound #{self.id} has no message written yet")
         return self.raw
-
-
-_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
-
-
-def refusal_bounce(code: int, message: str) -> Bounce | None:
-    """What a relay's refusal of a recipient at RCPT counts as against the address: a 5xx is a
-    hard bounce, as a DSN saying so would be, unless its enhanced status is 5.7.x (security or
-    policy: "Relay access denied" is about us, not them, and must not suspend every reader);
-    a 4xx is retried and counts nothing."""
-    if code < 500:
-        return None
-    match = _ENHANCED.match(message)
-    status = match.group(1) if match else f"{code}"
-    if status.startswith("5.7."):
-        return None
-    return Bounce(hard=True, status=status)
-
-
-def relay_error(exc: Exception) -> DeliveryError:
-    """What an exception from the relay means for the parcel: permanent, or try again later."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [error.code for error in exc.recipients]
-        first = exc.recipients[0] if exc.recipients else None
-        return DeliveryError(
-            f"relay refused the recipient: {exc}",
-            permanent=all(c >= 500 for c in codes),
-            bounce=refusal_bounce(first.code, first.message) if first else None,
-        )
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        # Our credentials, not this message, are wrong: keep it queued until they are fixed.
-        return DeliveryError(
-            f"relay refused our login ({exc.code} {exc.message}); check REPLYD_OUTBOUND",
-            permanent=False,
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return DeliveryError(f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500)
-    if isinstance(exc, ValueError):
-        # The SMTP client refuses to write an address it cannot send safely.
-        return DeliveryError(f"address cannot be sent: {exc}", permanent=True)
-    return DeliveryError(f"relay unreachable: {exc}", permanent=False)
-
-
-# Answers after which the relay's session stays usable (aiosmtplib resets the envelope).
-_REFUSALS = (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -316,7 +254,7 @@ class Outbox:
                     results.append(relay_error(exc))
                     # A refusal resets the envelope and keeps the session; anything else
                     # (a drop, a timeout) may leave it half-way, so the next parcel gets a new one.
-                    if not isinstance(exc, _REFUSALS) or not client.is_connected:
+                    if not isinstance(exc, REFUSALS) or not client.is_connected:
                         client.close()
                         client = None
         finally:
