@@ -17,7 +17,7 @@ import pytest
 from alembic import command
 from sqlalchemy import select, text
 
-from service.outbound.digest import MAX_COMMENTS_PER_DIGEST, latest_slot
+from service.outbound.digest import MAX_COMMENTS_PER_DIGEST, Digests, latest_slot
 from service.runtime.components import Components
 from service.runtime.settings import Settings
 from service.store.engine import make_engine
@@ -179,6 +179,44 @@ class TestWatermarks:
             raws = session.scalars(select(OutboundEmail.raw).order_by(OutboundEmail.id)).all()
         seen = [n for n in range(count) for raw in raws if f"note {n:04d} end".encode() in raw]
         assert seen == list(range(count))
+
+    def test_one_persons_failing_digest_holds_up_nobody_else(self, blog: Blog) -> None:
+        """A digest that cannot be written (here a template that fails on one post) is not
+        queued and its watermark stays; the others' digests are queued."""
+        from jinja2 import DictLoader, Environment, StrictUndefined
+
+        templates = Environment(
+            loader=DictLoader(
+                {
+                    "digest.subject": "{{ count }} new",
+                    "digest.txt": "{% for s in sections %}{% if s.title == 'Post broken' %}"
+                    "{{ no_such_value }}{% endif %}{{ s.title }}{% endfor %} {{ unsubscribe_url }}",
+                }
+            ),
+            undefined=StrictUndefined,
+        )
+        broken, fine = blog.post(slug="broken"), blog.post(slug="fine")
+        takes_daily_digest(blog, broken, "first@example.org")
+        takes_daily_digest(blog, fine, "second@example.org")
+        writer = blog.person(READER)
+        with blog.parts.session_factory.begin() as session:
+            session.add_all(Comment(post_id=p, author_id=writer, body="x") for p in (broken, fine))
+        parts = blog.parts
+        digests = Digests(
+            parts.book,
+            parts.keyring,
+            parts.notifier(),
+            from_address=parts.settings.from_address,
+            site_name="Blog",
+            templates=templates,
+        )
+        assert digests.send(parts.session_factory, "daily") == 1
+        with parts.session_factory() as session:
+            assert session.scalars(select(OutboundEmail.recipient)).all() == ["second@example.org"]
+            marks = dict(
+                session.execute(select(Subscription.post_id, Subscription.digest_through)).all()
+            )
+        assert marks == {broken: 0, fine: 2}
 
     def test_the_scheduler_waits_for_the_digest_hour(self) -> None:
         """Daily digests fall due at the hour each day, weekly ones at the hour on Mondays."""

@@ -122,6 +122,10 @@ class Digests:
                     queued += self._queue_for(session, kind, person_id, horizon)
             except (IntegrityError, _Superseded):
                 log.info("the %s digest of person #%s was queued by another run", kind, person_id)
+            except Exception:
+                # One person's digest failing (a template mistake) must not hold up the
+                # others'; theirs is tried again on the next run, watermark unmoved.
+                log.exception("the %s digest of person #%s failed", kind, person_id)
         return queued
 
     def _queue_for(self, session: Session, kind: str, person_id: int, horizon: int) -> int:
