@@ -15,7 +15,13 @@ from email.policy import compat32
 import pytest
 from jinja2 import DictLoader, Environment
 
-from service.outbound.compose import Draft, mailbox, make_templates, render_bodies
+from service.outbound.compose import (
+    Draft,
+    PersonalBodies,
+    mailbox,
+    make_templates,
+    render_bodies,
+)
 
 # The email package's own wire form, which our shortcut for short ASCII fields must match.
 STOCK = compat32.clone(linesep="\r\n")
@@ -155,6 +161,7 @@ def test_notification_bodies_are_the_bytes_the_email_package_writes() -> None:
         "parent_author_name": "",
         "parent_body": "",
         "remove_url": "",
+        "unsubscribe_url": "https://blog.example.org/unsubscribe/t0ken",
     }
     ours = render_bodies(templates, "notification", context)
     text = templates.get_template("notification.txt").render(context)
@@ -163,3 +170,34 @@ def test_notification_bodies_are_the_bytes_the_email_package_writes() -> None:
     assert drawn is not None
     assert ours == stock_bodies(text, html, drawn.group().decode())
     assert b"=C3=AB" in ours  # quoted-printable UTF-8
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_a_readers_own_link_makes_the_bytes_rendering_with_it_would(language: str) -> None:
+    """Bodies rendered once and given each reader's link are the bytes the email package
+    writes for the templates rendered with that link (escaped in the HTML)."""
+    templates = make_templates(language=language)
+    context = {
+        "marker_id": "replyd-marker",
+        "author_name": "Zoë",
+        "post_title": "A post",
+        "post_url": "https://blog.example.org/posts/1",
+        "site_name": "Example Blog",
+        "body": "A comment that mentions replyd-personal-0123 and goes on " * 3,
+        "parent": True,
+        "parent_author_name": "Ann",
+        "parent_body": "Earlier words",
+    }
+    personal = PersonalBodies(templates, "notification", context, personal="unsubscribe_url")
+    for link in (
+        "https://blog.example.org/unsubscribe/" + "t" * 70,
+        "https://b.example/u?a=1&b=<2>",
+    ):
+        ours = personal.for_reader(link)
+        full = {**context, "unsubscribe_url": link}
+        text = templates.get_template("notification.txt").render(full)
+        html = templates.get_template("notification.html").render(full)
+        drawn = BOUNDARY.search(ours)
+        assert drawn is not None
+        assert ours == stock_bodies(text, html, drawn.group().decode())
+        assert "&amp;b=&lt;2&gt;" in html or "t" * 70 in html

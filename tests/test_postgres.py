@@ -222,10 +222,10 @@ class TestClaimsUnderConcurrency:
     def test_two_nodes_queue_each_digest_once(self, parts: Components, blog: Blog) -> None:
         """Two nodes running the same digest period at once queue one digest per subscriber."""
         emails = [f"fan{n}@example.org" for n in range(5)]
-        period = news_for_daily_digests(blog, emails)
+        news_for_daily_digests(blog, emails)
         fans = [blog.person(email) for email in emails]
         digests = [parts.digests(), parts.digests()]
-        queued = all_at_once(2, lambda n: digests[n].send(parts.session_factory, period))
+        queued = all_at_once(2, lambda n: digests[n].send(parts.session_factory, "daily"))
         assert sum(queued) == len(fans)
         with parts.session_factory() as session:
             rows = session.scalars(

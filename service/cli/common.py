@@ -121,14 +121,15 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def person_at(session: Session, email: str, name: str = "") -> Person:
-    """The person with this address, created on first use."""
-    from service.store.subscriptions import person_for
+def person_at(session: Session, email: str, name: str = "", *, following: bool = True) -> Person:
+    """The person with this address, created on first use; one who is to follow something
+    (or is new) needs an address replyd can mail, else a CommandError says why."""
+    from service.store.subscriptions import InvalidAddress, person_for
 
-    email = email.strip().lower()
-    if "@" not in email or any(ch.isspace() for ch in email):
-        raise CommandError(f"{email!r} is not an email address; give one like ann@example.org.")
-    return person_for(session, email, name)
+    try:
+        return person_for(session, email, name, following=following)
+    except InvalidAddress as exc:
+        raise CommandError(f"cannot use that address: {exc}") from None
 
 
 def post_named(session: Session, slug: str) -> Post:

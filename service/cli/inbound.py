@@ -176,17 +176,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_digest_send(args: argparse.Namespace) -> int:
-    """Queue the last complete period's digests now (safe to repeat: each is sent once)."""
-    from service.outbound.digest import last_complete_period
-    from service.store.models import utcnow
-
+    """Queue now, for everyone taking `--period` digests, what is new since their last digest
+    (safe to repeat: each comment goes out once per person)."""
     parts = components()
     settings = parts.settings
-    period = last_complete_period(args.period, utcnow())
-    count = parts.digests().send(parts.session_factory, period)
+    count = parts.digests().send(parts.session_factory, args.period)
     print(
-        f"queued {count} {args.period} digest(s) for {period.start:%Y-%m-%d} to "
-        f"{period.end:%Y-%m-%d}; a running `replyd serve` delivers them"
+        f"queued {count} {args.period} digest(s) of what is new since each person's last one; "
+        "a running `replyd serve` delivers them"
     )
     # The digests are written here, with this shell's settings, not the daemon's: say which.
     print(
@@ -248,7 +245,9 @@ def register(add: AddCommand, commands: Any) -> None:
     digest = commands.add_parser("digest", help="daily and weekly digests").add_subparsers(
         dest="digest_command", required=True, metavar="COMMAND"
     )
-    digest_send = add("send", cmd_digest_send, "queue the last complete period's digests", digest)
+    digest_send = add(
+        "send", cmd_digest_send, "queue digests of what is new since each person's last", digest
+    )
     digest_send.add_argument(
         "--period", choices=["daily", "weekly"], required=True, help="which digests to send"
     )

@@ -109,7 +109,8 @@ def cmd_unsubscribe(args: argparse.Namespace) -> int:
     parts = components()
     with parts.session_factory.begin() as session:
         post = post_named(session, args.post)
-        person = person_at(session, args.email)
+        # Anyone known can be switched off, whatever their address.
+        person = person_at(session, args.email, following=False)
         set_following(session, post.id, person.id, active=False)
     print(f"{args.email} no longer gets mail about {args.post!r}")
     return 0

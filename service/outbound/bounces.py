@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 
-from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from service.store.models import Person, utcnow
 
 HARD_BOUNCE = 1.0
 SOFT_BOUNCE = 0.25
-SUSPEND_AT = 3.0  # three hard bounces in a row (or many soft ones) stop mail to an address
-DELIVERY_DECAY = 0.5  # each delivery that went through forgives half a hard bounce
+# Mail to an address stops when its score reaches this: three hard bounces within 12 days,
+# or eleven soft ones within 4 days, always do. Not 3.0: the first two hard bounces have
+# decayed a little by the time the third comes.
+SUSPEND_AT = 2.5
+# A score halves every 30 days without bounces, so an address that failed for a while and
+# works again is forgiven with time. Deliveries do not lower it: behind a relay, the relay
+# takes every message, including those it will bounce a minute later.
+HALF_LIFE = timedelta(days=30)
 
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 
@@ -51,28 +56,24 @@ def read_bounce(raw: bytes) -> Bounce:
     return Bounce(hard=False, status="unknown")
 
 
+def current_score(person: Person, now: datetime) -> float:
+    """The person's bounce score as of `now`: what it was when last raised, halved for every
+    HALF_LIFE since."""
+    if person.bounce_score <= 0 or person.bounce_scored_at is None:
+        return max(person.bounce_score, 0.0)
+    elapsed = max((now - person.bounce_scored_at).total_seconds(), 0.0)
+    return float(person.bounce_score * 0.5 ** (elapsed / HALF_LIFE.total_seconds()))
+
+
 def record_bounce(session: Session, person: Person, bounce: Bounce) -> str:
-    """Add a bounce to the person's score, suspending them at the threshold; says what happened."""
-    person.bounce_score += HARD_BOUNCE if bounce.hard else SOFT_BOUNCE
+    """Add a bounce to the person's (decayed) score, suspending them at the threshold; says
+    what happened."""
+    now = utcnow()
+    score = current_score(person, now) + (HARD_BOUNCE if bounce.hard else SOFT_BOUNCE)
+    person.bounce_score, person.bounce_scored_at = score, now
     kind = "hard" if bounce.hard else "soft"
-    verdict = f"{kind} bounce ({bounce.status}) for {person.email}; score {person.bounce_score:g}"
-    if person.bounce_score >= SUSPEND_AT and person.suspended_at is None:
-        person.suspended_at = utcnow()
+    verdict = f"{kind} bounce ({bounce.status}) for {person.email}; score {score:.2f}"
+    if score >= SUSPEND_AT and person.suspended_at is None:
+        person.suspended_at = now
         return f"{verdict}: suspended"
     return verdict
-
-
-def record_delivery(session: Session, person_ids: Collection[int]) -> None:
-    """Deliveries went through: decay these people's bounce scores (never below zero)."""
-    if not person_ids:
-        return
-    session.execute(
-        update(Person)
-        .where(Person.id.in_(person_ids), Person.bounce_score > 0)
-        .values(
-            bounce_score=case(
-                (Person.bounce_score > DELIVERY_DECAY, Person.bounce_score - DELIVERY_DECAY),
-                else_=0.0,
-            )
-        )
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html as html_text
 import secrets
 from datetime import datetime
 from email.charset import QP, Charset
@@ -194,27 +195,70 @@ def _qp_part(text: str, subtype: str, *, top: bool) -> bytes:
     return _PART_HEADS[subtype, top] + body.replace("\n", "\r\n").encode("ascii")
 
 
-def render_bodies(templates: Environment, name: str, context: dict[str, Any]) -> bytes:
-    """`name`.txt (and `name`.html when it exists) rendered and MIME-encoded, with their
-    Content-Type lines: the part of a message after its own header fields.
-
-    Rendered once, these bytes serve every recipient of the same text. The email package
-    encodes the text and writes every header field; the parts are joined here as its
-    generator joins them (building MIMEText objects took three quarters of the time).
-    """
+def render_texts(
+    templates: Environment, name: str, context: dict[str, Any]
+) -> tuple[str, str | None]:
+    """`name`.txt and `name`.html (None when there is none) rendered with `context`."""
     text = templates.get_template(f"{name}.txt").render(context)
     try:
         html = templates.get_template(f"{name}.html")
     except TemplateNotFound:
+        return text, None
+    return text, html.render(context)
+
+
+def encode_bodies(text: str, html: str | None) -> bytes:
+    """The text (and HTML) MIME-encoded, with their Content-Type lines: the part of a message
+    after its own header fields.
+
+    The email package encodes the text and writes every header field; the parts are joined
+    here as its generator joins them (building MIMEText objects took three quarters of the
+    time).
+    """
+    if html is None:
         return _qp_part(text, "plain", top=True)
     boundary = f"=_replyd_{secrets.token_hex(_BOUNDARY_HEX)}".encode("ascii")
     head = _ALTERNATIVE_HEAD.replace(_SAMPLE_BOUNDARY.encode("ascii"), boundary)
     plain = _qp_part(text, "plain", top=False)
-    rich = _qp_part(html.render(context), "html", top=False)
+    rich = _qp_part(html, "html", top=False)
     dash = b"--" + boundary
     return b"".join(
         (head, dash, b"\r\n", plain, b"\r\n", dash, b"\r\n", rich, b"\r\n", dash, b"--\r\n")
     )
+
+
+def render_bodies(templates: Environment, name: str, context: dict[str, Any]) -> bytes:
+    """`name`.txt (and `name`.html when it exists) rendered and MIME-encoded (encode_bodies).
+
+    Rendered once, these bytes serve every recipient of the same text.
+    """
+    return encode_bodies(*render_texts(templates, name, context))
+
+
+class PersonalBodies:
+    """Bodies rendered once for many readers, except for one value of each reader's own
+    (their unsubscribe link): the templates see a placeholder there, which `for_reader`
+    replaces before encoding.
+
+    The placeholder is drawn at random for each rendering, so no text from outside (a
+    comment quoting it) can name it.
+    """
+
+    def __init__(
+        self, templates: Environment, name: str, context: dict[str, Any], *, personal: str
+    ) -> None:
+        self._placeholder = f"replyd-personal-{secrets.token_hex(12)}"
+        self._text, self._html = render_texts(
+            templates, name, {**context, personal: self._placeholder}
+        )
+
+    def for_reader(self, value: str) -> bytes:
+        """The encoded bodies with the reader's own value in place (HTML-escaped in HTML)."""
+        text = self._text.replace(self._placeholder, value)
+        html = self._html
+        if html is not None:
+            html = html.replace(self._placeholder, html_text.escape(value))
+        return encode_bodies(text, html)
 
 
 def new_message(

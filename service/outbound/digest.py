@@ -1,14 +1,13 @@
-"""Daily and weekly digests: one message per subscriber and period, sent exactly once."""
+"""Daily and weekly digests from a watermark per subscription: every comment exactly once."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,46 +21,57 @@ from service.outbound.compose import (
     render_line,
 )
 from service.outbound.notify import Notifier
-from service.store.models import Comment, OutboundEmail, Person, Post, Subscription
+from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
 from service.store.visibility import PUBLISHED, is_published
 
 log = logging.getLogger(__name__)
 
 PERIODS = ("daily", "weekly")
+# Comments in one digest message at most; a longer backlog (after days of downtime) goes out
+# in several, all at once.
+MAX_COMMENTS_PER_DIGEST = 200
 
 
-@dataclass(frozen=True)
-class Period:
-    """One digest period: its kind and the half-open UTC interval it covers."""
-
-    kind: str
-    start: datetime
-    end: datetime
-
-    @property
-    def key(self) -> str:
-        """Stable name of the period, used in Message-IDs so each is sent once."""
-        return f"{self.kind}-{self.start:%Y%m%d}"
-
-
-def last_complete_period(kind: str, now: datetime) -> Period:
-    """The most recent whole day (or Monday-to-Monday week) before `now`, in UTC."""
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+def latest_slot(kind: str, now: datetime, hour: int) -> datetime:
+    """When `kind` digests were last due by the clock: the latest `hour` o'clock (UTC) for
+    daily ones, the latest Monday at `hour` for weekly ones."""
+    slot = now.replace(hour=hour, minute=0, second=0, microsecond=0)
     if kind == "daily":
-        return Period(kind, midnight - timedelta(days=1), midnight)
+        return slot if slot <= now else slot - timedelta(days=1)
     if kind == "weekly":
-        monday = midnight - timedelta(days=midnight.weekday())
-        return Period(kind, monday - timedelta(days=7), monday)
+        slot -= timedelta(days=slot.weekday())
+        return slot if slot <= now else slot - timedelta(days=7)
     raise ValueError(f"unknown digest period {kind!r}; use daily or weekly")
 
 
-def digest_id(period: Period, person_id: int, domain: str) -> str:
-    """The Message-ID of one person's digest for one period (unique: the exactly-once key)."""
-    return f"<digest-{period.key}.to-{person_id}@{domain}>"
+def digest_id(kind: str, through: int, person_id: int, domain: str) -> str:
+    """The Message-ID of the digest to one person whose newest comment is `through` (each
+    comment goes into one digest per person, so this is unique: the exactly-once key)."""
+    return f"<digest-{kind}-through-{through}.to-{person_id}@{domain}>"
+
+
+def comment_horizon(session_factory: sessionmaker[Session]) -> int:
+    """The newest comment id below which every comment is committed: later comments get
+    larger ids, so a watermark moved up to it skips none.
+
+    A comment whose id is below the newest committed one may still be uncommitted (PostgreSQL
+    hands out ids at INSERT, transactions commit in any order): waiting for every transaction
+    that writes comments closes that gap. On PostgreSQL a SHARE lock on the table does it (held
+    for a moment); on SQLite the write lock, which every transaction here takes at BEGIN.
+    """
+    with session_factory.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("LOCK TABLE comments IN SHARE MODE"))
+        return int(session.scalar(select(func.max(Comment.id))) or 0)
+
+
+class _Superseded(Exception):
+    """Another run moved this person's watermark meanwhile: it sent what this one would have."""
 
 
 class Digests:
-    """Builds and queues digests; running it twice for a period queues nothing new."""
+    """Queues digests of what is new since each subscription's watermark; running it twice, or
+    on two nodes at once, queues each comment once per person."""
 
     def __init__(
         self,
@@ -80,83 +90,132 @@ class Digests:
         self.site_name = site_name
         self.templates = templates or make_templates()
 
-    def send(self, session_factory: sessionmaker[Session], period: Period) -> int:
-        """Queue this period's digest for every subscriber who has news; returns how many."""
+    def send(
+        self,
+        session_factory: sessionmaker[Session],
+        kind: str,
+        *,
+        due_before: datetime | None = None,
+    ) -> int:
+        """Queue a digest of what is new for everyone taking `kind` digests (with `due_before`,
+        only those whose last one went out before it); returns how many messages were queued."""
+        if kind not in PERIODS:
+            raise ValueError(f"unknown digest period {kind!r}; use daily or weekly")
+        wanted = (
+            select(Subscription.person_id)
+            .where(Subscription.active.is_(True), Subscription.digest == kind)
+            .distinct()
+        )
+        if due_before is not None:
+            wanted = wanted.where(
+                Subscription.digest_sent_at.is_(None) | (Subscription.digest_sent_at < due_before)
+            )
         with session_factory() as session:
-            people = session.scalars(
-                select(Subscription.person_id)
-                .where(Subscription.active.is_(True), Subscription.digest == period.kind)
-                .distinct()
-            ).all()
+            people = session.scalars(wanted).all()
+        if not people:
+            return 0
+        horizon = comment_horizon(session_factory)
         queued = 0
         for person_id in people:
             try:
                 # One transaction per person: a crash mid-run keeps what was queued.
                 with session_factory.begin() as session:
-                    queued += self._queue_one(session, period, person_id)
-            except IntegrityError:
-                log.info(
-                    "digest %s for person %s was queued by another node", period.key, person_id
-                )
+                    queued += self._queue_for(session, kind, person_id, horizon)
+            except (IntegrityError, _Superseded):
+                log.info("the %s digest of person #%s was queued by another run", kind, person_id)
+            except Exception:
+                # One person's digest failing (a template mistake) must not hold up the
+                # others'; theirs is tried again on the next run, watermark unmoved.
+                log.exception("the %s digest of person #%s failed", kind, person_id)
         return queued
 
-    def _queue_one(self, session: Session, period: Period, person_id: int) -> int:
-        message_id = digest_id(period, person_id, self.book.domain)
-        done = session.scalar(
-            select(OutboundEmail.id).where(OutboundEmail.message_id == message_id)
-        )
+    def _queue_for(self, session: Session, kind: str, person_id: int, horizon: int) -> int:
+        """Queue one person's digest(s) of the comments after their watermarks up to
+        `horizon`, and move the watermarks there; returns how many messages."""
+        subscriptions = session.execute(
+            select(Subscription.id, Subscription.post_id, Subscription.digest_through).where(
+                Subscription.person_id == person_id,
+                Subscription.active.is_(True),
+                Subscription.digest == kind,
+            )
+        ).all()
         person = session.get(Person, person_id)
-        if done is not None or person is None or person.suspended_at is not None:
+        if not subscriptions or person is None:
             return 0
-        if not deliverable_address(person.email):
+        comments: Sequence[Comment] = []
+        if person.suspended_at is not None:
+            pass  # mail to them stopped; what they missed meanwhile is not kept for later
+        elif not deliverable_address(person.email):
             log.warning(
                 "person #%s gets no digest: their address cannot stand in a To header", person_id
             )
-            return 0
-        post_ids = session.scalars(
-            select(Subscription.post_id).where(
-                Subscription.person_id == person_id,
-                Subscription.active.is_(True),
-                Subscription.digest == period.kind,
+        else:
+            comments = session.scalars(
+                select(Comment)
+                .join(Subscription, Subscription.post_id == Comment.post_id)
+                .where(
+                    Subscription.id.in_([s.id for s in subscriptions]),
+                    Comment.id > func.coalesce(Subscription.digest_through, 0),
+                    Comment.id <= horizon,
+                    Comment.author_id != person_id,
+                    PUBLISHED,
+                )
+                .order_by(Comment.id)
+            ).all()
+        now = utcnow()
+        for subscription in subscriptions:
+            # Compare and set: should another run have moved the watermark since we read it,
+            # it has sent these comments, and this transaction is undone.
+            moved = session.execute(
+                update(Subscription)
+                .where(
+                    Subscription.id == subscription.id,
+                    Subscription.digest_through.is_(None)
+                    if subscription.digest_through is None
+                    else Subscription.digest_through == subscription.digest_through,
+                )
+                .values(
+                    digest_through=max(horizon, subscription.digest_through or 0),
+                    digest_sent_at=now,
+                )
+                .execution_options(synchronize_session=False)
             )
-        ).all()
-        # By when each was published: a comment approved today is today's news.
-        comments = session.scalars(
-            select(Comment)
-            .where(
-                Comment.post_id.in_(post_ids),
-                Comment.author_id != person_id,
-                PUBLISHED,
-                Comment.published_at >= period.start,
-                Comment.published_at < period.end,
-            )
-            .order_by(Comment.post_id, Comment.id)
-        ).all()
-        if not comments:
-            return 0
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Superseded
+        parts = [
+            comments[start : start + MAX_COMMENTS_PER_DIGEST]
+            for start in range(0, len(comments), MAX_COMMENTS_PER_DIGEST)
+        ]
+        for part in parts:
+            self._queue_one(session, kind, person, part)
+        return len(parts)
+
+    def _queue_one(
+        self, session: Session, kind: str, person: Person, comments: Sequence[Comment]
+    ) -> None:
+        """Queue one digest message holding `comments` (in id order)."""
         # The row first: its id goes into the digest's own Reply-To and bounce addresses.
         row = OutboundEmail(
             kind="digest",
-            message_id=message_id,
+            message_id=digest_id(kind, comments[-1].id, person.id, self.book.domain),
             recipient_id=person.id,
             recipient=person.email,
             raw=b"",
         )
         session.add(row)
         session.flush()
-        row.raw = self._render(session, period, person, comments, row.id)
-        return 1
+        row.raw = self._render(session, kind, person, comments, row)
 
     def _render(
         self,
         session: Session,
-        period: Period,
+        kind: str,
         person: Person,
         comments: Sequence[Comment],
-        outbound_id: int,
+        row: OutboundEmail,
     ) -> bytes:
         sections: list[dict[str, object]] = []
-        for comment in comments:
+        for comment in sorted(comments, key=lambda c: (c.post_id, c.id)):
             post = session.get(Post, comment.post_id)
             assert post is not None
             if not sections or sections[-1]["post_id"] != post.id:
@@ -178,9 +237,13 @@ class Digests:
                     ),
                 }
             )
-        count = len(comments)
-        # The templates word the period ("week of …") in their own language.
-        when = {"period": period.kind, "start": period.start.date()}
+        everything = ReplyTarget(ALL_POSTS, None, person.id)
+        # The templates word the dates the digest covers in their own language.
+        when = {
+            "period": kind,
+            "first": min(c.created_at for c in comments).date(),
+            "last": max(c.created_at for c in comments).date(),
+        }
         message = new_message(
             sender_name=self.site_name,
             sender_address=self.from_address,
@@ -188,21 +251,20 @@ class Digests:
             subject=render_line(
                 self.templates,
                 "digest.subject",
-                {"site_name": self.site_name, "count": count, **when},
+                {"site_name": self.site_name, "count": len(comments), **when},
             ),
-            message_id=digest_id(period, person.id, self.book.domain),
-            date=period.end,
+            message_id=row.message_id,
+            date=utcnow(),
         )
-        message["Reply-To"] = self.book.digest_address(outbound_id, person.id, self.keyring)
-        self.notifier.list_headers(
-            message, ReplyTarget(ALL_POSTS, None, person.id), f"{self.site_name} digest", "digest"
-        )
+        message["Reply-To"] = self.book.digest_address(row.id, person.id, self.keyring)
+        self.notifier.list_headers(message, everything, f"{self.site_name} digest", "digest")
         bodies = render_bodies(
             self.templates,
             "digest",
             {
                 "site_name": self.site_name,
                 "sections": sections,
+                "unsubscribe_url": self.notifier.unsubscribe_url(everything),
                 **when,
             },
         )

@@ -16,12 +16,12 @@ from service.identity.scrub import PublicText
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
     Draft,
+    PersonalBodies,
     deliverable_address,
     mailbox,
     make_templates,
     new_message,
     public_name,
-    render_bodies,
 )
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import (
@@ -100,29 +100,33 @@ class Notifier:
         )
         return moderation_url(self.base_url, token)
 
+    def unsubscribe_url(self, target: ReplyTarget) -> str:
+        """The https page that stops the mail `target` names (RFC 8058 one-click by POST)."""
+        return f"{self.base_url}/unsubscribe/{make_token(target, self.keyring, 'unsubscribe')}"
+
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
     ) -> None:
         """List-Id and one-click List-Unsubscribe (RFC 2369, 2919, 8058) for `target`'s person."""
-        token = make_token(target, self.keyring, "unsubscribe")
         mailto = self.book.unsubscribe_address(target, self.keyring)
         message["List-Id"] = mailbox(list_name, f"{list_key}.{self.book.domain}")
         message["List-Unsubscribe"] = (
-            f"<{self.base_url}/unsubscribe/{token}>, <mailto:{mailto}?subject=unsubscribe>"
+            f"<{self.unsubscribe_url(target)}>, <mailto:{mailto}?subject=unsubscribe>"
         )
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"
 
     def bodies(
         self, comment: Comment, post: Post, ancestors: list[Comment], remove_url: str = ""
-    ) -> bytes:
-        """The text and HTML of the notification about `comment`, the same for every reader
-        but a moderator, whose copy carries `remove_url`."""
+    ) -> PersonalBodies:
+        """The text and HTML of the notification about `comment`, rendered once for every
+        reader but a moderator, whose copy carries `remove_url`; each reader's own
+        unsubscribe link goes in with `for_reader`."""
         parent = ancestors[-1] if ancestors else None
         # An answer to a comment since removed names and quotes nothing of it.
         removed = parent is not None and not is_published(parent)
         shown = parent if parent is not None and not removed else None
-        return render_bodies(
+        return PersonalBodies(
             self.templates,
             "notification",
             {
@@ -138,6 +142,7 @@ class Notifier:
                 "parent_body": shown.body if shown else "",
                 "remove_url": remove_url,
             },
+            personal="unsubscribe_url",
         )
 
     def notification_id(self, post: Post, comment: Comment, recipient_id: int) -> str:
@@ -266,7 +271,8 @@ class Notifier:
                     if self.moderates(person, post):
                         remove = self.remove_url(comment, person)
                         own = self.bodies(comment, post, ancestors, remove)
-                    written[item.id] = draft.as_bytes(own)
+                    unsubscribe = self.unsubscribe_url(ReplyTarget(post.id, None, reader.id))
+                    written[item.id] = draft.as_bytes(own.for_reader(unsubscribe))
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
         return written

@@ -16,15 +16,17 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.files import private_dir
-from service.outbound.bounces import record_delivery
+from service.outbound.bounces import Bounce, record_bounce
+from service.outbound.delivery_errors import REFUSALS, Cancelled, DeliveryError, relay_error
 from service.outbound.notify import Unrendered
-from service.runtime.settings import Outbound
+from service.outbound.wanted import needs_asking, unwanted
+from service.runtime.settings import DEFAULT_LEASE_SECONDS, Outbound
 from service.store.engine import READ_ONLY
-from service.store.models import OutboundEmail, OutboundStatus, UTCDateTime, utcnow
+from service.store.models import OutboundEmail, OutboundStatus, Person, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=DEFAULT_LEASE_SECONDS)  # kept alive by the sender's heartbeat
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
 CLAIM_LIMIT = 32  # rows claimed, delivered and recorded together
@@ -59,6 +61,7 @@ _DUE = (
         OutboundEmail.recipient_id,
         OutboundEmail.comment_id,
         OutboundEmail.message_id,
+        OutboundEmail.post_id,
     )
     .where(
         or_(
@@ -94,14 +97,6 @@ _HOLDERS = (
 Renderer = Callable[[Session, list[Unrendered]], dict[int, bytes | str]]
 
 
-class DeliveryError(Exception):
-    """A delivery attempt failed; `permanent` says whether trying again could help."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
 @dataclass(frozen=True)
 class Parcel:
     """A claimed outbound message, detached from its database session."""
@@ -114,6 +109,7 @@ class Parcel:
     recipient_id: int | None
     comment_id: int | None = None
     message_id: str | None = None
+    post_id: int | None = None
 
     @property
     def message(self) -> bytes:
@@ -121,31 +117,6 @@ class Parcel:
         if self.raw is None:
             raise ValueError(f"outbound #{self.id} has no message written yet")
         return self.raw
-
-
-def relay_error(exc: Exception) -> DeliveryError:
-    """What an exception from the relay means for the parcel: permanent, or try again later."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [error.code for error in exc.recipients]
-        return DeliveryError(
-            f"relay refused the recipient: {exc}", permanent=all(c >= 500 for c in codes)
-        )
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        # Our credentials, not this message, are wrong: keep it queued until they are fixed.
-        return DeliveryError(
-            f"relay refused our login ({exc.code} {exc.message}); check REPLYD_OUTBOUND",
-            permanent=False,
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return DeliveryError(f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500)
-    if isinstance(exc, ValueError):
-        # The SMTP client refuses to write an address it cannot send safely.
-        return DeliveryError(f"address cannot be sent: {exc}", permanent=True)
-    return DeliveryError(f"relay unreachable: {exc}", permanent=False)
-
-
-# Answers after which the relay's session stays usable (aiosmtplib resets the envelope).
-_REFUSALS = (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -207,6 +178,7 @@ class Outbox:
                     row.recipient_id,
                     row.comment_id,
                     row.message_id,
+                    row.post_id,
                 )
                 for row in rows
             ]
@@ -214,23 +186,28 @@ class Outbox:
     def write_messages(
         self, parcels: list[Parcel]
     ) -> tuple[list[Parcel], list[tuple[Parcel, DeliveryError | None]]]:
-        """Write the messages of claimed notifications queued without one, reading in a
+        """Right before sending: check that each recipient still wants their mail (cancelled
+        if not), and write the messages of notifications queued without one, reading in a
         transaction of its own that leaves SQLite's write lock to the edge and the worker.
-        Returns the parcels ready to send, and the attempts already over: those that cannot
-        be written, failed with the reason."""
-        unrendered = [
-            Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id)
-            for p in parcels
-            if p.raw is None
-        ]
-        if not unrendered:
+        Returns the parcels ready to send, and the attempts already over: those cancelled,
+        and those that cannot be written, failed with the reason."""
+        if not any(p.raw is None or needs_asking(p) for p in parcels):
             return parcels, []
         with self.session_factory() as session:
             session.connection(execution_options={READ_ONLY: True})
-            written = self.render(session, unrendered)
+            cancelled = unwanted(session, parcels)
+            unrendered = [
+                Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id)
+                for p in parcels
+                if p.raw is None and p.id not in cancelled
+            ]
+            written = self.render(session, unrendered) if unrendered else {}
         ready: list[Parcel] = []
         over: list[tuple[Parcel, DeliveryError | None]] = []
         for parcel in parcels:
+            if parcel.id in cancelled:
+                over.append((parcel, Cancelled(cancelled[parcel.id])))
+                continue
             raw = parcel.raw if parcel.raw is not None else written.get(parcel.id)
             if isinstance(raw, bytes):
                 ready.append(dataclasses.replace(parcel, raw=raw))
@@ -281,7 +258,7 @@ class Outbox:
                     results.append(relay_error(exc))
                     # A refusal resets the envelope and keeps the session; anything else
                     # (a drop, a timeout) may leave it half-way, so the next parcel gets a new one.
-                    if not isinstance(exc, _REFUSALS) or not client.is_connected:
+                    if not isinstance(exc, REFUSALS) or not client.is_connected:
                         client.close()
                         client = None
         finally:
@@ -303,7 +280,6 @@ class Outbox:
             now = utcnow()
             statuses: list[str] = []
             changes: list[dict[str, object]] = []
-            delivered_to: set[int] = set()
             for parcel, error in attempts:
                 row = rows.get(parcel.id)
                 if row is None or row.claimed_by != worker:
@@ -312,12 +288,20 @@ class Outbox:
                 change = self._change(parcel.id, row.attempts, error, now)
                 changes.append(change)
                 statuses.append(str(change["status"]))
-                if error is None and parcel.recipient_id is not None:
-                    delivered_to.add(parcel.recipient_id)
+                if error is not None and error.bounce is not None:
+                    self._count_refusal(session, parcel, error.bounce)
             if changes:
                 session.connection().execute(_RECORD, changes)
-            record_delivery(session, delivered_to)
             return statuses
+
+    @staticmethod
+    def _count_refusal(session: Session, parcel: Parcel, bounce: Bounce) -> None:
+        """Count the relay's refusal of a recipient against their address, as a DSN would be
+        (a delivery that went through lowers nothing: the relay takes what it bounces later)."""
+        person = session.get(Person, parcel.recipient_id) if parcel.recipient_id else None
+        if person is not None:
+            verdict = record_bounce(session, person, bounce)
+            log.info("outbound #%s refused at RCPT: %s", parcel.id, verdict)
 
     def _change(
         self, row_id: int, attempts: int, error: DeliveryError | None, now: datetime
@@ -325,6 +309,8 @@ class Outbox:
         """The parameters of _RECORD for one attempt: sent, failed for good, or retried later."""
         if error is None:
             status, sent_at, retry_at, reason = OutboundStatus.SENT, now, None, None
+        elif isinstance(error, Cancelled):
+            status, sent_at, retry_at, reason = OutboundStatus.CANCELLED, None, None, str(error)
         elif error.permanent or attempts >= self.max_attempts:
             status, sent_at, retry_at, reason = OutboundStatus.FAILED, None, None, str(error)
         else:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from service.inbound.edge import ReplyHandler, make_protocol
 from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
-from service.outbound.digest import PERIODS, last_complete_period
+from service.outbound.digest import PERIODS, latest_slot
 from service.runtime.components import Components
+from service.runtime.heartbeat import ClaimHeartbeat, node_name
 from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
@@ -39,9 +38,11 @@ class ReplydServer:
         report_deprecations(settings)
         self.settings = settings
         self.parts = Components.build(settings)
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.node = node_name()
         self.pipeline = self.parts.pipeline()
         self.lease = timedelta(seconds=settings.lease_seconds)
+        # Keeps the claims of the workers in this process alive (worker processes have theirs).
+        self.heartbeat = ClaimHeartbeat(self.parts.session_factory, self.node, self.lease)
         self.workers = WorkerProcesses(settings, settings.worker_processes)
         # The edge's own engine: senders wait for its commits, so on SQLite the other writers
         # let it take the write lock first.
@@ -102,6 +103,7 @@ class ReplydServer:
             self._tasks.append(asyncio.create_task(self.workers.watch(self._stopping)))
         else:
             # REPLYD_WORKER_PROCESSES=0: one inbound and one delivery loop in this process.
+            self.heartbeat.start()
             self._tasks.append(asyncio.create_task(self._inbound_worker()))
             self._tasks.append(asyncio.create_task(self._outbound_worker()))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
@@ -140,27 +142,24 @@ class ReplydServer:
         )
 
     async def _digest_scheduler(self) -> None:
-        """Queue each digest period once its hour has come; repeats are harmless (idempotent)."""
+        """Each minute, queue the digests that fell due at REPLYD_DIGEST_HOUR (UTC; weekly ones
+        on Mondays) and have not gone out since: each holds what is new since the person's
+        last one, so downtime over the digest hour only delays it. Harmless on several nodes."""
         digests = self.parts.digests()
-        done: set[str] = set()
         while not self._stopping.is_set():
             now = utcnow()
-            if now.hour >= self.settings.digest_hour:
-                for kind in PERIODS:
-                    period = last_complete_period(kind, now)
-                    if period.key in done:
-                        continue
-                    try:
-                        count = await asyncio.to_thread(
-                            digests.send, self.parts.session_factory, period
-                        )
-                    except Exception:
-                        log.exception("digest %s failed; trying again in a minute", period.key)
-                        continue
-                    done.add(period.key)
-                    if count:
-                        log.info("queued %s digest(s) for %s", count, period.key)
-                        self._outbound_wakeup.set()
+            for kind in PERIODS:
+                due = latest_slot(kind, now, self.settings.digest_hour)
+                try:
+                    count = await asyncio.to_thread(
+                        digests.send, self.parts.session_factory, kind, due_before=due
+                    )
+                except Exception:
+                    log.exception("%s digests failed; trying again in a minute", kind)
+                    continue
+                if count:
+                    log.info("queued %s %s digest(s)", count, kind)
+                    self._wake_outbound()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
 
@@ -208,6 +207,7 @@ class ReplydServer:
         await self.workers.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await asyncio.to_thread(self.heartbeat.stop)
         self.parts.engine.dispose()
         self._edge_engine.dispose()
         log.info("replyd stopped")

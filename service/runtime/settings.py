@@ -61,6 +61,9 @@ NAMES = (
 # Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
 _ANY_HOST = ("0.0.0.0", "::", "")
 _reported: set[str] = set()
+# How long a claim on a row lasts unless renewed: its holder's heartbeat renews it every
+# third of this, so the messages of a node that died return to the others within it.
+DEFAULT_LEASE_SECONDS = 30
 
 
 class ConfigError(ValueError):
@@ -121,8 +124,9 @@ class Settings:
     worker_processes: int = 0
     # Whether each worker process parses and extracts in a child process of its own.
     prepare_process: bool = False
-    # How long a claim on an inbound or outbound row lasts before another worker may take it.
-    lease_seconds: int = 300
+    # How long a claim on an inbound or outbound row lasts, unless its holder's heartbeat
+    # renews it, before another worker may take it.
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     # Sentences about settings that still work but should change (e.g. a deprecated name).
     deprecations: tuple[str, ...] = ()
     # Which new comments wait for a moderator: off, new (people never published), all.
@@ -357,7 +361,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         deprecations=deprecations,
         prepare_process=_prepare_process(get("REPLYD_PREPARE_PROCESS", "auto")),
         lease_seconds=_parse_int(
-            "REPLYD_LEASE_SECONDS", get("REPLYD_LEASE_SECONDS", "300"), 1, 86400
+            "REPLYD_LEASE_SECONDS",
+            get("REPLYD_LEASE_SECONDS", str(DEFAULT_LEASE_SECONDS)),
+            1,
+            86400,
         ),
         outbound_max_attempts=_parse_int(
             "REPLYD_OUTBOUND_MAX_ATTEMPTS", get("REPLYD_OUTBOUND_MAX_ATTEMPTS", "8"), 1, 100

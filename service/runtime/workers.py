@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from service.inbound.prepare import Prepared
 from service.inbound.queue import ClaimedMail, claim_mail, release
 from service.outbound.outbox import CLAIM_LIMIT, Outbox
 from service.runtime.components import Components
+from service.runtime.heartbeat import ClaimHeartbeat, node_name
 from service.runtime.logs import configure_logging
 from service.runtime.preparing import PreparingProcess
 from service.runtime.settings import Settings
@@ -304,8 +304,11 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
             loop.call_soon_threadsafe(wake)
 
     threading.Thread(target=listen, name="wakeups", daemon=True).start()
-    node = f"{socket.gethostname()}:{os.getpid()}"
+    node = node_name()
     lease = timedelta(seconds=settings.lease_seconds)
+    # Every claim below is named node/...: the heartbeat keeps them all alive while we live.
+    heartbeat = ClaimHeartbeat(parts.session_factory, node, lease)
+    heartbeat.start()
     # One inbound loop per process: a second one only contends for the same write lock (it
     # was measured); more concurrency is more processes (REPLYD_WORKER_PROCESSES).
     tasks = [
@@ -336,6 +339,7 @@ async def _serve(settings: Settings, pipe: Connection, number: int) -> None:
     await stopping.wait()
     wake()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(heartbeat.stop)
     if preparing is not None:
         await asyncio.to_thread(preparing.close)
     parts.engine.dispose()

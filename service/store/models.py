@@ -102,13 +102,16 @@ class ReasonCode(StrEnum):
 
 
 class OutboundStatus(StrEnum):
-    """Lifecycle of a queued outbound message; sent and failed are terminal."""
+    """Lifecycle of a queued outbound message; sent, failed and cancelled are terminal."""
 
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
-    CANCELLED = "cancelled"  # its comment was hidden, deleted or moderated before it left
+    # Not sent because, when its turn came, its comment had been hidden, deleted or held, or
+    # the recipient no longer wanted it (unsubscribed, suspended after bounces); last_error
+    # says which.
+    CANCELLED = "cancelled"
 
 
 class CommentStatus(StrEnum):
@@ -129,8 +132,10 @@ class Person(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Bounces add to the score, deliveries decay it; at the threshold mail to them stops.
+    # Bounces add to the score, which halves with time (service.outbound.bounces); it was
+    # this much at `bounce_scored_at`. At the threshold mail to them stops.
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    bounce_scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
@@ -162,6 +167,11 @@ class Subscription(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     digest: Mapped[str | None] = mapped_column(String(16), default=None)  # None, daily, weekly
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The digest watermark: the comments of the post up to this id have been in a digest to
+    # this person (or came before they chose one); None: none has yet, the whole thread is new.
+    digest_through: Mapped[int | None] = mapped_column(Integer, default=None)
+    # When a digest last went out for this subscription (or found nothing new).
+    digest_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     person: Mapped[Person] = relationship()
 

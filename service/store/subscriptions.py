@@ -2,17 +2,97 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import re
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ALL_POSTS, ReplyTarget
-from service.store.models import Person, Post, Subscription
+from service.store.models import Comment, Person, Post, Subscription, utcnow
 from service.store.posts import check_post
 
+MAX_ADDRESS = 254  # RFC 5321: a path is 256 octets at most, angle brackets included
+MAX_LOCAL_PART = 64
+MAX_LABEL = 63
+MAX_DOMAIN = 253
+_ATOM = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+_TOP_LABEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+# Domains that never leave the machine or the local network (RFC 6761, 6762, 8375, ICANN's
+# .internal and the names it will not delegate): mail to them reaches nobody who reads a blog.
+LOCAL_ONLY = ("localhost", "localdomain", "local", "internal", "home.arpa", "invalid", "lan",
+              "home", "corp", "intranet", "private")  # fmt: skip
+_EXAMPLE = "give one like ann@example.org"
 
-def person_for(session: Session, email: str, name: str = "") -> Person:
-    """The person with this (lower-cased) address, created on first use; a given name wins."""
+
+class InvalidAddress(ValueError):
+    """An address replyd cannot mail a follower at; the message says why and what to give."""
+
+
+def follower_address(raw: str) -> str:
+    """The address, lower-cased as replyd stores addresses, if replyd can mail a follower at
+    it: a dot-atom local part and a domain name with a dot that is not local-only, within
+    SMTP's lengths, in ASCII (replyd does not send SMTPUTF8). InvalidAddress otherwise."""
+    address = raw.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() for ch in address):
+        raise InvalidAddress(f"{raw!r} is not an email address; {_EXAMPLE}.")
+    if not address.isascii():
+        raise InvalidAddress(
+            f"{raw!r} has non-ASCII characters, and replyd's mail cannot be addressed to them "
+            f"(it does not send SMTPUTF8); {_EXAMPLE}."
+        )
+    if len(address) > MAX_ADDRESS:
+        raise InvalidAddress(
+            f"the address is {len(address)} characters long; mail takes {MAX_ADDRESS} at most."
+        )
+    if len(local) > MAX_LOCAL_PART:
+        raise InvalidAddress(
+            f"the part before the @ is {len(local)} characters long; mail takes "
+            f"{MAX_LOCAL_PART} at most."
+        )
+    if not all(_ATOM.fullmatch(atom) for atom in local.split(".")):
+        raise InvalidAddress(
+            f"{raw!r}: the part before the @ must be letters, digits and !#$%&'*+/=?^_`{{|}}~- "
+            f"with single dots between them; {_EXAMPLE}."
+        )
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise InvalidAddress(
+            f"{raw!r}: the domain {domain!r} has no dot, so mail to it cannot leave this "
+            f"machine; {_EXAMPLE}."
+        )
+    if len(domain) > MAX_DOMAIN or not all(
+        len(label) <= MAX_LABEL and _LABEL.fullmatch(label) for label in labels
+    ):
+        raise InvalidAddress(
+            f"{raw!r}: {domain!r} is not a domain name (letters, digits and hyphens, 63 at "
+            f"most between dots); {_EXAMPLE}."
+        )
+    if not _TOP_LABEL.fullmatch(labels[-1]):
+        raise InvalidAddress(
+            f"{raw!r}: {domain!r} does not end in a top-level domain such as .org; {_EXAMPLE}."
+        )
+    local_only = next((d for d in LOCAL_ONLY if domain == d or domain.endswith(f".{d}")), None)
+    if local_only is not None:
+        raise InvalidAddress(
+            f"{raw!r}: .{local_only} is a local-only domain, so mail to it reaches nobody "
+            f"outside this machine or network; {_EXAMPLE}."
+        )
+    return address
+
+
+def person_for(session: Session, email: str, name: str = "", *, following: bool = True) -> Person:
+    """The person with this (lower-cased) address, created on first use; a given name wins.
+
+    A new person, and anyone about to follow something (`following`), must have an address
+    replyd can mail (follower_address raises InvalidAddress otherwise): `following=False`
+    only finds someone already known, or records an opt-out, at any address.
+    """
+    email = email.strip().lower()
     person = session.scalar(select(Person).where(Person.email == email))
+    if person is None or following:
+        email = follower_address(email)
     if person is None:
         person = Person(email=email, display_name=name)
         session.add(person)
@@ -46,20 +126,47 @@ def save_post(
 def set_following(
     session: Session, post_id: int, person_id: int, *, active: bool, digest: str | None = None
 ) -> None:
-    """Create or update one person's subscription to one post."""
+    """Create or update one person's subscription to one post.
+
+    Someone who starts taking the post as a digest (new, back after unsubscribing, or from
+    mail per comment) gets a watermark at its newest comment: their first digest holds what
+    comes next. A digest taker who subscribes again keeps theirs, so nothing pending is lost.
+    """
     sub = session.scalar(
         select(Subscription).where(
             Subscription.post_id == post_id, Subscription.person_id == person_id
         )
     )
     if sub is None:
-        session.add(
-            Subscription(post_id=post_id, person_id=person_id, active=active, digest=digest)
-        )
+        sub = Subscription(post_id=post_id, person_id=person_id, active=active, digest=digest)
+        session.add(sub)
+        starts_digest = active and digest is not None
     else:
+        starts_digest = active and digest is not None and not (sub.active and sub.digest)
         sub.active = active
         if active:
             sub.digest = digest
+    if starts_digest:
+        newest = session.scalar(select(func.max(Comment.id)).where(Comment.post_id == post_id))
+        sub.digest_through, sub.digest_sent_at = newest or 0, utcnow()
+
+
+def unsubscribed(session: Session, target: ReplyTarget) -> bool:
+    """Whether the mail an unsubscribe token names has stopped already: the person switched
+    the post off (or, for a digest's token, takes no digest any more)."""
+    if target.post_id == ALL_POSTS:
+        taking = select(Subscription.id).where(
+            Subscription.person_id == target.person_id,
+            Subscription.active.is_(True),
+            Subscription.digest.is_not(None),
+        )
+        return session.scalar(taking.limit(1)) is None
+    active = session.scalar(
+        select(Subscription.active).where(
+            Subscription.post_id == target.post_id, Subscription.person_id == target.person_id
+        )
+    )
+    return active is False
 
 
 def unsubscribe(session: Session, target: ReplyTarget) -> str:

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.store.subscriptions import person_for, set_following
+from service.store.subscriptions import InvalidAddress, person_for, set_following
 from service.web.context import (
     ApiError,
     context_of,
@@ -24,13 +24,15 @@ DIGESTS = (None, "daily", "weekly")
 
 
 async def subscription_request(request: Request) -> tuple[str, str, dict[str, Any]]:
-    """The post id and address of a subscription call (JSON body, or query for DELETE)."""
+    """The post id and address of a subscription call (JSON body, or query for DELETE); an
+    address to follow must be one replyd can mail, one to stop any address."""
     require_token(request)
     if request.method == "DELETE" and request.query_params:
         data: dict[str, Any] = dict(request.query_params)
     else:
         data = await json_object(request)
-    return post_slug(single_line(data, "post_id", max_length=200)), email_field(data, "email"), data
+    email = email_field(data, "email", follower=request.method != "DELETE")
+    return post_slug(single_line(data, "post_id", max_length=200)), email, data
 
 
 async def subscribe(request: Request) -> Response:
@@ -60,7 +62,11 @@ async def unsubscribe(request: Request) -> Response:
     def store() -> None:
         with web.parts.session_factory.begin() as session:
             post = find_post(session, slug)
-            set_following(session, post.id, person_for(session, email).id, active=False)
+            try:
+                person = person_for(session, email, following=False)
+            except InvalidAddress as exc:  # unknown, and not an address to record
+                raise ApiError(400, f"field 'email': {exc}") from None
+            set_following(session, post.id, person.id, active=False)
 
     await run_in_threadpool(store)
     return JSONResponse({"post_id": slug, "email": email, "active": False})

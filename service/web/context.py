@@ -21,13 +21,15 @@ from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.runtime.throttle import Throttle, client_key
 from service.store.models import Comment, Post
+from service.store.subscriptions import InvalidAddress, follower_address
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 50_000
 MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
 ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
-_EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+# Any stored address, for stopping mail (one stored by an older version may not be mailable).
+_ANY_EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+$")
 
 
 class ApiError(Exception):
@@ -168,12 +170,18 @@ def single_line(data: Mapping[str, Any], name: str, **options: Any) -> str:
     return value
 
 
-def email_field(data: Mapping[str, Any], name: str) -> str:
-    """An email address field, lower-cased like every address replyd stores."""
+def email_field(data: Mapping[str, Any], name: str, *, follower: bool = True) -> str:
+    """An email address field, lower-cased like every address replyd stores; with `follower`
+    (someone about to follow a post), one replyd can mail (the error says why not)."""
     value = single_line(data, name, max_length=320).lower()
-    if not _EMAIL.match(value):
-        raise ApiError(400, f"field {name!r} is not an email address like ann@example.org")
-    return value
+    if not follower:
+        if not _ANY_EMAIL.match(value):
+            raise ApiError(400, f"field {name!r} is not an email address like ann@example.org")
+        return value
+    try:
+        return follower_address(value)
+    except InvalidAddress as exc:
+        raise ApiError(400, f"field {name!r}: {exc}") from None
 
 
 def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from service.identity.addresses import ALL_POSTS, verify_token
 from service.store.models import Comment, Person, Post
 from service.store.posts import is_http_url
-from service.store.subscriptions import unsubscribe
+from service.store.subscriptions import unsubscribe, unsubscribed
 from service.store.visibility import shown_comments
 from service.web.context import (
     MAX_SHOWN_DEPTH,
@@ -103,10 +103,12 @@ class Unsubscription:
     post_title: str
     post_url: str
     email: str
+    already: bool  # the link was used before (or the mail stopped some other way)
 
 
 def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscription | None:
-    """Check an unsubscribe token; with `apply`, record the opt-out."""
+    """Check an unsubscribe token; with `apply`, record the opt-out. Says whether it was
+    recorded before (a used link opened again)."""
     target = verify_token(token, web.parts.keyring, purpose="unsubscribe")
     if target is None:
         return None
@@ -122,10 +124,11 @@ def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscripti
             if post is None:
                 return None
             title, url = post.title, post.url
-        if apply:
+        already = unsubscribed(session, target)
+        if apply and not already:
             # Inactive, not deleted: commenting again must not make them follow it again.
             unsubscribe(session, target)
-        return Unsubscription(title, url, mask_email(person.email))
+        return Unsubscription(title, url, mask_email(person.email), already)
 
 
 async def unsubscribe_page(request: Request) -> Response:
