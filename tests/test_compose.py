@@ -185,8 +185,10 @@ def test_a_readers_own_link_makes_the_bytes_rendering_with_it_would(language: st
         "site_name": "Example Blog",
         "body": "A comment that mentions replyd-personal-0123 and goes on " * 3,
         "parent": True,
+        "parent_removed": False,
         "parent_author_name": "Ann",
         "parent_body": "Earlier words",
+        "remove_url": "",
     }
     personal = PersonalBodies(templates, "notification", context, personal="unsubscribe_url")
     for link in (
