@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from service.cli import daemon, inbound, posts
+from service.cli import daemon, inbound, ingest, posts
 from service.cli.common import CommandError
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.register(add, commands)
     posts.register(add, commands)
     inbound.register(add, commands)
+    ingest.register(add, commands)
     return parser
 
 
