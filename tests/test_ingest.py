@@ -50,9 +50,8 @@ class TestStored:
     ) -> None:
         """Without options, Delivered-To names the recipient and Return-Path the sender."""
         address = blog.address(blog.post(), READER)
-        raw = (
-            f"Return-Path: <{READER}>\r\nDelivered-To: {address}\r\n".encode()
-            + reply_message(READER, "Blog <notifications@replies.example.org>", "Hello")
+        raw = f"Return-Path: <{READER}>\r\nDelivered-To: {address}\r\n".encode() + reply_message(
+            READER, "Blog <notifications@replies.example.org>", "Hello"
         )
         result = run_ingest(ingest_env(settings), raw)
         assert result.returncode == 0, result.stderr

@@ -28,14 +28,9 @@ VIAS = ("smtp", "lmtp", "pipe", "mailgun", "postmark", "sendgrid", "relay")
 UNREADABLE = "554 5.6.0 This is not a mail message: it must start with its header fields"
 
 
-class StoreMail(Protocol):
-    """How accepted mail is committed: service.inbound.queue.GroupCommit, as the edge does."""
-
-    def __call__(
-        self, raw: bytes, sender: str, recipients: Iterable[str], via: str
-    ) -> Awaitable[list[int]]:
-        """Commit the message, a row per recipient; the row ids. Raises when it cannot."""
-        ...
+# How accepted mail is committed: service.inbound.queue.GroupCommit, as the edge does it
+# (raw, sender, recipients, via); the row ids, or it raises.
+StoreMail = Callable[[bytes, str, list[str], str], Awaitable[list[int]]]
 
 
 class Allowance(Protocol):

@@ -69,10 +69,16 @@ def header_recipients(book: AddressBook, raw: bytes) -> list[str]:
     only those; if none does, all of the first that names any (so each can be refused)."""
     named: list[list[str]] = [_addresses(_header_values(raw, g)) for g in RECIPIENT_HEADERS]
     for addresses in named:
-        ours = [address for address in addresses if book.split(address) is not None]
-        if ours:
-            return distinct(ours)
+        if any(book.split(address) is not None for address in addresses):
+            return ours_or_all(book, addresses)
     return next((distinct(addresses) for addresses in named if addresses), [])
+
+
+def ours_or_all(book: AddressBook, addresses: list[str]) -> list[str]:
+    """Of the addresses a message names, those in our domain; all of them if none is (so that
+    each gets its refusal)."""
+    ours = [address for address in addresses if book.split(address) is not None]
+    return distinct(ours or addresses)
 
 
 def header_sender(raw: bytes) -> str:

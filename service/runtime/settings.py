@@ -75,6 +75,9 @@ class Settings:
     prepare_process: bool = False
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
+    # The HTTP ingresses: basic-auth password (relay, Postmark, SendGrid), Mailgun's key.
+    ingress_password: str | None = field(default=None, repr=False)
+    mailgun_signing_key: str | None = field(default=None, repr=False)
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -262,7 +265,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
+        ingress_password=_secret_setting("REPLYD_INGRESS_PASSWORD", env),
+        mailgun_signing_key=_secret_setting("REPLYD_MAILGUN_SIGNING_KEY", env),
     )
+
+
+def _secret_setting(name: str, env: Mapping[str, str]) -> str | None:
+    """A password or key an ingress checks requests with; None leaves that ingress closed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if len(raw) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters long.")
+    return raw
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:
