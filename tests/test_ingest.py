@@ -3,6 +3,7 @@ says, with the SMTP edge's own sentences."""
 
 from __future__ import annotations
 
+import json
 import os
 import smtplib
 import subprocess
@@ -14,6 +15,7 @@ from service.runtime.settings import Settings
 from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 from tests.ingress_helpers import (
     READER,
+    REPLYD,
     comments,
     inbound_rows,
     ingest_env,
@@ -189,12 +191,22 @@ class TestStart:
         )
         assert result.stdout.decode().split() == ["0", "[]"], result.stderr
 
-    def test_smtp_and_pipe_tell_their_entrance(
+    def test_inbound_list_tells_each_entrance(
         self, server: RunningServer, blog: Blog, settings: Settings
     ) -> None:
-        """The listener's rows say smtp, the pipe's say pipe."""
+        """`replyd inbound list --json` gives `via`: smtp for the listener, pipe for ingest;
+        `inbound show` says it too."""
         address = blog.address(blog.post(), READER)
         send(server.port, READER, [address], reply_message(READER, address, "by SMTP"))
         raw = reply_message(READER, address, "by pipe")
         run_ingest(ingest_env(settings), raw, "--sender", READER, "--recipient", address)
-        assert [row.via for row in inbound_rows(blog.parts)] == ["smtp", "pipe"]
+        env = {**os.environ, **ingest_env(settings)}
+        listed = subprocess.run(
+            [*REPLYD, "inbound", "list", "--json"], env=env, capture_output=True, timeout=60
+        )
+        assert [row["via"] for row in json.loads(listed.stdout)] == ["pipe", "smtp"]
+        newest = inbound_rows(blog.parts)[-1].id
+        shown = subprocess.run(
+            [*REPLYD, "inbound", "show", str(newest)], env=env, capture_output=True, timeout=60
+        )
+        assert "via:         pipe" in shown.stdout.decode()

@@ -20,7 +20,7 @@ import pytest
 from service.runtime.settings import Settings
 from service.store.models import InboundStatus
 from tests.conftest import Blog, RunningServer, reply_message, wait_for
-from tests.http_fixtures import HttpClient, Reply
+from tests.http_fixtures import API_TOKEN, HttpClient, Reply
 from tests.ingress_helpers import READER, comments, inbound_rows, store_down
 
 PASSWORD = "ingress-password-0123456789"
@@ -144,8 +144,12 @@ def mailgun_post(http: HttpClient, fields: list[tuple[str, bytes]], encoding: st
 
 @pytest.fixture
 def settings_overrides() -> dict[str, str]:
-    """Both ingress secrets set."""
-    return {"REPLYD_INGRESS_PASSWORD": PASSWORD, "REPLYD_MAILGUN_SIGNING_KEY": MAILGUN_KEY}
+    """Both ingress secrets set, and the API token (to read the inbound log)."""
+    return {
+        "REPLYD_INGRESS_PASSWORD": PASSWORD,
+        "REPLYD_MAILGUN_SIGNING_KEY": MAILGUN_KEY,
+        "REPLYD_API_TOKEN": API_TOKEN,
+    }
 
 
 @pytest.fixture
@@ -235,6 +239,16 @@ class TestEveryIngress:
             "reply addresses"
         ]
         assert inbound_rows(blog.parts) == []
+
+
+class TestInboundLog:
+    def test_api_tells_the_entrance(self, http: HttpClient, settings: Settings, blog: Blog) -> None:
+        """GET /api/inbound gives `via` for each message: the ingress it came through."""
+        address = blog.address(blog.post(), READER)
+        for name in PROVIDERS:
+            Ingress(name, http, settings).send(reply_message(READER, address, name), address)
+        reply = http.get("/api/inbound", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert [item["via"] for item in reply.json()["items"]] == PROVIDERS[::-1]
 
 
 class TestLimits:

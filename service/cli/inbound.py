@@ -41,6 +41,7 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
                 "status": r.status,
                 "reason": r.reason,
                 "attempts": r.attempts,
+                "via": r.via,
             }
             for r in session.scalars(query)
         ]
@@ -82,6 +83,7 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
         print(f"received at: {row.received_at.isoformat()}")
         print(f"message id:  {row.message_id or '-'}")
         print(f"sender:      <{row.sender}>")
+        print(f"via:         {row.via}")
         print(f"status:      {row.status}")
         print(f"reason:      {row.reason or '-'}")
         print(f"attempts:    {row.attempts}")
