@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, inbound, moderation, posts
+from service.cli import daemon, inbound, ingest, moderation, posts
 from service.cli.common import CommandError, collect_rarely
 from service.files import keep_files_private
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     posts.register(add, commands)
     inbound.register(add, commands)
     moderation.register(add, commands)
+    ingest.register(add, commands)
     return parser
 
 

@@ -43,6 +43,7 @@ def cmd_inbound_list(args: argparse.Namespace) -> int:
                 "reason": r.reason,
                 "reason_code": r.reason_code,
                 "attempts": r.attempts,
+                "via": r.via,
             }
             for r in session.scalars(query)
         ]
@@ -90,6 +91,7 @@ def cmd_inbound_show(args: argparse.Namespace) -> int:
         print(f"received at: {row.received_at.isoformat()}")
         print(f"message id:  {escape_controls_line(row.message_id or '-')}")
         print(f"sender:      <{escape_controls_line(row.sender)}>")
+        print(f"via:         {row.via}")
         print(f"status:      {row.status}")
         print(f"reason:      {escape_controls_line(row.reason or '-')}")
         print(f"reason code: {row.reason_code or '-'}")

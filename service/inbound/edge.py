@@ -14,6 +14,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from service.identity.addresses import AddressBook, Keyring
 from service.inbound.ratelimit import RateLimiter
+from service.inbound.recipients import (
+    S450_ADDRESS_RATE,
+    S450_SENDER_RATE,
+    S452_TOO_MANY_RCPTS,
+    S552_TOO_BIG,
+    S554_NO_RECIPIENTS,
+    our_recipient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +30,9 @@ S250_RCPT_OK = "250 2.1.5 Recipient OK"
 S250_STORED = "250 2.0.0 Message accepted; it will appear as a comment shortly"
 S421_DRAINING = "421 4.3.2 This server is shutting down; please try again shortly"
 S451_STORE_FAILED = "451 4.3.0 Temporary failure storing your message; please try again later"
-S450_SENDER_RATE = "450 4.7.1 Too many messages from this sender; please try again later"
-S450_ADDRESS_RATE = "450 4.7.1 Too many messages to this reply address; please try again later"
-S452_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients; send the rest in another message"
-S550_NOT_OURS = "550 5.1.1 <{address}>: this server only accepts replies to its own reply addresses"
-S550_BAD_TOKEN = (
-    "550 5.1.1 <{address}>: this reply address is not valid (changed or mistyped?); "
-    "reply to the notification email itself"
-)
-S552_TOO_BIG = "552 5.3.4 Message too big for this service (limit {limit} bytes)"
-S554_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+# Refusals every entrance shares (recipients, rates, size) are in service.inbound.recipients.
 
-StoreFunction = Callable[[bytes, str, list[str]], Awaitable[list[int]]]
+StoreFunction = Callable[[bytes, str, list[str], str], Awaitable[list[int]]]
 
 
 class ReplyHandler:
@@ -66,11 +65,8 @@ class ReplyHandler:
 
     def check_recipient(self, address: str) -> str | None:
         """The refusal for an envelope recipient, or None when it is one of our addresses."""
-        if self.book.split(address) is None:
-            return S550_NOT_OURS.format(address=address)
-        if self.book.recipient(address, self.keyring) is None:
-            return S550_BAD_TOKEN.format(address=address)
-        return None
+        decided = our_recipient(self.book, self.keyring, address)
+        return decided if isinstance(decided, str) else None
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -120,7 +116,8 @@ class ReplyHandler:
         self.storing += 1
         try:
             # The commit runs off the event loop: it waits for fsync, and other sessions must not.
-            ids = await self.store(raw, sender, list(envelope.rcpt_tos))
+            via = "lmtp" if self.lmtp else "smtp"
+            ids = await self.store(raw, sender, list(envelope.rcpt_tos), via)
         except Exception:
             log.exception("could not store an inbound message; answered 451")
             return S451_STORE_FAILED

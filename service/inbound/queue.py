@@ -35,8 +35,11 @@ def header_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[dict[str, Any]]:
-    """The values of one new row per envelope recipient of one message."""
+def _received_rows(
+    raw: bytes, sender: str, recipients: Iterable[str], via: str = "smtp"
+) -> list[dict[str, Any]]:
+    """The values of one new row per envelope recipient of one message, which came in `via`
+    one of our entrances."""
     digest = hashlib.sha256(raw).hexdigest()
     message_id = header_message_id(raw)
     now = utcnow()
@@ -51,6 +54,7 @@ def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[d
             "status": InboundStatus.RECEIVED,
             "received_at": now,
             "updated_at": now,
+            "via": via,
         }
         for recipient in recipients
     ]
@@ -75,6 +79,7 @@ class _Waiting:
     raw: bytes
     sender: str
     recipients: list[str]
+    via: str = "smtp"
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -98,11 +103,14 @@ class GroupCommit:
         self._queue: list[tuple[_Waiting, asyncio.Future[list[int]]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def __call__(self, raw: bytes, sender: str, recipients: Iterable[str]) -> list[int]:
-        """Commit one message (one row per recipient) and return the row ids; raises if not."""
+    async def __call__(
+        self, raw: bytes, sender: str, recipients: Iterable[str], via: str = "smtp"
+    ) -> list[int]:
+        """Commit one message (one row per recipient) that came in `via` one of our entrances,
+        and return the row ids; raises if not."""
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[list[int]] = loop.create_future()
-        self._queue.append((_Waiting(raw, sender, list(recipients)), stored))
+        self._queue.append((_Waiting(raw, sender, list(recipients), via), stored))
         if self._committer is None:
             self._committer = loop.create_task(self._commit_queued())
         return await stored
@@ -138,7 +146,7 @@ class GroupCommit:
     def _commit(self, batch: list[_Waiting]) -> None:
         try:
             with self.engine.begin() as connection:
-                groups = [_received_rows(i.raw, i.sender, i.recipients) for i in batch]
+                groups = [_received_rows(i.raw, i.sender, i.recipients, i.via) for i in batch]
                 ids = iter(_insert_rows(connection, [row for group in groups for row in group]))
                 for item, group in zip(batch, groups, strict=True):
                     item.ids = [next(ids) for _ in group]

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from service.inbound.edge import ReplyHandler, make_protocol
+from service.inbound.intake import Intake
 from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
 from service.outbound.digest import PERIODS, latest_slot
@@ -72,6 +73,16 @@ class ReplydServer:
             wake_outbound=self._wake_outbound,
             smtp_bound=lambda: self._server is not None and self._server.is_serving(),
             smtp_refusals=lambda: self.handler.refusals,
+            # The HTTP ingresses store and count as the listener does, in the same queue.
+            intake=Intake(
+                self.parts.book,
+                self.parts.keyring,
+                self.handler.store,
+                self.handler.limiter,
+                max_message_bytes=settings.max_message_bytes,
+                max_recipients=settings.max_recipients,
+                on_stored=self._wake_inbound,
+            ),
         )
 
     def _wake_inbound(self) -> None:

@@ -30,9 +30,11 @@ NAMES = (
     "REPLYD_FROM_ADDRESS",
     "REPLYD_HTTP_HOST",
     "REPLYD_HTTP_PORT",
+    "REPLYD_INGRESS_PASSWORD",
     "REPLYD_LANGUAGE",
     "REPLYD_LEASE_SECONDS",
     "REPLYD_LOG_FORMAT",
+    "REPLYD_MAILGUN_SIGNING_KEY",
     "REPLYD_MAX_MESSAGE_BYTES",
     "REPLYD_MAX_RECIPIENTS",
     "REPLYD_MODERATION",
@@ -133,6 +135,9 @@ class Settings:
     moderation: str = "off"
     # Addresses that get the moderation mail of every post, beside each post's author.
     moderators: tuple[str, ...] = ()
+    # The HTTP ingresses: basic-auth password (relay, Postmark, SendGrid), Mailgun's key.
+    ingress_password: str | None = field(default=None, repr=False)
+    mailgun_signing_key: str | None = field(default=None, repr=False)
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -391,6 +396,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REPLYD_MODERATION", get("REPLYD_MODERATION", "off"), ("off", "new", "all")
         ),
         moderators=_moderators(raw("REPLYD_MODERATORS") or ""),
+        ingress_password=_secret_setting("REPLYD_INGRESS_PASSWORD", env),
+        mailgun_signing_key=_secret_setting("REPLYD_MAILGUN_SIGNING_KEY", env),
     )
 
 
@@ -412,6 +419,16 @@ def _moderators(raw: str) -> tuple[str, ...]:
         if address not in found:
             found.append(address)
     return tuple(found)
+
+
+def _secret_setting(name: str, env: Mapping[str, str]) -> str | None:
+    """A password or key an ingress checks requests with; None leaves that ingress closed."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters long.")
+    return raw
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:

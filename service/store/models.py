@@ -183,7 +183,8 @@ class InboundEmail(Base):
     __table_args__ = (Index("ix_inbound_emails_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Indexed: `replyd ingest` counts a sender's recent mail against the rate limits.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(998), default=None)
@@ -199,6 +200,8 @@ class InboundEmail(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Set when retention deleted the raw bytes (raw is then empty); the row itself stays.
     raw_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The entrance it came through: smtp, lmtp, pipe, mailgun, postmark, sendgrid or relay.
+    via: Mapped[str] = mapped_column(String(16), default="smtp", server_default="smtp")
 
 
 class Comment(Base):
@@ -347,3 +350,13 @@ class UsedModerationLink(Base):
     action: Mapped[str] = mapped_column(String(16))
     expires: Mapped[int] = mapped_column(BigInteger)  # the link's expiry, seconds since the epoch
     used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IngressToken(Base):
+    """A signed webhook's one-time token (Mailgun's), kept while its timestamp is fresh, so
+    the same signed request sent again is refused."""
+
+    __tablename__ = "ingress_tokens"
+
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

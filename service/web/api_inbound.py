@@ -31,6 +31,7 @@ def inbound_json(row: InboundEmail) -> dict[str, Any]:
         "status": row.status,
         "reason": row.reason,
         "attempts": row.attempts,
+        "via": row.via,
     }
 
 

@@ -25,12 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.inbound.intake import Intake
 from service.resources import templates_dir
 from service.runtime.components import Components
 from service.runtime.throttle import Throttle
 from service.store.engine import make_sessionmaker
 from service.store.posts import PostInvalid
-from service.web import api, pages
+from service.web import api, ingress, pages
 from service.web.context import ApiError, WebContext, context_of
 from service.web.metrics import metrics_registry, render_metrics
 from service.web.render import error_page, linkify
@@ -52,7 +53,7 @@ SECURITY_HEADERS = {
 # Unsubscribe and moderation tokens are capabilities: the access log shows their route, never
 # their value.
 _SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate)/[^/]+")
-_JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
+_JSON_PATHS = ("/api/", "/ingress/", "/openapi.json", "/healthz", "/metrics")
 _PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
 
 
@@ -228,6 +229,7 @@ def create_app(
     wake_outbound: Callable[[], None] = _nothing,
     smtp_bound: Callable[[], bool] = lambda: True,
     smtp_refusals: Callable[[], Mapping[str, int]] = dict,
+    intake: Intake | None = None,
 ) -> Starlette:
     """The ASGI app of replyd's HTTP surface, built on one process's components."""
     sessions = read_sessions or parts.session_factory
@@ -247,6 +249,7 @@ def create_app(
     routes = [
         *api.ROUTES,
         *pages.ROUTES,
+        *ingress.ROUTES,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -262,6 +265,7 @@ def create_app(
         },
     )
     app.state.web = web
+    app.state.intake = intake or ingress.default_intake(parts, wake_inbound)
     app.state.metrics = metrics_registry(sessions, smtp_refusals)
     app.add_middleware(EdgeMiddleware)
     return app
@@ -336,8 +340,10 @@ class HttpServer:
         wake_outbound: Callable[[], None] = _nothing,
         smtp_bound: Callable[[], bool] = lambda: True,
         smtp_refusals: Callable[[], Mapping[str, int]] = dict,
+        intake: Intake | None = None,
     ) -> None:
         self.parts = parts
+        self.intake = intake
         self.smtp_refusals = smtp_refusals
         self.wake_inbound = wake_inbound
         self.wake_outbound = wake_outbound
@@ -361,6 +367,7 @@ class HttpServer:
             wake_outbound=self.wake_outbound,
             smtp_bound=self.smtp_bound,
             smtp_refusals=self.smtp_refusals,
+            intake=self.intake,
         )
         config = uvicorn.Config(
             app,

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.inbound.intake import VIAS
 from service.store.idempotency import MAX_KEY_CHARS
 from service.store.models import InboundStatus
 from service.web.context import MAX_COMMENT_CHARS, context_of
@@ -224,6 +225,8 @@ def openapi(base_url: str) -> dict[str, Any]:
                 "status": {"type": "string", "enum": list(InboundStatus)},
                 "reason": nullable_string,
                 "attempts": {"type": "integer"},
+                # The entrance: the SMTP/LMTP listener, `replyd ingest`, or an HTTP ingress.
+                "via": {"type": "string", "enum": list(VIAS)},
             },
         },
         "InboundPage": {
