@@ -57,6 +57,16 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("inbound", "purge"): ["inbound", "purge", "--older-than", "30"],
         ("digest", "send"): ["digest", "send", "--period", "daily"],
         ("extract",): ["extract", str(message)],
+        ("comment", "hide"): ["comment", "hide", "1"],
+        ("comment", "restore"): ["comment", "restore", "1"],
+        ("comment", "approve"): ["comment", "approve", "1"],
+        ("comment", "log"): ["comment", "log"],
+        ("block",): ["block", "--email", "spam@example.org"],
+        ("blocks", "list"): ["blocks", "list"],
+        ("unblock",): ["unblock", "--email", "spam@example.org"],
+        ("comment", "delete"): ["comment", "delete", "1"],
+        # Reads a message on stdin: tests/test_ingest.py runs it with one, imports checked.
+        ("ingest",): ["ingest"],
         ("serve",): ["serve"],
     }
 

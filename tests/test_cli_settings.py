@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from service.runtime.components import Components
 from service.runtime.settings import Settings
-from service.store.models import OutboundEmail
+from service.store.models import Comment, OutboundEmail, Post
 from tests.cli_commands import FOLLOWER, command_lines, seed
 from tests.conftest import Blog, wait_for
 from tests.test_cli import REPLYD, cli_env, run
@@ -68,6 +68,10 @@ class TestMissingDatabaseDriver:
         answers = [json.loads(line) for line in result.stdout.splitlines()]
         assert [argv for argv, _, _ in answers] == commands
         for argv, status, err in answers:
+            if argv[0] == "ingest":
+                # An MTA's pipe: EX_TEMPFAIL, so the MTA keeps the mail until this is fixed.
+                assert status == 75 and EXTRA in err, (argv, err)
+                continue
             assert status == 2, (argv, err)
             assert err.startswith("replyd: REPLYD_DATABASE_URL") and EXTRA in err, (argv, err)
             assert "Traceback" not in err, (argv, err)
@@ -139,6 +143,11 @@ class TestDigestSend:
             "REPLYD_BASE_URL": "https://shell.example.org",
         }
         run(env, "subscribe", "--post", "hello", "--email", FOLLOWER, "--digest", "daily")
+        # A digest holds what came after its taker subscribed.
+        writer = blog.person("writer@example.org", "Wren")
+        with parts.session_factory.begin() as session:
+            post = session.scalars(select(Post).where(Post.slug == "hello")).one()
+            session.add(Comment(post_id=post.id, author_id=writer, body="News for the digest."))
         out = run(env, "digest", "send", "--period", "daily").stdout
         assert "queued 1 daily digest(s)" in out
         assert "site name 'Shell Blog'" in out
