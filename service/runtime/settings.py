@@ -75,6 +75,9 @@ class Settings:
     prepare_process: bool = False
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
+    # The blogs' origins (scheme://host[:port]) that may frame /posts/{id}/embed and read and
+    # write the public API from a browser (REPLYD_EMBED_ORIGINS).
+    embed_origins: tuple[str, ...] = ()
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -262,7 +265,40 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
         log_format=_choice("REPLYD_LOG_FORMAT", get("REPLYD_LOG_FORMAT", "text"), ("text", "json")),
+        embed_origins=embed_origins(env.get("REPLYD_EMBED_ORIGINS", "")),
     )
+
+
+def embed_origins(raw: str) -> tuple[str, ...]:
+    """REPLYD_EMBED_ORIGINS: comma- or space-separated origins like https://blog.example.org,
+    each a scheme, a host and an optional port, nothing else; written as browsers send them."""
+    origins: list[str] = []
+    for part in raw.replace(",", " ").split():
+        url = urlsplit(part)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if (
+            url.scheme not in ("http", "https")
+            or not url.hostname
+            or port == -1
+            or url.path not in ("", "/")
+            or url.query
+            or url.fragment
+            or url.username is not None
+            or "*" in part
+        ):
+            raise ConfigError(
+                f"REPLYD_EMBED_ORIGINS: {part!r} is not an origin; write each blog as "
+                "scheme://host[:port], e.g. https://blog.example.org, separated by commas."
+            )
+        host = url.hostname if ":" not in url.hostname else f"[{url.hostname}]"
+        default = {"http": 80, "https": 443}[url.scheme]
+        origin = f"{url.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:
