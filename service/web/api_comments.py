@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.outbound.audience import Audience
-from service.store.idempotency import (
-    MAX_KEY_CHARS,
-    Answer,
-    KeyReused,
-    recall,
-    remember,
-    request_fingerprint,
-)
+from service.store.idempotency import Answer, remember
 from service.store.models import Comment, utcnow
 from service.store.subscriptions import person_for
 from service.web.context import (
@@ -42,6 +34,14 @@ from service.web.context import (
     single_line,
     text_field,
     thread_order,
+    within_limit,
+)
+from service.web.idempotent import (
+    Idempotency,
+    answered_before,
+    idempotency_key,
+    json_text,
+    retry_identity,
 )
 
 
@@ -91,14 +91,6 @@ class WebComment:
     parent_id: int | None
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    """A request's Idempotency-Key and what the request asks, to recognise its retries."""
-
-    key: str
-    fingerprint: str
-
-
 def create_web_comment(
     web: WebContext, new: WebComment, idempotency: Idempotency | None
 ) -> tuple[Answer, bool]:
@@ -107,17 +99,9 @@ def create_web_comment(
     whether it is a replay."""
     now = utcnow()
     with web.parts.session_factory.begin() as session:
-        if idempotency is not None:
-            try:
-                earlier = recall(session, idempotency.key, idempotency.fingerprint, now)
-            except KeyReused:
-                raise ApiError(
-                    422,
-                    "this Idempotency-Key was already used for another request (another post "
-                    "or body); send a new key with each new comment",
-                ) from None
-            if earlier is not None:
-                return earlier, True
+        earlier = answered_before(session, idempotency, now)
+        if earlier is not None:
+            return earlier, True
         post = find_post(session, new.slug)
         if post.closed:
             raise ApiError(409, f"post {new.slug!r} is closed to comments")
@@ -141,40 +125,6 @@ def create_web_comment(
             # In the comment's own transaction: either both are kept or neither is.
             remember(session, idempotency.key, idempotency.fingerprint, answer, now)
         return answer, False
-
-
-def json_text(value: Any) -> str:
-    """JSON as the API writes it (as Starlette's JSONResponse does)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def within_limit(web: WebContext, kind: str, key: str, whose: str) -> None:
-    """Count one comment request under `kind`; a 429 ApiError with Retry-After when over it."""
-    wait = web.throttle.take(kind, key)
-    if wait:
-        raise ApiError(
-            429,
-            f"too many comment requests {whose} (at most {web.throttle.describe(kind)}); "
-            f"try again in {wait} seconds",
-            {"Retry-After": str(wait)},
-        )
-
-
-def idempotency_key(request: Request) -> str | None:
-    """The request's Idempotency-Key header (bare, or as a quoted structured-field string)."""
-    raw = request.headers.get("idempotency-key")
-    if raw is None:
-        return None
-    key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= MAX_KEY_CHARS or any(not "!" <= ch <= "~" for ch in key):
-        raise ApiError(
-            400,
-            f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} visible ASCII characters, "
-            "e.g. a UUID",
-        )
-    return key
 
 
 async def post_comment(request: Request) -> Response:
@@ -203,18 +153,15 @@ async def post_comment(request: Request) -> Response:
         # No comment has such an id, and the database driver would overflow looking for it.
         raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
     new = WebComment(slug, author_email, author_name, body, parent_id)
-    idempotency = None
-    if key is not None:
-        asked = json.dumps(data, sort_keys=True, ensure_ascii=False)
-        idempotency = Idempotency(key, request_fingerprint("POST", slug, asked))
+    retries = retry_identity(key, slug, data)
     try:
-        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, retries)
     except IntegrityError:
-        if idempotency is None:
+        if retries is None:
             raise
         # Two requests with this key at once (PostgreSQL): the other one's comment was kept
         # and this one's undone; answer as the other was answered.
-        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, retries)
     if not replayed:
         web.wake_outbound()
     return Response(

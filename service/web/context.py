@@ -103,6 +103,21 @@ def require_token(request: Request) -> None:
         raise ApiError(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'")
 
 
+def within_limit(
+    web: WebContext, kind: str, key: str, whose: str, what: str = "comment requests"
+) -> None:
+    """Count one request under the limit `kind` for `key`; a 429 ApiError with Retry-After
+    and a sentence when over it."""
+    wait = web.throttle.take(kind, key)
+    if wait:
+        raise ApiError(
+            429,
+            f"too many {what} {whose} (at most {web.throttle.describe(kind)}); "
+            f"try again in {wait} seconds",
+            {"Retry-After": str(wait)},
+        )
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 once it grows past `limit` bytes."""
     chunks: list[bytes] = []
@@ -115,9 +130,9 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The request body as a JSON object, or a 400/413 ApiError saying what is wrong."""
-    body = await read_limited(request, MAX_JSON_BYTES)
+    body = await read_limited(request, limit)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
