@@ -66,7 +66,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_follow_requests_created_at"), ["created_at"], unique=False
         )
-        batch_op.create_index("ix_follow_requests_post_id_email", ["post_id", "email"], unique=False)
+        batch_op.create_index(
+            "ix_follow_requests_post_id_email", ["post_id", "email"], unique=False
+        )
 
 
 def downgrade() -> None:
