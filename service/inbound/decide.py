@@ -9,16 +9,17 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from service.identity.addresses import AddressKind, Recipient
+from service.identity.addresses import CONFIRM_COMMENT, AddressKind, Recipient
 from service.inbound.classify import dmarc_failure
 from service.inbound.outcome import Outcome, rejected
 from service.inbound.prepare import Prepared
 from service.inbound.route import route_reply
 from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
+from service.outbound.confirmations import carry_out, look_up
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post
+from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post, utcnow
 from service.store.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class Decider:
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
-        if later is not None and address.kind in (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE):
+        changes_people = (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE, AddressKind.CONFIRM)
+        if later is not None and address.kind in changes_people:
             # These change subscriptions and people, and the audience reads them again.
             later.flush(session.connection())
         if address.kind is AddressKind.BOUNCE:
@@ -77,6 +79,8 @@ class Decider:
             done = unsubscribe(session, address.target)
             audience.forget()
             return Outcome(InboundStatus.IGNORED, f"unsubscribe request handled: {done}")
+        if address.kind is AddressKind.CONFIRM:
+            return self._confirm(session, item, audience)
         if address.kind is AddressKind.DIGEST:
             return rejected(
                 "digest", "reply to a digest's own address; the sender was told how to reply"
@@ -91,6 +95,40 @@ class Decider:
             return Outcome(InboundStatus.IGNORED, "bounce for a message we have no record of")
         verdict = record_bounce(session, person, read_bounce(raw))
         return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
+
+    def _confirm(self, session: Session, item: Prepared, audience: Audience) -> Outcome:
+        """A reply to a confirmation mail: from the address it was mailed to, it confirms the
+        web comment (published now) or follow request it names, once."""
+        message, confirmation = item.message, item.address.confirmation if item.address else None
+        assert message is not None and confirmation is not None
+        if self.trust_authserv_id:
+            forged = dmarc_failure(message, self.trust_authserv_id)
+            if forged:
+                return Outcome(InboundStatus.REJECTED, forged)
+        now = utcnow()
+        found = look_up(session, confirmation, now)
+        if found is None or found.state == "expired":
+            return rejected("expired", "the request this confirmation names has expired")
+        if message.from_address != found.email:
+            return rejected(
+                "sender_mismatch",
+                f"sender mismatch: From <{message.from_address}> is not the address this "
+                "confirmation was mailed to",
+            )
+        done = carry_out(session, confirmation, self.notifier, audience, now)
+        assert done is not None
+        if done.state == "closed":
+            return rejected("closed", f"post {done.post_slug!r} is closed to comments")
+        if done.state == "already":
+            return Outcome(InboundStatus.IGNORED, "confirmed before; nothing more to do")
+        if done.kind == CONFIRM_COMMENT:
+            log.info("inbound #%s confirmed web comment #%s", item.mail.id, done.comment_id)
+            return Outcome(
+                InboundStatus.PROCESSED, "web comment confirmed by reply", done.comment_id
+            )
+        return Outcome(
+            InboundStatus.IGNORED, f"follow request confirmed by reply: post {done.post_slug!r}"
+        )
 
     def _publish(
         self,

@@ -20,7 +20,9 @@ from service.outbound.compose import (
 from service.store.models import OutboundEmail, RejectionNotice, utcnow
 
 # Reasons a sender is told about; the sentences for each are in the rejection templates.
-REASON_CODES = frozenset({"closed", "sender_mismatch", "empty", "gone", "no_route", "digest"})
+REASON_CODES = frozenset(
+    {"closed", "sender_mismatch", "empty", "gone", "no_route", "digest", "expired"}
+)
 
 
 class RejectionNotices:
