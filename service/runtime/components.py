@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from service.inbound.pipeline import Pipeline
     from service.inbound.prepare import Preparer
+    from service.outbound.confirmations import Confirmations
     from service.outbound.digest import Digests
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
@@ -67,6 +68,19 @@ class Components:
         from service.outbound.notify import Notifier
 
         return Notifier(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
+            templates=self.templates,
+        )
+
+    def confirmations(self) -> Confirmations:
+        """Readers' requests from the blog and their confirmation mail, for this deployment."""
+        from service.outbound.confirmations import Confirmations
+
+        return Confirmations(
             self.book,
             self.keyring,
             from_address=self.settings.from_address,

@@ -7,6 +7,7 @@ from starlette.routing import Route
 from service.web.api_comments import list_comments, post_comment
 from service.web.api_inbound import list_inbound
 from service.web.api_posts import get_post, put_post
+from service.web.api_public import post_follow
 from service.web.api_subscriptions import subscribe, unsubscribe
 from service.web.openapi import openapi_document
 
@@ -15,6 +16,7 @@ ROUTES = [
     Route("/api/posts/{post_id}", get_post, methods=["GET"]),
     Route("/api/posts/{post_id}/comments", list_comments, methods=["GET"]),
     Route("/api/posts/{post_id}/comments", post_comment, methods=["POST"]),
+    Route("/api/posts/{post_id}/follow", post_follow, methods=["POST"]),
     Route("/api/subscriptions", subscribe, methods=["POST"]),
     Route("/api/subscriptions", unsubscribe, methods=["DELETE"]),
     Route("/api/inbound", list_inbound, methods=["GET"]),

@@ -16,6 +16,7 @@ from service.outbound.audience import Audience
 from service.store.idempotency import Answer, remember
 from service.store.models import Comment, utcnow
 from service.store.subscriptions import person_for
+from service.web.api_public import post_reader_comment
 from service.web.context import (
     MAX_COMMENT_CHARS,
     MAX_ROW_ID,
@@ -131,8 +132,11 @@ async def post_comment(request: Request) -> Response:
     """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers.
 
     Limited per client address (counted before the token is checked, so guessing it is slow
-    too) and per token; a retry with the same Idempotency-Key gets the first answer.
+    too) and per token; a retry with the same Idempotency-Key gets the first answer. Without
+    the token, it is a reader's comment (service.web.api_public), published once confirmed.
     """
+    if "authorization" not in request.headers:
+        return await post_reader_comment(request)
     web = context_of(request)
     within_limit(web, "client", client_of(request), "from your address")
     require_token(request)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
+from service.outbound.confirmations import Confirmations
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.store.models import Comment, Post
@@ -25,7 +26,7 @@ MAX_FORM_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 50_000
 MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
 ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
-_EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
 class ApiError(Exception):
@@ -58,6 +59,11 @@ class WebContext:
     def api_token(self) -> str | None:
         """The bearer token protected endpoints want, None while it is unset."""
         return self.parts.settings.api_token
+
+    @property
+    def confirmations(self) -> Confirmations:
+        """Readers' requests from the blog, and the mail that confirms them."""
+        return self.parts.confirmations()
 
 
 def context_of(request: Request) -> WebContext:
@@ -182,7 +188,7 @@ def single_line(data: Mapping[str, Any], name: str, **options: Any) -> str:
 def email_field(data: Mapping[str, Any], name: str) -> str:
     """An email address field, lower-cased like every address replyd stores."""
     value = single_line(data, name, max_length=320).lower()
-    if not _EMAIL.match(value):
+    if not EMAIL_PATTERN.match(value):
         raise ApiError(400, f"field {name!r} is not an email address like ann@example.org")
     return value
 
