@@ -297,6 +297,7 @@ class TestOpenApi:
             "/api/posts",
             "/api/posts/{post_id}",
             "/api/posts/{post_id}/comments",
+            "/api/posts/{post_id}/follow",
             "/api/subscriptions",
             "/api/inbound",
         }

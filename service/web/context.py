@@ -201,6 +201,12 @@ def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def mask_email(address: str) -> str:
+    """An address shown on a page or in an answer: enough to recognise, not to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}" if domain else "…"
+
+
 def post_slug(value: str) -> str:
     """Check a post id to look up (a URL path, a subscription): one line, no slash, at most 200
     characters. Ids of new posts are checked more strictly, by service.store.posts."""

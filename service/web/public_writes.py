@@ -22,6 +22,7 @@ from service.web.context import (
     ApiError,
     WebContext,
     find_post,
+    mask_email,
     within_limit,
 )
 from service.web.idempotent import Idempotency, answered_before, json_text
@@ -136,12 +137,6 @@ def filled_honeypot(data: Mapping[str, Any]) -> bool:
     """Whether the field people never see was filled in: a robot sent this."""
     value = data.get(HONEYPOT)
     return bool(value.strip()) if isinstance(value, str) else value not in (None, False)
-
-
-def mask_email(address: str) -> str:
-    """An address shown back: enough to recognise, not enough to harvest."""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}…@{domain}" if domain else "…"
 
 
 def pending_answer(email: str, what: str) -> dict[str, str]:
