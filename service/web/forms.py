@@ -67,15 +67,9 @@ def _post_id(web: WebContext, slug: str) -> int | None:
         return session.scalar(select(Post.id).where(Post.slug == slug))
 
 
-async def _checked_form(request: Request, slug: str) -> dict[str, str]:
-    """A reader's form after the checks every form goes through: the limit per client
-    address, the page it was sent from, the body, and its form token."""
+async def _check_form_token(request: Request, slug: str, values: dict[str, str]) -> None:
+    """Refuse (400) a form whose token is missing, forged, expired or another client's."""
     web = context_of(request)
-    within_limit(
-        web, "public", client_of(request), "from your address", "comments and follow requests"
-    )
-    check_origin(request, embed=False)
-    values = await _fields(request)
     post_id = await run_in_threadpool(_post_id, web, slug)
     if post_id is None:
         raise ApiError(404, "There is no post with this id.")
@@ -83,7 +77,6 @@ async def _checked_form(request: Request, slug: str) -> dict[str, str]:
     now = epoch(utcnow())
     if not form_token_valid(token, post_id, client_of(request), now, web.parts.keyring):
         raise ApiError(400, _RENEWED)  # the page shown again carries a fresh token
-    return values
 
 
 def _sent(web: WebContext, slug: str, message: str, *, embedded: bool) -> Response:
@@ -107,7 +100,14 @@ async def _answer_form(
     slug = post_slug(request.path_params["post_id"])
     values: dict[str, str] = {}
     try:
-        values = await _checked_form(request, slug)
+        # Every form's checks, in this order: the limit per client address, the page it was
+        # sent from, the body, its form token.
+        within_limit(
+            web, "public", client_of(request), "from your address", "comments and follow requests"
+        )
+        check_origin(request, embed=False)
+        values = await _fields(request)
+        await _check_form_token(request, slug, values)
         message = await take(web, slug, values)
     except FieldError as exc:
         label = _LABELS.get(exc.field, exc.field)
