@@ -15,6 +15,7 @@ from tests.http_fixtures import API_TOKEN, HttpClient, Reply, http
 from tests.reader_helpers import (
     BLOG_ORIGIN,
     READER,
+    confirm_path,
     follow_requests,
     pending,
     post_form,
@@ -133,6 +134,21 @@ class TestFraming:
             page = http.get(path, auth=False)
             assert page.headers["x-frame-options"] == "DENY"
             assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+    def test_the_confirmation_page_is_not_framable_but_may_send_readers_back(
+        self, http: HttpClient, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A confirmation page keeps DENY and frame-ancestors 'none' (its button publishes:
+        no clickjacking), and lets its form's redirect go to the listed blogs only."""
+        blog.post()
+        assert reader_comment(http, "framed?").status == 202
+        page = http.get(confirm_path(wait_for_confirmation(sink[0])), auth=False)
+        assert page.status == 200
+        assert page.headers["x-frame-options"] == "DENY"
+        policy = page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy
+        [action] = [d.strip() for d in policy.split(";") if "form-action" in d]
+        assert action.split()[1:] == ["'self'", BLOG_ORIGIN, SECOND_BLOG]
 
 
 class TestNoOrigins:

@@ -195,10 +195,11 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
-                # A page with a policy of its own (the embed page) says itself who may frame it.
-                framing = "content-security-policy" not in headers
+                # A page whose own policy lets blogs frame it (the embed page) has no DENY.
+                own = headers.get("content-security-policy", "frame-ancestors 'none'")
+                framed = "frame-ancestors 'none'" not in own
                 for name, value in SECURITY_HEADERS.items():
-                    if framing or name != "x-frame-options":
+                    if not (framed and name == "x-frame-options"):
                         headers.setdefault(name, value)
                 if private:
                     headers["cache-control"] = "no-store"

@@ -17,7 +17,7 @@ from service.outbound.confirmations import Request as Confirmed
 from service.store.models import utcnow
 from service.store.posts import is_http_url
 from service.web.context import WebContext, context_of, mask_email
-from service.web.origins import origin_of
+from service.web.origins import origin_of, returning_to_blogs
 from service.web.render import error_page, render
 
 _NOT_VALID = "This confirmation link is not valid (or no longer is)."
@@ -31,7 +31,7 @@ def _confirmation(web: WebContext, request: Request) -> Confirmation | None:
 def _page(web: WebContext, found: Confirmed) -> Response:
     """The confirmation page for a request in its state."""
     thread_url = f"/posts/{quote(found.post_slug, safe='')}"
-    return render(
+    page = render(
         web,
         "confirm.html",
         _STATUS.get(found.state, 200),
@@ -43,6 +43,9 @@ def _page(web: WebContext, found: Confirmed) -> Response:
         post_url=found.post_url if is_http_url(found.post_url) else thread_url,
         days=CONFIRM_DAYS,
     )
+    policy = returning_to_blogs(web.parts.settings.embed_origins)
+    page.headers["content-security-policy"] = policy
+    return page
 
 
 async def confirm_page(request: Request) -> Response:

@@ -32,6 +32,16 @@ def frame_ancestors(origins: Iterable[str]) -> str:
     )
 
 
+def returning_to_blogs(origins: Iterable[str]) -> str:
+    """The CSP of a page whose form sends the reader on to a blog in REPLYD_EMBED_ORIGINS
+    (browsers check a form's redirects against form-action too); framed by nobody."""
+    targets = " ".join(["'self'", *origins])
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
 def origin_of(url: str) -> str:
     """The origin of a URL as a browser writes it in an Origin header ("" if it has none)."""
     parts = urlsplit(url)
