@@ -169,6 +169,23 @@ def test_a_reader_comments_from_the_blog_and_confirms_by_mail(
     assert comment_bodies(tab) == ["First!"]
     assert tab.evaluate("document.querySelector('.replyd-count').textContent") == "1 comment"
 
+    # Sent empty: the error is announced (role=alert) and tied to the email field.
+    tab.click(".replyd-comment-form .replyd-submit")
+    tab.wait_for(
+        "document.querySelector('.replyd-comment-form [name=author_email]')"
+        ".getAttribute('aria-invalid') === 'true'",
+        "the email field marked invalid",
+    )
+    error = tab.evaluate(
+        "(() => { const f = document.querySelector('.replyd-comment-form [name=author_email]');"
+        " const ids = f.getAttribute('aria-describedby').split(' ');"
+        " return ids.map(i => document.getElementById(i).textContent).join(' | '); })()"
+    )
+    assert "give your email address" in error
+    assert "check the form" in tab.evaluate("document.querySelector('.replyd-error').textContent")
+    assert tab.evaluate("document.querySelector('.replyd-error').getAttribute('role')") == "alert"
+    assert pending(blog) == []
+
     fill_comment(tab, "Sent from the blog's own page.")
     notice = tab.wait_for(
         "document.querySelector('.replyd-notice').textContent", "the notice after sending"
@@ -202,9 +219,16 @@ def test_a_reader_comments_from_the_blog_and_confirms_by_mail(
             what=f"{follower}'s notification",
         )
 
-    # The same browser comments again: published at once, no second confirmation mail.
+    # The same browser answers Otto: published at once, no second confirmation mail.
+    tab.click(".replyd-comment .replyd-reply")
+    assert "Replying to Otto" in tab.evaluate(
+        "document.querySelector('.replyd-replying').textContent"
+    )
     fill_comment(tab, "And once more, no mail needed.")
     tab.wait_for("document.querySelectorAll('.replyd-comment').length === 3", "the new comment")
+    answer = tab.evaluate("document.getElementById(document.activeElement.id).innerText")
+    assert "replied to Otto" in answer and "no mail needed" in answer
+    assert [c.parent_id for c in comments(blog)][-1] == first.json()["id"]
     wait_for(
         lambda: [m for m in sink[0].to(AUTHOR) if "no mail needed" in text_of(m)],
         what="the author's notification of the second comment",

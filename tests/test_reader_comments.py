@@ -328,6 +328,38 @@ class TestConfirmedByReply:
         following = subscription(blog, READER, post_id)
         assert following is not None and following.active and following.digest == "weekly"
 
+    def test_a_reply_to_an_expired_confirmation_is_told_so(
+        self, http: HttpClient, blog: Blog, sink: tuple[SinkHandler, int], server: object
+    ) -> None:
+        """A reply to a confirmation more than 7 days old publishes nothing; its sender gets
+        a notice saying the confirmation expired and what to do."""
+        blog.post()
+        assert reader_comment(http, "Old news").status == 202
+        mail = wait_for_confirmation(sink[0])
+        old = utcnow().replace(microsecond=0) - timedelta(days=8)
+        with blog.parts.session_factory.begin() as session:
+            session.execute(update(PendingComment).values(created_at=old))
+        # The token names the row's time, which moved: the address the mail would have
+        # carried, had it been sent 8 days ago.
+        [row] = pending(blog)
+        stale = Confirmation(CONFIRM_COMMENT, row.id, epoch(old))
+        confirm_address = blog.parts.book.confirm_address(stale, blog.parts.keyring)
+        assert confirm_address != mail["Reply-To"].addresses[0].addr_spec
+        send(
+            blog.parts.settings.smtp_port,
+            READER,
+            [confirm_address],
+            reply_message(READER, confirm_address, "yes"),
+        )
+        [inbound] = inbound_done(blog, 1)
+        assert inbound.status == "rejected" and "expired" in (inbound.reason or "")
+        notice = wait_for(
+            lambda: [m for m in sink[0].to(READER) if "expired" in text_of(m)],
+            what="the notice about the expired confirmation",
+        )
+        assert "send your comment or follow request again" in text_of(notice[0])
+        assert comments(blog) == []
+
 
 class TestAuthorToken:
     def test_a_confirmed_browser_comments_again_without_a_mail(
@@ -411,6 +443,28 @@ class TestFollow:
         answer = reader_follow(http)
         assert answer.status == 409 and "closed" in answer.json()["error"]
         assert follow_requests(blog) == []
+
+
+class TestInGerman:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        """REPLYD_LANGUAGE=de."""
+        return {"REPLYD_LANGUAGE": "de", "REPLYD_EMBED_ORIGINS": BLOG_ORIGIN}
+
+    def test_the_confirmation_mails_speak_german(
+        self, http: HttpClient, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """Both confirmation mails come in the deployment's language."""
+        blog.post()
+        assert reader_comment(http, "Hallo").status == 202
+        comment_mail = wait_for_confirmation(sink[0])
+        assert comment_mail["Subject"] == "Bestätigen Sie Ihren Kommentar zu Post hello"
+        assert "> Hallo" in text_of(comment_mail) and "Der Link gilt 7 Tage" in text_of(
+            comment_mail
+        )
+        assert reader_follow(http, OTHER, digest="daily").status == 202
+        follow_mail = wait_for_confirmation(sink[0], OTHER)
+        assert "täglich eine Zusammenfassung" in text_of(follow_mail)
 
 
 class TestOperatorToken:
