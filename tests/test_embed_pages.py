@@ -261,6 +261,7 @@ class TestFormsWithoutJavaScript:
         assert "c-email-error" in (email["aria-describedby"] or "").split()
         assert "c-email-error" in forms.ids
         assert any(alert.startswith("Email:") for alert in forms.alerts)
+        assert "<title>Error: Comments on" in answer.text  # said first by screen readers
         assert forms.fields["c-name"]["value"] == "N" and "Kept" in answer.text
         assert pending(blog) == []
 
