@@ -309,6 +309,28 @@ class TestConfirmedByReply:
         assert comments(blog) == []
         assert http.post(confirm_path(mail), auth=False).status == 303
 
+    def test_an_automatic_reply_does_not_confirm(
+        self, http: HttpClient, blog: Blog, sink: tuple[SinkHandler, int], server: object
+    ) -> None:
+        """Someone gave another person's address, whose mailbox answers by itself (away
+        message): the automatic reply is ignored and publishes nothing."""
+        blog.post()
+        assert reader_comment(http, "In your name").status == 202
+        mail = wait_for_confirmation(sink[0])
+        confirm_address = mail["Reply-To"].addresses[0].addr_spec
+        away = reply_message(
+            READER,
+            confirm_address,
+            "I am away until Monday.",
+            subject=f"Automatic reply: {mail['Subject']}",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+        send(blog.parts.settings.smtp_port, "", [confirm_address], away)
+        [row] = inbound_done(blog, 1)
+        assert row.status == "ignored", row.reason
+        assert comments(blog) == []
+        assert [p.status for p in pending(blog)] == ["pending"]
+
     def test_a_reply_confirms_a_follow(
         self, http: HttpClient, blog: Blog, sink: tuple[SinkHandler, int], server: object
     ) -> None:
