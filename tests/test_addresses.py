@@ -5,12 +5,22 @@ from __future__ import annotations
 import pytest
 
 from service.identity.addresses import (
+    CONFIRM_FOLLOW,
     MAX_LOCAL_PART,
     AddressBook,
+    AddressKind,
+    Confirmation,
     Keyring,
     ReplyTarget,
     make_token,
+    verify_confirmation,
     verify_token,
+)
+from service.identity.web_tokens import (
+    author_of,
+    form_token_valid,
+    make_author_token,
+    make_form_token,
 )
 
 KEYS = Keyring.from_strings("current-secret-0123456789")
@@ -92,3 +102,45 @@ class TestReplyAddresses:
         token = book.token_of(address)
         assert token is not None
         assert verify_token(token, KEYS) == ReplyTarget(1, None, 2)
+
+
+class TestConfirmationAndWebTokens:
+    """Tokens of the blog side (issue 19): confirmations, author tokens, form tokens."""
+
+    def test_a_confirm_address_round_trips_and_fits(self) -> None:
+        """confirm+<token>@domain names its request, within 64 octets for large ids and
+        times, and survives case changes; a changed character is refused."""
+        confirmation = Confirmation(CONFIRM_FOLLOW, 2**31 - 1, 2**33)
+        address = BOOK.confirm_address(confirmation, KEYS)
+        assert len(address.split("@")[0]) <= MAX_LOCAL_PART
+        for variant in (address, address.upper()):
+            recipient = BOOK.recipient(variant, KEYS)
+            assert recipient is not None and recipient.kind is AddressKind.CONFIRM
+            assert recipient.confirmation == confirmation
+        local, domain = address.split("@")
+        changed = local[:-1] + ("a" if local[-1] != "a" else "b")
+        assert BOOK.recipient(f"{changed}@{domain}", KEYS) is None
+
+    def test_a_reply_token_is_no_confirmation(self) -> None:
+        """Tokens of one purpose never pass as another's."""
+        token = make_token(ReplyTarget(1, 2, 3), KEYS)
+        assert verify_confirmation(token, KEYS) is None
+        assert author_of(token, KEYS, 0) is None
+
+    def test_an_author_token_expires_after_30_days(self) -> None:
+        """Good for 30 days from its making, then refused; another secret's is refused."""
+        token = make_author_token(42, 1_000_000, KEYS)
+        assert author_of(token, KEYS, 1_000_000 + 30 * 86400) == 42
+        assert author_of(token, KEYS, 1_000_000 + 30 * 86400 + 1) is None
+        other = Keyring.from_strings("another-secret-0123456789")
+        assert author_of(token, other, 1_000_000) is None
+
+    def test_a_form_token_is_bound_to_post_client_and_day(self) -> None:
+        """Valid for its post and client for a day; not for another post, another client,
+        after the day, or from far in the future."""
+        token = make_form_token(7, "192.0.2.1", 5_000_000, KEYS)
+        assert form_token_valid(token, 7, "192.0.2.1", 5_000_000 + 86400, KEYS)
+        assert not form_token_valid(token, 8, "192.0.2.1", 5_000_000, KEYS)
+        assert not form_token_valid(token, 7, "192.0.2.2", 5_000_000, KEYS)
+        assert not form_token_valid(token, 7, "192.0.2.1", 5_000_000 + 86401, KEYS)
+        assert not form_token_valid(token, 7, "192.0.2.1", 5_000_000 - 3600, KEYS)

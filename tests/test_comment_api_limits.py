@@ -265,4 +265,4 @@ def test_default_limits_are_on(tmp_path: Path) -> None:
     """Without settings, the web limits are the documented defaults."""
     settings = make_settings(tmp_path)
     assert settings.web_limits == parse_web_limits(DEFAULT_WEB_LIMITS)
-    assert set(settings.web_limits) == {"login", "client", "token"}
+    assert set(settings.web_limits) == {"login", "client", "token", "public", "email"}

@@ -24,6 +24,17 @@ class TestSettings:
         assert settings.outbound.path == tmp_path / "outbox"
         assert settings.max_message_bytes == 10 * 1024 * 1024
 
+    def test_embed_origins_are_written_as_browsers_send_them(self, tmp_path: Path) -> None:
+        """REPLYD_EMBED_ORIGINS: lower-cased, default ports dropped, a trailing slash and
+        repeats ignored; none by default."""
+        raw = "https://Blog.Example.org/, http://127.0.0.1:8080 https://blog.example.org:443"
+        env = {"REPLYD_VAR_DIR": str(tmp_path), "REPLYD_EMBED_ORIGINS": raw}
+        assert load_settings(env).embed_origins == (
+            "https://blog.example.org",
+            "http://127.0.0.1:8080",
+        )
+        assert load_settings({"REPLYD_VAR_DIR": str(tmp_path)}).embed_origins == ()
+
     def test_worker_processes_default_to_one_when_there_is_a_second_cpu(
         self, tmp_path: Path
     ) -> None:
@@ -54,6 +65,12 @@ class TestSettings:
             ("REPLYD_WEB_LIMITS", "logins=5/15m"),
             ("REPLYD_WEB_LIMITS", "login=0/m"),
             ("REPLYD_WEB_LIMITS", "client=5/0m"),
+            ("REPLYD_WEB_LIMITS", "public=0/h"),
+            ("REPLYD_EMBED_ORIGINS", "blog.example.org"),
+            ("REPLYD_EMBED_ORIGINS", "https://blog.example.org/posts"),
+            ("REPLYD_EMBED_ORIGINS", "*"),
+            ("REPLYD_EMBED_ORIGINS", "https://*.example.org"),
+            ("REPLYD_EMBED_ORIGINS", "https://blog.example.org:99999"),
         ],
     )
     def test_bad_value_names_the_variable(self, tmp_path: Path, name: str, value: str) -> None:

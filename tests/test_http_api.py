@@ -299,6 +299,7 @@ class TestOpenApi:
             "/api/posts/{post_id}/comments",
             "/api/comments",
             "/api/comments/{comment_id}",
+            "/api/posts/{post_id}/follow",
             "/api/subscriptions",
             "/api/inbound",
         }

@@ -165,6 +165,35 @@ def verify_token(token: str, keyring: Keyring, purpose: str = "reply") -> ReplyT
     return ReplyTarget(post_id=post_id, comment_id=comment_id or None, person_id=person_id)
 
 
+# What a confirmation names: a reader's comment from the blog, or their request to follow.
+CONFIRM_COMMENT = 1
+CONFIRM_FOLLOW = 2
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirmation link or address names: a web comment or follow request waiting for
+    its writer's address, and when it was made (so the token fits that row and no other)."""
+
+    kind: int  # CONFIRM_COMMENT or CONFIRM_FOLLOW
+    request_id: int
+    issued: int  # seconds since 1970 (UTC) of the request's created_at
+
+
+def make_confirmation(confirmation: Confirmation, keyring: Keyring) -> str:
+    """Sign a confirmation into a token for a link and a reply address."""
+    values = (confirmation.kind, confirmation.request_id, confirmation.issued)
+    return sign(values, keyring, "confirm")
+
+
+def verify_confirmation(token: str, keyring: Keyring) -> Confirmation | None:
+    """The confirmation a token names, or None when it is malformed, tampered or foreign."""
+    values = unsign(token, keyring, "confirm", 3)
+    if values is None or values[0] not in (CONFIRM_COMMENT, CONFIRM_FOLLOW) or values[1] == 0:
+        return None
+    return Confirmation(*values)
+
+
 class AddressKind(StrEnum):
     """What mail to one of our addresses is: a reply, or a control message."""
 
@@ -172,6 +201,7 @@ class AddressKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # the mailto: of List-Unsubscribe
     BOUNCE = "bounce"  # VERP envelope sender of each outbound message
     DIGEST = "digest"  # Reply-To of a digest, which answers with how to reply
+    CONFIRM = "confirm"  # Reply-To of a confirmation mail: replying confirms too
 
 
 @dataclass(frozen=True)
@@ -182,6 +212,7 @@ class Recipient:
     target: ReplyTarget | None = None  # reply and unsubscribe
     outbound_id: int | None = None  # bounce and digest: the message it came from
     person_id: int | None = None
+    confirmation: Confirmation | None = None  # confirm
 
 
 @dataclass(frozen=True)
@@ -195,7 +226,12 @@ class AddressBook:
     def _local_prefix(self, kind: AddressKind) -> str:
         if kind is AddressKind.REPLY:
             return self.prefix
-        return {"unsubscribe": "unsubscribe", "bounce": "bounces", "digest": "digest"}[kind]
+        return {
+            "unsubscribe": "unsubscribe",
+            "bounce": "bounces",
+            "digest": "digest",
+            "confirm": "confirm",
+        }[kind]
 
     def _address(self, kind: AddressKind, token: str) -> str:
         local = f"{self._local_prefix(kind)}{self.separator}{token}"
@@ -242,6 +278,10 @@ class AddressBook:
             return None
         return target
 
+    def confirm_address(self, confirmation: Confirmation, keyring: Keyring) -> str:
+        """The Reply-To of a confirmation mail: a reply there confirms like the link does."""
+        return self._address(AddressKind.CONFIRM, make_confirmation(confirmation, keyring))
+
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""
         parsed = self.split(address)
@@ -277,6 +317,9 @@ class AddressBook:
         if kind is AddressKind.UNSUBSCRIBE:
             target = verify_token(token, keyring, "unsubscribe")
             return Recipient(kind, target=target) if target else None
+        if kind is AddressKind.CONFIRM:
+            confirmation = verify_confirmation(token, keyring)
+            return Recipient(kind, confirmation=confirmation) if confirmation else None
         values = unsign(token, keyring, kind.value, 2)
         if values is None or 0 in values:
             return None

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from service.identity.addresses import AddressKind, Recipient
+from service.identity.addresses import CONFIRM_COMMENT, AddressKind, Recipient
 from service.inbound.classify import dmarc_failure, dmarc_pass
 from service.inbound.outcome import Outcome, ignored, rejected
 from service.inbound.prepare import Prepared
@@ -18,9 +18,18 @@ from service.moderation.blocks import Blocklist
 from service.moderation.intake import Intake
 from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
+from service.outbound.confirmations import carry_out, look_up
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post, ReasonCode
+from service.store.models import (
+    Comment,
+    InboundStatus,
+    OutboundEmail,
+    Person,
+    Post,
+    ReasonCode,
+    utcnow,
+)
 from service.store.subscriptions import unsubscribe
 from service.store.visibility import is_published
 
@@ -74,13 +83,18 @@ class Decider:
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
-        if blocks is not None and address.kind in (AddressKind.REPLY, AddressKind.DIGEST):
+        if blocks is not None and address.kind in (
+            AddressKind.REPLY,
+            AddressKind.DIGEST,
+            AddressKind.CONFIRM,
+        ):
             sender = item.message.from_address if item.message is not None else ""
             rule = blocks.rule_for(sender or "") or blocks.rule_for(item.mail.sender)
             if rule is not None:
                 # No notice, no comment, no moderator woken: the sender learns nothing.
                 return rejected(ReasonCode.BLOCKED, f"blocked sender ({rule})", notice=False)
-        if later is not None and address.kind in (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE):
+        changes_people = (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE, AddressKind.CONFIRM)
+        if later is not None and address.kind in changes_people:
             # These change subscriptions and people, and the audience reads them again.
             later.flush(session.connection())
         if address.kind is AddressKind.BOUNCE:
@@ -105,6 +119,8 @@ class Decider:
         authenticated = bool(self.trust_authserv_id) and dmarc_pass(
             message, self.trust_authserv_id or ""
         )
+        if address.kind is AddressKind.CONFIRM:
+            return self._confirm(session, item, audience, authenticated)
         if address.kind is AddressKind.DIGEST:
             reader = session.get(Person, address.person_id)
             proven = reader is not None and reader.email == message.from_address
@@ -123,6 +139,47 @@ class Decider:
             return ignored(ReasonCode.BOUNCE, "bounce for a message we have no record of")
         verdict = record_bounce(session, person, read_bounce(raw))
         return ignored(ReasonCode.BOUNCE, f"bounce of outbound #{sent.id}: {verdict}")
+
+    def _confirm(
+        self, session: Session, item: Prepared, audience: Audience, authenticated: bool
+    ) -> Outcome:
+        """A reply to a confirmation mail: from the address it was mailed to, it confirms the
+        web comment (published now, or held for a moderator) or follow request it names,
+        once. Only the address the mail went to (or an authenticated From) hears why not."""
+        message, confirmation = item.message, item.address.confirmation if item.address else None
+        assert message is not None and confirmation is not None
+        now = utcnow()
+        found = look_up(session, confirmation, now)
+        if found is None or found.state == "expired":
+            proven = found is not None and message.from_address == found.email
+            return rejected(
+                ReasonCode.EXPIRED,
+                "the request this confirmation names has expired",
+                notice=proven or authenticated,
+            )
+        if message.from_address != found.email:
+            return rejected(
+                ReasonCode.SENDER_MISMATCH,
+                f"sender mismatch: From <{message.from_address}> is not the address this "
+                "confirmation was mailed to",
+                notice=authenticated,
+            )
+        done = carry_out(session, confirmation, self.intake, audience, now)
+        assert done is not None
+        if done.state == "closed":
+            return rejected(
+                ReasonCode.CLOSED, f"post {done.post_slug!r} is closed to comments", notice=True
+            )
+        if done.state == "already":
+            return ignored(ReasonCode.DUPLICATE, "confirmed before; nothing more to do")
+        if done.kind == CONFIRM_COMMENT:
+            log.info("inbound #%s confirmed web comment #%s", item.mail.id, done.comment_id)
+            return Outcome(
+                InboundStatus.PROCESSED, "web comment confirmed by reply", done.comment_id
+            )
+        return ignored(
+            ReasonCode.CONFIRMED, f"follow request confirmed by reply: post {done.post_slug!r}"
+        )
 
     def _publish(
         self,

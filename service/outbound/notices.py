@@ -31,6 +31,7 @@ REASON_CODES = frozenset(
         ReasonCode.GONE,
         ReasonCode.NO_ROUTE,
         ReasonCode.DIGEST,
+        ReasonCode.EXPIRED,
     }
 )
 DEFAULT_NOTICES_PER_HOUR = 100

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from service.inbound.prepare import Preparer
     from service.moderation.actions import Moderation
     from service.moderation.intake import Intake
+    from service.outbound.confirmations import Confirmations
     from service.outbound.digest import Digests
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
@@ -104,6 +105,19 @@ class Components:
         from service.moderation.actions import Moderation
 
         return Moderation(notifier or self.notifier())
+
+    def confirmations(self) -> Confirmations:
+        """Readers' requests from the blog and their confirmation mail, for this deployment."""
+        from service.outbound.confirmations import Confirmations
+
+        return Confirmations(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
+            templates=self.templates,
+        )
 
     @cached_property
     def templates(self) -> Environment:

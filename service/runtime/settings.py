@@ -27,6 +27,7 @@ NAMES = (
     "REPLYD_DATABASE_URL",
     "REPLYD_DIGEST_HOUR",
     "REPLYD_DOMAIN",
+    "REPLYD_EMBED_ORIGINS",
     "REPLYD_FROM_ADDRESS",
     "REPLYD_HTTP_HOST",
     "REPLYD_HTTP_PORT",
@@ -138,6 +139,9 @@ class Settings:
     # The HTTP ingresses: basic-auth password (relay, Postmark, SendGrid), Mailgun's key.
     ingress_password: str | None = field(default=None, repr=False)
     mailgun_signing_key: str | None = field(default=None, repr=False)
+    # The blogs' origins (scheme://host[:port]) that may frame /posts/{id}/embed and read and
+    # write the public API from a browser (REPLYD_EMBED_ORIGINS).
+    embed_origins: tuple[str, ...] = ()
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -398,6 +402,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         moderators=_moderators(raw("REPLYD_MODERATORS") or ""),
         ingress_password=_secret_setting("REPLYD_INGRESS_PASSWORD", env),
         mailgun_signing_key=_secret_setting("REPLYD_MAILGUN_SIGNING_KEY", env),
+        embed_origins=embed_origins(raw("REPLYD_EMBED_ORIGINS") or ""),
     )
 
 
@@ -429,6 +434,38 @@ def _secret_setting(name: str, env: Mapping[str, str]) -> str | None:
     if len(raw) < 16:
         raise ConfigError(f"{name} must be at least 16 characters long.")
     return raw
+
+
+def embed_origins(raw: str) -> tuple[str, ...]:
+    """REPLYD_EMBED_ORIGINS: comma- or space-separated origins like https://blog.example.org,
+    each a scheme, a host and an optional port, nothing else; written as browsers send them."""
+    origins: list[str] = []
+    for part in raw.replace(",", " ").split():
+        url = urlsplit(part)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if (
+            url.scheme not in ("http", "https")
+            or not url.hostname
+            or port == -1
+            or url.path not in ("", "/")
+            or url.query
+            or url.fragment
+            or url.username is not None
+            or "*" in part
+        ):
+            raise ConfigError(
+                f"REPLYD_EMBED_ORIGINS: {part!r} is not an origin; write each blog as "
+                "scheme://host[:port], e.g. https://blog.example.org, separated by commas."
+            )
+        host = url.hostname if ":" not in url.hostname else f"[{url.hostname}]"
+        default = {"http": 80, "https": 443}[url.scheme]
+        origin = f"{url.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:

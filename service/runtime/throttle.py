@@ -1,4 +1,5 @@
-"""Token-bucket throttles in memory, and the REPLYD_WEB_LIMITS rules (logins, web comments)."""
+"""Token-bucket throttles in memory, and the REPLYD_WEB_LIMITS rules: operator logins, web
+comments per client and token, readers' comments and follows per client and address."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # login: wrong tokens at /admin/login per client address; client and token: requests to
-# POST /api/posts/{id}/comments per client address and per bearer token.
-WEB_LIMIT_KINDS = ("login", "client", "token")
-DEFAULT_WEB_LIMITS = "login=5/15m,client=120/10m,token=1200/10m"
-_RULE = re.compile(r"^(login|client|token)=(\d+)/(\d*)(s|m|h|d)$")
+# POST /api/posts/{id}/comments per client address and per bearer token; public: readers'
+# comments and follows without the token (the embed, the page's form) per client address;
+# email: of those, the ones that mail a confirmation, per address written to.
+WEB_LIMIT_KINDS = ("login", "client", "token", "public", "email")
+DEFAULT_WEB_LIMITS = "login=5/15m,client=120/10m,token=1200/10m,public=20/10m,email=5/h"
+_RULE = re.compile(r"^(login|client|token|public|email)=(\d+)/(\d*)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -244,3 +244,30 @@ def execute_or_defer(
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """One sessionmaker per process; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_engine(shared: Engine) -> Engine | None:
+    """On SQLite, an engine for reads that never takes the write lock; None elsewhere.
+
+    The shared engine opens every transaction with BEGIN IMMEDIATE (see make_engine), which
+    would make each page view wait behind, and hold up, the SMTP edge's writes.
+    """
+    url = shared.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction: a consistent WAL snapshot without blocking writers.
+        connection.exec_driver_sql("BEGIN")
+
+    return engine

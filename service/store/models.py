@@ -86,6 +86,7 @@ class ReasonCode(StrEnum):
     DMARC_FAIL = "dmarc_fail"
     FROM_INVALID = "from_invalid"
     BLOCKED = "blocked"  # a sender the operator blocked (REPLYD moderation); never told
+    EXPIRED = "expired"  # a reply to a web confirmation mail whose request has expired
     # ignored
     DUPLICATE = "duplicate"
     NULL_SENDER = "null_sender"
@@ -96,6 +97,7 @@ class ReasonCode(StrEnum):
     REPORT = "report"  # multipart/report: delivery and disposition notifications
     BOUNCE = "bounce"
     UNSUBSCRIBE = "unsubscribe"
+    CONFIRMED = "confirmed"  # a reply confirming a reader's follow request from the web
     # failed
     ERROR = "error"
     GAVE_UP = "gave_up"
@@ -360,3 +362,44 @@ class IngressToken(Base):
 
     token: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class PendingComment(Base):
+    """A comment a reader made on the blog without the operator's token, kept apart from the
+    comments until its writer confirms their address (by link or by reply): until then no
+    page, feed, API or mail shows it (invariants 7 and 9)."""
+
+    __tablename__ = "pending_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"), default=None)
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased, as people's are
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[str] = mapped_column(Text)
+    # What the writer asked for on confirming: each, daily, weekly or none.
+    follow: Mapped[str] = mapped_column(String(16), default="each")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, published
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"), default=None)
+
+    post: Mapped[Post] = relationship()
+
+
+class FollowRequest(Base):
+    """A reader asked on the blog to follow a post by email: it takes effect only once they
+    confirm their address, and one address and post get at most one such mail an hour."""
+
+    __tablename__ = "follow_requests"
+    __table_args__ = (Index("ix_follow_requests_post_id_email", "post_id", "email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    digest: Mapped[str | None] = mapped_column(String(16), default=None)  # None, daily, weekly
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, confirmed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    post: Mapped[Post] = relationship()

@@ -8,6 +8,7 @@ from service.web.api_comments import list_comments, post_comment
 from service.web.api_inbound import list_inbound
 from service.web.api_moderation import delete_comment, list_moderated, patch_comment
 from service.web.api_posts import get_post, put_post
+from service.web.api_public import post_follow
 from service.web.api_subscriptions import subscribe, unsubscribe
 from service.web.openapi import openapi_document
 
@@ -16,6 +17,7 @@ ROUTES = [
     Route("/api/posts/{post_id}", get_post, methods=["GET"]),
     Route("/api/posts/{post_id}/comments", list_comments, methods=["GET"]),
     Route("/api/posts/{post_id}/comments", post_comment, methods=["POST"]),
+    Route("/api/posts/{post_id}/follow", post_follow, methods=["POST"]),
     Route("/api/subscriptions", subscribe, methods=["POST"]),
     Route("/api/subscriptions", unsubscribe, methods=["DELETE"]),
     Route("/api/comments", list_moderated, methods=["GET"]),

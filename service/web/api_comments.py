@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,17 +14,11 @@ from starlette.responses import JSONResponse, Response
 
 from service.moderation.blocks import Blocklist
 from service.outbound.audience import Audience
-from service.store.idempotency import (
-    MAX_KEY_CHARS,
-    Answer,
-    KeyReused,
-    recall,
-    remember,
-    request_fingerprint,
-)
+from service.store.idempotency import Answer, remember
 from service.store.models import Comment, utcnow
 from service.store.subscriptions import person_for
 from service.store.visibility import is_published, shown_comments
+from service.web.api_public import post_reader_comment
 from service.web.context import (
     MAX_COMMENT_CHARS,
     MAX_ROW_ID,
@@ -44,6 +37,14 @@ from service.web.context import (
     single_line,
     text_field,
     thread_order,
+    within_limit,
+)
+from service.web.idempotent import (
+    Idempotency,
+    answered_before,
+    idempotency_key,
+    json_text,
+    retry_identity,
 )
 
 
@@ -113,14 +114,6 @@ class WebComment:
     parent_id: int | None
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    """A request's Idempotency-Key and what the request asks, to recognise its retries."""
-
-    key: str
-    fingerprint: str
-
-
 def create_web_comment(
     web: WebContext, new: WebComment, idempotency: Idempotency | None
 ) -> tuple[Answer, bool]:
@@ -129,17 +122,9 @@ def create_web_comment(
     answer instead. Returns the answer and whether it is a replay."""
     now = utcnow()
     with web.parts.session_factory.begin() as session:
-        if idempotency is not None:
-            try:
-                earlier = recall(session, idempotency.key, idempotency.fingerprint, now)
-            except KeyReused:
-                raise ApiError(
-                    422,
-                    "this Idempotency-Key was already used for another request (another post "
-                    "or body); send a new key with each new comment",
-                ) from None
-            if earlier is not None:
-                return earlier, True
+        earlier = answered_before(session, idempotency, now)
+        if earlier is not None:
+            return earlier, True
         post = find_post(session, new.slug)
         if post.closed:
             raise ApiError(409, f"post {new.slug!r} is closed to comments")
@@ -171,47 +156,16 @@ def create_web_comment(
         return answer, False
 
 
-def json_text(value: Any) -> str:
-    """JSON as the API writes it (as Starlette's JSONResponse does)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def within_limit(web: WebContext, kind: str, key: str, whose: str) -> None:
-    """Count one comment request under `kind`; a 429 ApiError with Retry-After when over it."""
-    wait = web.throttle.take(kind, key)
-    if wait:
-        raise ApiError(
-            429,
-            f"too many comment requests {whose} (at most {web.throttle.describe(kind)}); "
-            f"try again in {wait} seconds",
-            {"Retry-After": str(wait)},
-        )
-
-
-def idempotency_key(request: Request) -> str | None:
-    """The request's Idempotency-Key header (bare, or as a quoted structured-field string)."""
-    raw = request.headers.get("idempotency-key")
-    if raw is None:
-        return None
-    key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not 1 <= len(key) <= MAX_KEY_CHARS or any(not "!" <= ch <= "~" for ch in key):
-        raise ApiError(
-            400,
-            f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} visible ASCII characters, "
-            "e.g. a UUID",
-        )
-    return key
-
-
 async def post_comment(request: Request) -> Response:
     """POST /api/posts/{id}/comments: publish a comment made on the blog and mail followers
     (or hold it for a moderator: its status says which).
 
     Limited per client address (counted before the token is checked, so guessing it is slow
-    too) and per token; a retry with the same Idempotency-Key gets the first answer.
+    too) and per token; a retry with the same Idempotency-Key gets the first answer. Without
+    the token, it is a reader's comment (service.web.api_public), published once confirmed.
     """
+    if "authorization" not in request.headers:
+        return await post_reader_comment(request)
     web = context_of(request)
     within_limit(web, "client", client_of(request), "from your address")
     require_token(request)
@@ -232,18 +186,15 @@ async def post_comment(request: Request) -> Response:
         # No comment has such an id, and the database driver would overflow looking for it.
         raise ApiError(404, f"post {slug!r} has no comment {parent_id}")
     new = WebComment(slug, author_email, author_name, body, parent_id)
-    idempotency = None
-    if key is not None:
-        asked = json.dumps(data, sort_keys=True, ensure_ascii=False)
-        idempotency = Idempotency(key, request_fingerprint("POST", slug, asked))
+    retries = retry_identity(key, slug, data)
     try:
-        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, retries)
     except IntegrityError:
-        if idempotency is None:
+        if retries is None:
             raise
         # Two requests with this key at once (PostgreSQL): the other one's comment was kept
         # and this one's undone; answer as the other was answered.
-        answer, replayed = await run_in_threadpool(create_web_comment, web, new, idempotency)
+        answer, replayed = await run_in_threadpool(create_web_comment, web, new, retries)
     if not replayed:
         web.wake_outbound()
     return Response(

@@ -9,11 +9,10 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
@@ -29,11 +28,12 @@ from service.inbound.intake import Intake
 from service.resources import templates_dir
 from service.runtime.components import Components
 from service.runtime.throttle import Throttle
-from service.store.engine import make_sessionmaker
+from service.store.engine import make_sessionmaker, read_only_engine
 from service.store.posts import PostInvalid
 from service.web import api, ingress, pages
 from service.web.context import ApiError, WebContext, context_of
 from service.web.metrics import metrics_registry, render_metrics
+from service.web.origins import CorsMiddleware
 from service.web.render import error_page, linkify
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
-# Unsubscribe and moderation tokens are capabilities: the access log shows their route, never
-# their value.
-_SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate)/[^/]+")
+# Unsubscribe, moderation and confirmation tokens are capabilities: logs show their route,
+# never their value.
+_SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate|confirm)/[^/]+")
 _JSON_PATHS = ("/api/", "/ingress/", "/openapi.json", "/healthz", "/metrics")
-_PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
+_PRIVATE_PATHS = ("/admin/", "/unsubscribe/", "/confirm/")
 
 
 def web_templates() -> Environment:
@@ -70,7 +70,7 @@ def web_templates() -> Environment:
 
 
 def loggable_path(path: str) -> str:
-    """A request path fit for logs: unsubscribe and moderation tokens replaced by a placeholder."""
+    """A request path fit for logs: unsubscribe, moderation and confirmation tokens replaced."""
     return _SECRET_PATHS.sub(r"/\1/{token}", path)
 
 
@@ -197,8 +197,12 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
+                # A page whose own policy lets blogs frame it (the embed page) has no DENY.
+                own = headers.get("content-security-policy", "frame-ancestors 'none'")
+                framed = "frame-ancestors 'none'" not in own
                 for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
+                    if not (framed and name == "x-frame-options"):
+                        headers.setdefault(name, value)
                 if private:
                     headers["cache-control"] = "no-store"
             await send(message)
@@ -267,35 +271,9 @@ def create_app(
     app.state.web = web
     app.state.intake = intake or ingress.default_intake(parts, wake_inbound)
     app.state.metrics = metrics_registry(sessions, smtp_refusals)
+    app.add_middleware(CorsMiddleware, origins=parts.settings.embed_origins)
     app.add_middleware(EdgeMiddleware)
     return app
-
-
-def read_engine(parts: Components) -> Engine | None:
-    """On SQLite, an engine for reads that never takes the write lock; None elsewhere.
-
-    The shared engine opens every transaction with BEGIN IMMEDIATE (see service.store.engine), which
-    would make each page view wait behind, and hold up, the SMTP edge's writes.
-    """
-    url = parts.engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # A deferred transaction: a consistent WAL snapshot without blocking writers.
-        connection.exec_driver_sql("BEGIN")
-
-    return engine
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -359,7 +337,7 @@ class HttpServer:
         settings = self.parts.settings
         self._socket = bind_socket(settings.http_host, settings.http_port)
         self._port = int(self._socket.getsockname()[1])
-        self._read_engine = read_engine(self.parts)
+        self._read_engine = read_only_engine(self.parts.engine)
         app = create_app(
             self.parts,
             read_sessions=make_sessionmaker(self._read_engine) if self._read_engine else None,

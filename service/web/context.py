@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from service.moderation.actions import Moderation
 from service.moderation.intake import Intake
+from service.outbound.confirmations import Confirmations
 from service.outbound.notify import Notifier
 from service.runtime.components import Components
 from service.runtime.throttle import Throttle, client_key
@@ -30,6 +31,7 @@ MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
 ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
 # Any stored address, for stopping mail (one stored by an older version may not be mailable).
 _ANY_EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
 class ApiError(Exception):
@@ -64,6 +66,11 @@ class WebContext:
     def api_token(self) -> str | None:
         """The bearer token protected endpoints want, None while it is unset."""
         return self.parts.settings.api_token
+
+    @property
+    def confirmations(self) -> Confirmations:
+        """Readers' requests from the blog, and the mail that confirms them."""
+        return self.parts.confirmations()
 
 
 def context_of(request: Request) -> WebContext:
@@ -109,6 +116,21 @@ def require_token(request: Request) -> None:
         raise ApiError(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'")
 
 
+def within_limit(
+    web: WebContext, kind: str, key: str, whose: str, what: str = "comment requests"
+) -> None:
+    """Count one request under the limit `kind` for `key`; a 429 ApiError with Retry-After
+    and a sentence when over it."""
+    wait = web.throttle.take(kind, key)
+    if wait:
+        raise ApiError(
+            429,
+            f"too many {what} {whose} (at most {web.throttle.describe(kind)}); "
+            f"try again in {wait} seconds",
+            {"Retry-After": str(wait)},
+        )
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 once it grows past `limit` bytes."""
     chunks: list[bytes] = []
@@ -121,9 +143,9 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The request body as a JSON object, or a 400/413 ApiError saying what is wrong."""
-    body = await read_limited(request, MAX_JSON_BYTES)
+    body = await read_limited(request, limit)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -190,6 +212,12 @@ def bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ApiError(400, f"field {name!r} must be true or false")
     return value
+
+
+def mask_email(address: str) -> str:
+    """An address shown on a page or in an answer: enough to recognise, not to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}" if domain else "…"
 
 
 def post_slug(value: str) -> str:

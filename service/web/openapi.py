@@ -31,13 +31,16 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Malformed input; the message says which field.",
         401: "Missing or wrong bearer token.",
-        403: "The comment's author is blocked (replyd block).",
+        403: "The comment's author is blocked (replyd block), or a browser sent it from a page "
+        "not in REPLYD_EMBED_ORIGINS.",
         404: "No such post (or comment).",
         409: "The post is closed to comments (or the comment cannot take this action).",
         413: "Request body too large.",
+        415: "Without the token, the body must be JSON (Content-Type: application/json).",
         422: "The post breaks a rule (id, title or URL), or the Idempotency-Key was used for "
         "another request; the message says which.",
-        429: "Too many requests from this address or with this token; see Retry-After.",
+        429: "Too many requests from this client, with this token or to this email address; "
+        "see Retry-After.",
         503: "REPLYD_API_TOKEN is not set, so protected endpoints are disabled.",
     }
     answers = {str(code): _json(_ref("Error"), texts[code]) for code in codes}
@@ -129,7 +132,23 @@ def openapi(base_url: str) -> dict[str, Any]:
                 "author_name": {"type": "string", "maxLength": 200},
                 "body": {"type": "string", "maxLength": MAX_COMMENT_CHARS},
                 "parent_id": {"type": ["integer", "null"], "minimum": 1},
+                "follow": {
+                    "enum": ["each", "daily", "weekly", "none"],
+                    "default": "each",
+                    "description": "Without the token: how the writer follows the thread once "
+                    "the comment is confirmed.",
+                },
+                "author_token": {
+                    "type": "string",
+                    "description": "Without the token: the token a confirmation handed this "
+                    "browser; for the same address, the comment is published at once.",
+                },
             },
+        },
+        "Pending": {
+            "type": "object",
+            "required": ["status", "message"],
+            "properties": {"status": {"const": "pending"}, "message": {"type": "string"}},
         },
         "Comment": {
             "type": "object",
@@ -198,6 +217,14 @@ def openapi(base_url: str) -> dict[str, Any]:
             "required": ["post_id", "email"],
             "properties": {
                 "post_id": {"type": "string"},
+                "email": {"type": "string", "format": "email"},
+                "digest": {"enum": [None, "daily", "weekly"]},
+            },
+        },
+        "FollowInput": {
+            "type": "object",
+            "required": ["email"],
+            "properties": {
                 "email": {"type": "string", "format": "email"},
                 "digest": {"enum": [None, "daily", "weekly"]},
             },
@@ -282,13 +309,16 @@ def openapi(base_url: str) -> dict[str, Any]:
                 },
             },
             "post": {
-                "summary": "Publish a comment made on the blog; its followers are mailed",
+                "summary": "A comment made on the blog; published once its writer is known",
                 "operationId": "postComment",
-                "security": _PROTECTED,
-                "description": "Limited per client address and per token (429 with "
-                "Retry-After). A request repeated with the same Idempotency-Key and body "
-                "within 24 hours gets the first answer (with Idempotent-Replayed: true) and "
-                "makes no second comment.",
+                "security": [*_PROTECTED, {}],
+                "description": "With the token: published at once, followers mailed. Without "
+                "it (a reader, from the embed): 202, kept until the address confirms it by the "
+                "link mailed there or a reply to that mail; 201 at once with a valid "
+                "author_token for the same address. Limited per client address, per token and "
+                "per address mailed (429 with Retry-After). A request repeated with the same "
+                "Idempotency-Key and body within 24 hours gets the first answer (with "
+                "Idempotent-Replayed: true) and makes no second comment.",
                 "parameters": [_POST_ID, _IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
@@ -299,7 +329,8 @@ def openapi(base_url: str) -> dict[str, Any]:
                         _ref("Comment"),
                         "Published or held for a moderator (or, replayed, as answered before).",
                     ),
-                    **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
+                    "202": _json(_ref("Pending"), "Kept until the address confirms it."),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 },
             },
         },
@@ -362,6 +393,24 @@ def openapi(base_url: str) -> dict[str, Any]:
                     **_errors(400, 401, 404, 503),
                 },
             },
+        },
+        "/api/posts/{post_id}/follow": {
+            "post": {
+                "summary": "A reader asks to follow a post by email (double opt-in)",
+                "operationId": "follow",
+                "description": "Mails a confirmation link; only that link, or a reply to the "
+                "mail, makes the address follow. One address and post get at most one such "
+                "mail an hour; the answer is the same either way.",
+                "parameters": [_POST_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("FollowInput")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Pending"), "A confirmation link was mailed."),
+                    **_errors(400, 403, 404, 409, 413, 415, 429),
+                },
+            }
         },
         "/api/subscriptions": {
             "post": {

@@ -1,8 +1,10 @@
-"""The public HTML pages: a post's comment thread, and the unsubscribe confirmation."""
+"""The public HTML pages: a post's comment thread (with its forms), and the unsubscribe page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
 
@@ -12,24 +14,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.identity.addresses import ALL_POSTS, verify_token
-from service.store.models import Comment, Person, Post
+from service.identity.web_tokens import make_form_token
+from service.outbound.confirmations import epoch
+from service.store.models import Comment, Person, Post, utcnow
 from service.store.posts import is_http_url
 from service.store.subscriptions import unsubscribe, unsubscribed
 from service.store.visibility import shown_comments
 from service.web.context import (
+    MAX_COMMENT_CHARS,
     MAX_SHOWN_DEPTH,
     WebContext,
+    client_of,
     context_of,
+    mask_email,
     post_slug,
     thread_order,
 )
+from service.web.origins import frame_ancestors
 from service.web.render import error_page, render
-
-
-def mask_email(address: str) -> str:
-    """An address shown on a public page: enough to recognise, not enough to harvest."""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}…@{domain}" if domain else "…"
 
 
 @dataclass(frozen=True)
@@ -76,24 +78,73 @@ def load_thread(web: WebContext, slug: str) -> tuple[Post, list[ShownComment]] |
         return post, shown
 
 
-async def post_page(request: Request) -> Response:
-    """GET /posts/{id}: a post's comment thread as an HTML page."""
+@dataclass(frozen=True)
+class FormState:
+    """A form sent back to its page: what the reader typed, and what was wrong with it."""
+
+    kind: str  # "comment" or "follow"
+    values: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)  # field name -> sentence
+    summary: str = ""
+
+
+def embed_headers(web: WebContext) -> dict[str, str]:
+    """The policy of pages shown in the blog's iframe: only REPLYD_EMBED_ORIGINS may frame them."""
+    return {"content-security-policy": frame_ancestors(web.parts.settings.embed_origins)}
+
+
+async def thread_page(
+    request: Request,
+    slug: str,
+    *,
+    embedded: bool = False,
+    form: FormState | None = None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A post's thread with its comment and follow forms, as a page or (`embedded`) as the
+    page the blog's iframe shows."""
     web = context_of(request)
-    slug = post_slug(request.path_params["post_id"])
     loaded = await run_in_threadpool(load_thread, web, slug)
+    extra = {**(embed_headers(web) if embedded else {}), **(headers or {})}
     if loaded is None:
-        return error_page(web, 404, "There is no post with this id.")
+        missing = error_page(web, 404, "There is no post with this id.")
+        missing.headers.update(extra)
+        return missing
     post, comments = loaded
-    return render(
+    wanted = (form.values.get("parent_id") if form else None) or request.query_params.get(
+        "reply_to", ""
+    )
+    reply_to = next((c for c in comments if str(c.id) == wanted.strip()), None)
+    base = f"/posts/{quote(post.slug, safe='')}"
+    form_base = f"{base}/embed" if embedded else base
+    response = render(
         web,
-        "post.html",
+        "embed.html" if embedded else "post.html",
+        status,
         post=post,
         # A post saved before URLs were checked may hold javascript: or the like: no link then.
         post_url=post.url if is_http_url(post.url) else None,
         comments=comments,
-        feed_url=f"/posts/{quote(post.slug, safe='')}/comments.atom",
+        feed_url=f"{base}/comments.atom",
         max_depth=MAX_SHOWN_DEPTH,
+        form=form or FormState(""),
+        form_token=make_form_token(post.id, client_of(request), epoch(utcnow()), web.parts.keyring),
+        request_key=secrets.token_urlsafe(18),  # one per form shown: a double click sends it twice
+        reply_to=reply_to,
+        page_url=form_base,
+        comment_action=f"{form_base}/comments",
+        follow_action=f"{form_base}/follow",
+        max_comment_chars=MAX_COMMENT_CHARS,
     )
+    response.headers.update(extra)
+    return response
+
+
+async def post_page(request: Request) -> Response:
+    """GET /posts/{id}: a post's comment thread as an HTML page, with forms to comment and
+    follow that work without JavaScript."""
+    return await thread_page(request, post_slug(request.path_params["post_id"]))
 
 
 @dataclass(frozen=True)
