@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import smtplib
+import socket
 import sqlite3
 import threading
 import time
@@ -13,7 +14,8 @@ import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import event, func, select
 
-from service.inbound.edge import _PLAIN_PATH, ReplySMTP
+from service.identity.addresses import ReplyTarget
+from service.inbound.protocol import _PLAIN_PATH, ReplyProtocol
 from service.inbound.queue import GroupCommit
 from service.runtime.components import Components
 from service.store.models import InboundEmail
@@ -147,22 +149,149 @@ class TestSizeLimit:
 class TestLmtp:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, str]:
-        """LMTP, as behind Postfix."""
-        return {"REPLYD_PROTOCOL": "lmtp"}
+        """LMTP, as behind Postfix, and a 4 KiB size limit."""
+        return {"REPLYD_PROTOCOL": "lmtp", "REPLYD_MAX_MESSAGE_BYTES": "4096"}
 
     def test_lmtp_answers_once_per_recipient(self, server: RunningServer, blog: Blog) -> None:
         """Over LMTP each accepted recipient gets its own 250 after DATA (RFC 2033)."""
         post = blog.post()
         first, second = blog.address(post, READER), blog.address(post, "other@example.org")
-        with smtplib.LMTP("127.0.0.1", server.port) as client:
+        with smtplib.LMTP("127.0.0.1", server.port, timeout=10) as client:
             client.ehlo()  # LHLO on an LMTP client
             client.mail(READER)
             client.rcpt(first)
             client.rcpt(second)
             # smtplib reads only the first DATA reply; LMTP sends one more per recipient.
             replies = [client.data(reply_message(READER, first, "Hi"))[0], client.getreply()[0]]
+            assert client.noop()[0] == 250  # and no third reply: the next one is the NOOP's
         assert replies == [250, 250]
         assert inbound_count(blog) == 2
+
+    def test_store_failure_answers_451_once_per_recipient(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """When storing fails, each of three recipients gets its own 451 4.3.0, so an MTA in
+        front need not wait for the missing ones and send the message again."""
+        post = blog.post()
+        addresses = [blog.address(post, f"r{n}@example.org") for n in range(3)]
+        with sqlite3.connect(database_file(server)) as db:
+            db.execute("ALTER TABLE inbound_emails RENAME TO inbound_emails_away")
+        with smtplib.LMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.ehlo()
+            client.mail(READER)
+            for address in addresses:
+                client.rcpt(address)
+            replies = [client.data(reply_message(READER, addresses[0], "Hi"))]
+            replies += [client.getreply() for _ in addresses[1:]]
+            assert client.noop()[0] == 250
+        assert [(code, text[:6]) for code, text in replies] == [(451, b"4.3.0 ")] * 3
+
+    def test_too_big_answers_552_once_per_recipient_and_hangs_up(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """A message over the size limit gets 552 5.3.4 once per recipient, then the server
+        closes the connection (it reads no more of it)."""
+        post = blog.post()
+        addresses = [blog.address(post, f"r{n}@example.org") for n in range(2)]
+        with smtplib.LMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.ehlo()
+            client.mail(READER)
+            for address in addresses:
+                client.rcpt(address)
+            replies = [client.data(reply_message(READER, addresses[0], "x" * 8000))]
+            replies.append(client.getreply())
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                client.noop()
+        assert [(code, text[:6]) for code, text in replies] == [(552, b"5.3.4 ")] * 2
+        assert inbound_count(blog) == 0
+
+    def test_a_repeated_recipient_is_answered_twice_and_stored_once(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """RCPT of one address twice (its case changed): two 250s after DATA, one stored row."""
+        address = blog.address(blog.post(), READER)
+        with smtplib.LMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.ehlo()
+            client.mail(READER)
+            client.rcpt(address)
+            client.rcpt(address.upper())
+            replies = [client.data(reply_message(READER, address, "Hi"))[0], client.getreply()[0]]
+            assert client.noop()[0] == 250
+        assert replies == [250, 250]
+        assert inbound_count(blog) == 1
+
+    def test_an_smtp_client_on_the_lmtp_listener_gets_smtp(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """EHLO on the LMTP listener (whose greeting says LMTP): one reply after DATA for two
+        recipients, as SMTP has it."""
+        post = blog.post()
+        first, second = blog.address(post, READER), blog.address(post, "other@example.org")
+        with smtplib.SMTP(timeout=10) as client:
+            assert client.connect("127.0.0.1", server.port) == (
+                220,
+                b"replies.example.org LMTP replyd",
+            )
+            client.ehlo()
+            client.mail(READER)
+            client.rcpt(first)
+            client.rcpt(second)
+            assert client.data(reply_message(READER, first, "Hi"))[0] == 250
+            assert client.noop() == (250, b"OK")
+        assert inbound_count(blog) == 2
+
+
+class TestOnePort:
+    def test_greetings_choose_the_protocol(self, server: RunningServer, blog: Blog) -> None:
+        """On the SMTP listener (REPLYD_PROTOCOL=smtp) a client saying LHLO gets LMTP: one
+        reply per recipient after DATA; one saying EHLO gets SMTP."""
+        post = blog.post()
+        first, second = blog.address(post, READER), blog.address(post, "other@example.org")
+        with smtplib.LMTP("127.0.0.1", server.port, timeout=10) as client:
+            code, _ = client.ehlo()
+            assert code == 250
+            client.mail(READER)
+            client.rcpt(first)
+            client.rcpt(second)
+            replies = [client.data(reply_message(READER, first, "Hi"))[0], client.getreply()[0]]
+            assert client.noop() == (250, b"OK")
+        assert replies == [250, 250]
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.ehlo()
+            client.mail(READER)
+            client.rcpt(first)
+            client.rcpt(second)
+            assert client.data(reply_message(READER, first, "Hi again"))[0] == 250
+            assert client.noop() == (250, b"OK")
+
+    def test_the_greeting_names_the_protocol_set(self, server: RunningServer) -> None:
+        """The 220 greeting says ESMTP on an SMTP listener."""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            greeting = sock.makefile("rb").readline()
+        assert greeting.startswith(b"220 replies.example.org ESMTP"), greeting
+
+
+class TestReplyTexts:
+    def test_the_250_says_what_happens_to_the_message(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """A DSN to a bounce address is answered "bounce recorded", mail to an unsubscribe
+        address "no more mail about this post", a reply "appear as a comment"."""
+        post = blog.post()
+        book, keyring = blog.parts.book, blog.parts.keyring
+        target = ReplyTarget(post, None, blog.person(READER))
+        cases = {
+            book.bounce_address(1, target.person_id, keyring): b"bounce recorded",
+            book.unsubscribe_address(target, keyring): b"no more mail about this post",
+            book.reply_address(target, keyring): b"will appear as a comment shortly",
+        }
+        for address, meaning in cases.items():
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+                client.ehlo()
+                client.mail("" if address.startswith("bounces") else READER)
+                assert client.rcpt(address)[0] == 250
+                code, text = client.data(reply_message(READER, address, "Whatever"))
+            assert code == 250 and text.startswith(b"2.0.0 ") and meaning in text, text
 
 
 class TestDrain:
@@ -295,7 +424,10 @@ class TestPaths:
     def test_read_as_aiosmtpd_reads_them(self, limit: int) -> None:
         """Every path, plain or odd, gives the same address and parameters as aiosmtpd's
         own parser, with and without a local-part limit; and the plain ones take the fast way."""
-        ours, theirs = ReplySMTP(object(), hostname="x"), SMTP(object(), hostname="x")
+        # A loop of the test's own, closed at the end: each would otherwise make one.
+        loop = asyncio.new_event_loop()
+        ours = ReplyProtocol(object(), hostname="x", loop=loop)
+        theirs = SMTP(object(), hostname="x", loop=loop)
         ours.local_part_limit = theirs.local_part_limit = limit
         fixed = [
             "<reader@example.org>",
@@ -318,6 +450,7 @@ class TestPaths:
             plain += _PLAIN_PATH.match(path) is not None
             assert self.read(ours, path) == self.read(theirs, path), repr(path)
         assert plain > 300  # the fast way is taken: without it this test would prove nothing
+        loop.close()
 
     def test_plain_path_with_parameters_over_smtp(self, server: RunningServer) -> None:
         """A real client's MAIL with parameters reaches the parameter checks: SIZE is read."""
