@@ -37,14 +37,14 @@ def memory_kib(pid: int, field: str) -> int:
 
 @contextmanager
 def replyd_serve(
-    env: dict[str, str], log: Path, open_files: int | None = None
+    env: dict[str, str], log: Path, open_files: int | None = None, soft_limit: int | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`replyd serve` as a subprocess (with at most `open_files` files: its hard limit),
-    listening; SIGTERM and exit 0 afterwards."""
+    """`replyd serve` as a subprocess (with at most `open_files` files: its hard limit; its
+    soft limit `soft_limit` or the same), listening; SIGTERM and exit 0 afterwards."""
 
     def limit_files() -> None:
         if open_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit or open_files, open_files))
 
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -271,6 +271,20 @@ class TestSessionLimits:
 
 
 class TestUnderTheFileLimit:
+    def test_the_open_file_limit_is_raised_to_the_hard_limit(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """Started with a soft limit of 256 open files under a hard one of 1024, `replyd
+        serve` runs with 1024, under which its default caps fit."""
+        env = node_env(settings, free_port(), tmp_path / "outbox")
+        log = tmp_path / "node.log"
+        with replyd_serve(env, log, open_files=1024, soft_limit=256) as node:
+            limits = Path(f"/proc/{node.pid}/limits").read_text()
+            line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+            assert line.split()[3:5] == ["1024", "1024"], line
+        # 1024 files hold the default caps (500 SMTP, 200 HTTP) and what replyd needs besides.
+        assert "the open file limit" not in log.read_text()
+
     def test_a_flood_of_connections_leaves_room_for_honest_mail_and_healthz(
         self, settings: Settings, blog: Blog, tmp_path: Path
     ) -> None:
@@ -308,6 +322,46 @@ class TestUnderTheFileLimit:
             assert answers.count(b"HTTP/1.1 408") == 50  # after two seconds
         text = log.read_text()
         assert "the open file limit (512) leaves room for 192 connections" in text, text
+        assert not [line for line in text.splitlines() if _about_accepting(line)], text
+
+    def test_a_flood_from_many_addresses_is_refused_not_dropped(
+        self, settings: Settings, blog: Blog, tmp_path: Path
+    ) -> None:
+        """Limited to 512 open files, 600 SMTP connections and 300 half-sent HTTP requests
+        from 40 addresses fill the total caps (lowered to fit): every connection past them
+        is answered 421 or 503 at once, none waits unaccepted, and once the flood is gone
+        honest mail gets 250."""
+        address = blog.address(blog.post(), READER)
+        port, http_port = free_port(), free_port()
+        log = tmp_path / "node.log"
+        env = node_env(
+            settings,
+            port,
+            tmp_path / "outbox",
+            REPLYD_HTTP_PORT=str(http_port),
+            REPLYD_HTTP_REQUEST_TIMEOUT="2",
+        )
+        clients = [f"127.0.0.{n}" for n in range(2, 42)]
+        with replyd_serve(env, log, open_files=512):
+            with ExitStack() as stack:
+                held = [
+                    stack.enter_context(connect_from(clients[n % 40], port)) for n in range(600)
+                ]
+                half = []
+                for n in range(300):
+                    sock = stack.enter_context(connect_from(clients[n % 40], http_port))
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: replyd\r\n")
+                    half.append(sock)
+                greetings = [read_line(sock)[:9] for sock in held]
+                # 500 and 200 wanted; 137 and 54 fit under 512 files beside what replyd needs.
+                assert greetings.count(b"220 repli") == 137
+                assert greetings.count(b"421 4.7.0") == 463
+                answers = [_whole_answer(sock)[:12] for sock in half]
+                assert answers.count(b"HTTP/1.1 503") == 246
+                assert answers.count(b"HTTP/1.1 408") == 54
+            wait_for(lambda: healthz(http_port)[0] == 200, what="/healthz once the flood is gone")
+            assert send(port, READER, [address], reply_message(READER, address, "Hi")) == {}
+        text = log.read_text()
         assert not [line for line in text.splitlines() if _about_accepting(line)], text
 
 

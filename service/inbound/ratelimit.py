@@ -41,7 +41,12 @@ def parse_limits(text: str) -> dict[str, Limit]:
 def sender_key(client: str, sender: str) -> str:
     """The key of the sender limit: the envelope sender as seen from one client address, so
     that mail forged in someone's name elsewhere does not use up their allowance."""
-    return f"{client} {sender.lower()}"
+    return f"{client} {sender}"
+
+
+def _folded(key: str) -> str:
+    """Keys are addresses: compared without regard to case, as MTAs change it."""
+    return key.lower()
 
 
 class Bucket:
@@ -72,7 +77,7 @@ class RateLimiter:
         limit = self.limits.get(kind)
         if limit is None:
             return True
-        bucket = self.buckets.get((kind, key.lower()))
+        bucket = self.buckets.get((kind, _folded(key)))
         if bucket is None:
             return count <= limit.count
         return self._refilled(bucket, limit, self.clock()) >= count
@@ -84,7 +89,7 @@ class RateLimiter:
         if limit is None:
             return
         now = self.clock()
-        bucket = self._bucket(kind, key.lower(), limit, now)
+        bucket = self._bucket(kind, _folded(key), limit, now)
         bucket.tokens = max(-float(limit.count), self._refilled(bucket, limit, now) - count)
         bucket.updated = now
 

@@ -14,10 +14,11 @@ from service.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Files a running replyd holds besides its client connections (database connections and
-# their WAL files, pipes to worker processes, logs, outbound SMTP: about 60 measured), and
-# room for a burst of connections accepted before their refusal closes them (the listen
-# backlogs, 100 for SMTP and 128 for HTTP).
+# Files a running replyd holds besides its client connections: database connections (up
+# to 15 pooled per engine, three engines; SQLite's WAL files beside each), pipes to worker
+# processes, logs, outbound SMTP (17 measured under the benchmark's load, up to about 90);
+# and room for a burst of connections accepted before their refusal closes them (the listen
+# backlogs: 100 for SMTP, 128 for HTTP).
 RESERVED_FILES = 320
 _ACCEPT_ERROR = "socket.accept() out of system resource"
 
