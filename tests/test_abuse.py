@@ -6,7 +6,7 @@ import base64
 import gzip
 import smtplib
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -417,23 +417,51 @@ class TestRetention:
     def test_purge_keeps_failed_and_recent(self, blog: Blog) -> None:
         """Old finished mail loses its raw source; failed and recent mail keep theirs."""
         address = blog.address(blog.post(), READER)
-        ids = store_mail(blog.parts, b"old", READER, [address, address, address])
+        ids = [store_mail(blog.parts, b"old", READER, [address])[0] for _ in range(3)]
         long_ago = utcnow() - timedelta(days=40)
-        with blog.parts.session_factory.begin() as session:
-            for row_id, status, finished in zip(
-                ids,
-                (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED),
-                (long_ago, long_ago, utcnow()),
-                strict=True,
-            ):
-                row = session.get(InboundEmail, row_id)
-                assert row is not None
-                row.status, row.finished_at = status, finished
+        finish(
+            blog,
+            ids,
+            (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED),
+            (long_ago, long_ago, utcnow()),
+        )
         with blog.parts.session_factory.begin() as session:
             assert purge_raw(session, utcnow() - timedelta(days=30)) == 1
+        assert raws(blog, ids) == [b"", b"old", b"old"]
+
+    def test_a_message_to_several_recipients_is_purged_once_none_needs_it(self, blog: Blog) -> None:
+        """The one stored copy of a message to two reply addresses is kept while one of its
+        rows failed, and emptied (for both rows) once both are finished long ago."""
+        post = blog.post()
+        recipients = [blog.address(post, READER), blog.address(post, "other@example.org")]
+        kept = store_mail(blog.parts, b"kept", READER, recipients)
+        gone = store_mail(blog.parts, b"gone", READER, recipients)
+        long_ago = utcnow() - timedelta(days=40)
+        finish(blog, kept, (InboundStatus.PROCESSED, InboundStatus.FAILED), (long_ago, long_ago))
+        finish(blog, gone, (InboundStatus.PROCESSED, InboundStatus.IGNORED), (long_ago, long_ago))
+        with blog.parts.session_factory.begin() as session:
+            assert purge_raw(session, utcnow() - timedelta(days=30)) == 2
+        assert raws(blog, kept + gone) == [b"kept", b"kept", b"", b""]
         with blog.parts.session_factory() as session:
-            raws = [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
-        assert raws == [b"", b"old", b"old"]
+            purged = [session.get(InboundEmail, i).raw_purged_at for i in kept + gone]  # type: ignore[union-attr]
+        assert [when is not None for when in purged] == [False, False, True, True]
+
+
+def finish(
+    blog: Blog, ids: list[int], statuses: tuple[str, ...], when: tuple[datetime, ...]
+) -> None:
+    """Put stored rows into final states, finished at the given times."""
+    with blog.parts.session_factory.begin() as session:
+        for row_id, status, finished in zip(ids, statuses, when, strict=True):
+            row = session.get(InboundEmail, row_id)
+            assert row is not None
+            row.status, row.finished_at = status, finished
+
+
+def raws(blog: Blog, ids: list[int]) -> list[bytes]:
+    """The raw bytes each row reads, in order."""
+    with blog.parts.session_factory() as session:
+        return [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
 
 
 FIXTURE_MESSAGES = sorted(FIXTURES.glob("*.eml"))

@@ -9,16 +9,21 @@ import socket
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import event, func, select
+from alembic import command
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.orm import Session
 
 from service.identity.addresses import ReplyTarget
 from service.inbound.protocol import _PLAIN_PATH, ReplyProtocol
 from service.inbound.queue import GroupCommit
 from service.runtime.components import Components
-from service.store.models import InboundEmail
+from service.store.engine import make_engine
+from service.store.models import InboundEmail, utcnow
+from service.store.schema import alembic_config
 from tests.conftest import Blog, RunningServer, reply_message, send, wait_for
 
 READER = "reader@example.org"
@@ -292,6 +297,90 @@ class TestReplyTexts:
                 assert client.rcpt(address)[0] == 250
                 code, text = client.data(reply_message(READER, address, "Whatever"))
             assert code == 250 and text.startswith(b"2.0.0 ") and meaning in text, text
+
+
+def database_bytes(server: RunningServer) -> int:
+    """The size of the SQLite database, its write-ahead log folded in first."""
+    with sqlite3.connect(database_file(server)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages * db.execute("PRAGMA page_size").fetchone()[0])
+
+
+class TestOneCopy:
+    def test_a_message_is_stored_once_whatever_its_recipients(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """A 1 MiB message to one reply address given ten times adds about 1 MiB to the
+        database (one row); to ten different reply addresses, ten rows and again about 1 MiB."""
+        post = blog.post()
+        body = "\n".join(
+            f"Line {n} of a long reply, to make the message weigh 1 MiB." for n in range(17_200)
+        )
+        same = [blog.address(post, READER)] * 10
+        others = [blog.address(post, f"r{n}@example.org") for n in range(10)]
+        for recipients in (same, others):
+            raw = reply_message(READER, recipients[0], body)
+            assert 1024 * 1024 <= len(raw) < 1.1 * 1024 * 1024
+            before = database_bytes(server)
+            assert send(server.port, READER, recipients, raw) == {}
+            grown = database_bytes(server) - before
+            assert grown < 1.3 * len(raw), f"{grown} bytes for a message of {len(raw)}"
+        with blog.parts.session_factory() as session:
+            rows = list(session.scalars(select(InboundEmail).order_by(InboundEmail.id)))
+        assert [row.recipient for row in rows] == [same[0].lower()] + [a.lower() for a in others]
+        assert (
+            len({row.source_id for row in rows[1:]}) == 1 and rows[0].source_id != rows[1].source_id
+        )
+        assert all(row.raw.startswith(b"From: ") for row in rows)
+
+
+class TestOneCopyMigration:
+    """Migration 0005c moves raw bytes into inbound_sources: mail stored before keeps them,
+    new mail gets fresh ids, and the downgrade gives every row its own copy again."""
+
+    def test_on_sqlite(self, tmp_path: Path) -> None:
+        """On a fresh SQLite file taken to 0004 first."""
+        engine = make_engine(f"sqlite:///{tmp_path / 'replyd.db'}")
+        command.upgrade(alembic_config(engine), "0004")
+        move_and_back(engine)
+
+    def test_on_postgresql(self, postgres_url: str) -> None:
+        """On PostgreSQL (where the id sequence must go on after the ids carried over)."""
+        engine = make_engine(postgres_url)
+        command.downgrade(alembic_config(engine), "0004")
+        move_and_back(engine)
+
+
+def move_and_back(engine: Engine) -> None:
+    """Store two rows at 0004, upgrade, store a message to two recipients, downgrade, upgrade."""
+    config = alembic_config(engine)
+    try:
+        with engine.begin() as connection:
+            for raw in (b"first", b"second"):
+                connection.execute(
+                    text(
+                        "INSERT INTO inbound_emails (received_at, raw, sha256, sender, "
+                        "recipient, status, attempts, updated_at) VALUES (:now, :raw, 'x', "
+                        "'s@example.org', 'r@example.org', 'processed', 0, :now)"
+                    ),
+                    {"raw": raw, "now": utcnow()},
+                )
+            first, second = connection.execute(
+                text("SELECT id FROM inbound_emails ORDER BY id")
+            ).scalars()
+        command.upgrade(config, "head")
+        new = asyncio.run(GroupCommit(engine)(b"new", "s@example.org", ["a@x.org", "b@x.org"]))
+        with Session(engine) as session:
+            raws = {row.id: row.raw for row in session.scalars(select(InboundEmail))}
+        assert raws == {first: b"first", second: b"second", new[0]: b"new", new[1]: b"new"}
+        command.downgrade(config, "0004")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, raw FROM inbound_emails ORDER BY id"))
+            assert {row.id: bytes(row.raw) for row in rows} == raws
+    finally:
+        command.upgrade(config, "head")
+        engine.dispose()
 
 
 class TestDrain:

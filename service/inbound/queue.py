@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
+from service.store.models import InboundEmail, InboundSource, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
 LEASE = timedelta(minutes=5)
@@ -33,28 +33,33 @@ def header_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def _received_rows(raw: bytes, sender: str, recipients: Iterable[str]) -> list[dict[str, Any]]:
-    """The values of one new row per envelope recipient of one message."""
+def _received_rows(
+    raw: bytes, source_id: int, sender: str, recipients: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The values of one new row per distinct envelope recipient of one message, each
+    pointing at the message's one stored copy."""
     digest = hashlib.sha256(raw).hexdigest()
     message_id = header_message_id(raw)
     now = utcnow()
     return [
         {
-            "raw": raw,
+            "source_id": source_id,
             "sha256": digest,
             "message_id": message_id,
             "sender": sender,
-            "recipient": recipient.lower(),
+            "recipient": recipient,
             "status": InboundStatus.RECEIVED,
             "received_at": now,
             "updated_at": now,
         }
-        for recipient in recipients
+        # The same address given twice is one recipient (MTAs lower-case local parts, too).
+        for recipient in dict.fromkeys(recipient.lower() for recipient in recipients)
     ]
 
 
-# Built once: the edge runs it for every message, and building a statement costs more than
+# Built once: the edge runs them for every message, and building a statement costs more than
 # SQLite takes to run it. The ids come back in the order the rows were given.
+_STORE_SOURCE = insert(InboundSource).returning(InboundSource.id, sort_by_parameter_order=True)
 _STORE = insert(InboundEmail).returning(InboundEmail.id, sort_by_parameter_order=True)
 
 
@@ -63,6 +68,11 @@ def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[int
     if not rows:
         return []
     return list(connection.execute(_STORE, rows).scalars())
+
+
+def _insert_sources(connection: Connection, raws: list[bytes]) -> list[int]:
+    """INSERT one stored copy per message in one statement; their new ids, in order."""
+    return list(connection.execute(_STORE_SOURCE, [{"raw": raw} for raw in raws]).scalars())
 
 
 @dataclass
@@ -77,9 +87,9 @@ class _Waiting:
 
 
 class GroupCommit:
-    """How the edge stores accepted mail, one row per recipient, for many SMTP sessions at once:
-    messages whose DATA ends while a commit is in flight share the next commit, so N waiting
-    senders cost one fsync, not N.
+    """How the edge stores accepted mail, for many SMTP sessions at once: the message's bytes
+    once, and one row per distinct recipient pointing at them. Messages whose DATA ends while
+    a commit is in flight share the next commit, so N waiting senders cost one fsync, not N.
 
     Each caller still returns only after the commit holding its own message, so 250 keeps
     meaning stored. It runs on the event loop, and each commit goes to a thread of its own:
@@ -96,7 +106,8 @@ class GroupCommit:
         self._committer: asyncio.Task[None] | None = None
 
     async def __call__(self, raw: bytes, sender: str, recipients: Iterable[str]) -> list[int]:
-        """Commit one message (one row per recipient) and return the row ids; raises if not."""
+        """Commit one message (its bytes once, a row per distinct recipient) and return the
+        row ids; raises if not."""
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[list[int]] = loop.create_future()
         self._queue.append((_Waiting(raw, sender, list(recipients)), stored))
@@ -135,7 +146,11 @@ class GroupCommit:
     def _commit(self, batch: list[_Waiting]) -> None:
         try:
             with self.engine.begin() as connection:
-                groups = [_received_rows(i.raw, i.sender, i.recipients) for i in batch]
+                sources = _insert_sources(connection, [item.raw for item in batch])
+                groups = [
+                    _received_rows(item.raw, source, item.sender, item.recipients)
+                    for item, source in zip(batch, sources, strict=True)
+                ]
                 ids = iter(_insert_rows(connection, [row for group in groups for row in group]))
                 for item, group in zip(batch, groups, strict=True):
                     item.ids = [next(ids) for _ in group]
@@ -162,7 +177,7 @@ class ClaimedMail:
 
 _CLAIMED_COLUMNS = (
     InboundEmail.id,
-    InboundEmail.raw,
+    InboundEmail.raw.label("raw"),  # read from the message's one stored copy
     InboundEmail.sender,
     InboundEmail.recipient,
     InboundEmail.sha256,

@@ -18,9 +18,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -126,6 +127,15 @@ class Subscription(Base):
     person: Mapped[Person] = relationship()
 
 
+class InboundSource(Base):
+    """The raw bytes of one received message, stored once however many recipients it had."""
+
+    __tablename__ = "inbound_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class InboundEmail(Base):
     """One message as received for one envelope recipient: raw bytes first, parsed later."""
 
@@ -134,7 +144,8 @@ class InboundEmail(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # The message's bytes, shared by the rows of its other recipients (read as `raw`).
+    source_id: Mapped[int] = mapped_column(ForeignKey("inbound_sources.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(998), default=None)
     sender: Mapped[str] = mapped_column(String(320))  # envelope MAIL FROM, "" for bounces
@@ -148,6 +159,10 @@ class InboundEmail(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Set when retention deleted the raw bytes (raw is then empty); the row itself stays.
     raw_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The message as received, read from its source (a column of its own, stored once).
+    raw: Mapped[bytes] = column_property(
+        select(InboundSource.raw).where(InboundSource.id == source_id).scalar_subquery()
+    )
 
 
 class Comment(Base):
