@@ -19,9 +19,18 @@ import pytest
 from sqlalchemy import func, select
 
 from service.runtime.settings import Settings
-from service.store.models import Comment, InboundEmail
-from tests.conftest import Blog, RunningServer, free_port, reply_message, send, wait_for
+from service.store.models import MAX_COMMENT_CHARS, Comment, InboundEmail, InboundStatus
+from tests.conftest import (
+    Blog,
+    RunningServer,
+    SinkHandler,
+    free_port,
+    reply_message,
+    send,
+    wait_for,
+)
 from tests.test_nodes import REPLYD, listening, node_env, stop_node
+from tests.test_reply_flow import comments, delivered, final_row
 
 READER = "reader@example.org"
 MIB = 1024 * 1024
@@ -471,3 +480,42 @@ def _read_exactly(sock: socket.socket, count: int) -> bytes:
         assert piece, "closed early"
         data += piece
     return data
+
+
+def text_of_length(count: int) -> str:
+    """Text of exactly `count` characters, in lines of 80 (no line ends in a space)."""
+    line = "Thisreplygoesonandon,longerthananythingacommentfieldwouldtake;itnevertires.1234"
+    text = "\n".join([line[:79]] * (count // 80 + 1))[:count]
+    return text[:-1] + "." if text.endswith("\n") else text
+
+
+class TestCommentLength:
+    def test_emailed_comments_are_capped_as_web_ones_are(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A reply of 50,000 characters becomes a comment; one of 50,001 is rejected, its
+        sender is told why, and none of the post's followers is mailed any of it."""
+        post = blog.post()
+        address = blog.address(post, READER)
+        longest = text_of_length(MAX_COMMENT_CHARS)
+        raw = reply_message(READER, address, longest, message_id="<longest@client.example>")
+        send(server.port, READER, [address], raw)
+        assert final_row(blog).status == InboundStatus.PROCESSED
+        assert [len(comment.body) for comment in comments(blog)] == [MAX_COMMENT_CHARS]
+        delivered(sink, "author@example.org")  # the author is told of the first one
+        too_long = text_of_length(MAX_COMMENT_CHARS + 1)
+        raw = reply_message(READER, address, too_long, message_id="<too-long@client.example>")
+        send(server.port, READER, [address], raw)
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED
+        assert (
+            row.reason
+            == "too long: the reply has 50001 characters, over the 50000 a comment may have"
+        )
+        [notice] = delivered(sink, READER)
+        assert (
+            "longer than the 50,000 characters a comment may have"
+            in notice.get_body(("plain",)).get_content()
+        )
+        assert len(comments(blog)) == 1
+        assert len(sink[0].to("author@example.org")) == 1  # mailed about the first one only

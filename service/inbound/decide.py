@@ -18,7 +18,14 @@ from service.outbound.audience import Audience
 from service.outbound.bounces import read_bounce, record_bounce
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
-from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Post
+from service.store.models import (
+    MAX_COMMENT_CHARS,
+    Comment,
+    InboundStatus,
+    OutboundEmail,
+    Person,
+    Post,
+)
 from service.store.subscriptions import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -134,6 +141,13 @@ class Decider:
             return rejected(
                 "empty",
                 "empty reply: nothing was left after removing the quoted text and signature",
+            )
+        if len(extraction.reply.strip()) > MAX_COMMENT_CHARS:
+            # As long as the web allows, no more: each follower would be mailed all of it.
+            return rejected(
+                "too_long",
+                f"too long: the reply has {len(extraction.reply.strip())} characters, "
+                f"over the {MAX_COMMENT_CHARS} a comment may have",
             )
         existing = published.get(key)
         if existing is not None:

@@ -17,10 +17,12 @@ from service.outbound.compose import (
     render_bodies,
     render_line,
 )
-from service.store.models import OutboundEmail, RejectionNotice, utcnow
+from service.store.models import MAX_COMMENT_CHARS, OutboundEmail, RejectionNotice, utcnow
 
 # Reasons a sender is told about; the sentences for each are in the rejection templates.
-REASON_CODES = frozenset({"closed", "sender_mismatch", "empty", "gone", "no_route", "digest"})
+REASON_CODES = frozenset(
+    {"closed", "sender_mismatch", "empty", "gone", "no_route", "digest", "too_long"}
+)
 
 
 class RejectionNotices:
@@ -83,7 +85,12 @@ class RejectionNotices:
         bodies = render_bodies(
             self.templates,
             "rejection",
-            {"site_name": self.site_name, "subject": subject, "code": code},
+            {
+                "site_name": self.site_name,
+                "subject": subject,
+                "code": code,
+                "max_comment_chars": MAX_COMMENT_CHARS,
+            },
         )
         # A savepoint: losing a race for the daily slot must not undo the caller's work.
         try:

@@ -165,6 +165,10 @@ class InboundEmail(Base):
     )
 
 
+# The most a comment may hold, whether it came by mail or through the web.
+MAX_COMMENT_CHARS = 50_000
+
+
 class Comment(Base):
     """A published comment; `elided` keeps what extraction cut (quote, signature)."""
 

@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.outbound.audience import Audience
-from service.store.models import Comment
+from service.store.models import MAX_COMMENT_CHARS, Comment
 from service.store.subscriptions import person_for
 from service.web.context import (
-    MAX_COMMENT_CHARS,
     ApiError,
     WebContext,
     context_of,

@@ -23,7 +23,6 @@ from service.store.models import Comment, Post
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
-MAX_COMMENT_CHARS = 50_000
 ADMIN_COOKIE = "replyd_admin"
 _EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
