@@ -65,6 +65,7 @@ class ReplydServer:
             max_commands=settings.smtp_max_commands,
         )
         self.smtp_connections: ConnectionCaps | None = None
+        self._accept_errors: AcceptErrors | None = None
         self._inbound_wakeup = asyncio.Event()
         self._outbound_wakeup = asyncio.Event()
         self._inbound_load = InboundLoad()  # in-process workers: delivery stands back for it
@@ -96,7 +97,8 @@ class ReplydServer:
         # they wait for the database; asyncio's default pool has only CPUs + 4 threads.
         self._loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
         # Out of file descriptors, asyncio reports every failed accept: once a minute is enough.
-        self._loop.set_exception_handler(AcceptErrors(self._loop))
+        self._accept_errors = AcceptErrors(self._loop)
+        self._loop.set_exception_handler(self._accept_errors)
         caps, lowered = fit_caps(self.settings, raise_file_limit())
         if lowered:
             log.warning(lowered)
@@ -231,6 +233,8 @@ class ReplydServer:
         self._tasks.clear()
         self.parts.engine.dispose()
         self._edge_engine.dispose()
+        if self._loop is not None and self._accept_errors is not None:
+            self._loop.set_exception_handler(self._accept_errors.previous)
         log.info("replyd stopped")
 
     async def serve_until_signalled(self) -> None:
