@@ -18,8 +18,9 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ReplyTarget
-from service.inbound.protocol import _PLAIN_PATH, ReplyProtocol
+from service.inbound.protocol import ReplyProtocol
 from service.inbound.queue import GroupCommit
+from service.inbound.syntax import PLAIN_PATH
 from service.runtime.components import Components
 from service.store.engine import make_engine
 from service.store.models import InboundEmail, utcnow
@@ -536,7 +537,7 @@ class TestPaths:
         ]
         plain = 0
         for path in fixed + self.paths(seed=limit, count=20000):
-            plain += _PLAIN_PATH.match(path) is not None
+            plain += PLAIN_PATH.match(path) is not None
             assert self.read(ours, path) == self.read(theirs, path), repr(path)
         assert plain > 300  # the fast way is taken: without it this test would prove nothing
         loop.close()
