@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 # Files a running replyd holds besides its client connections: database connections (up
 # to 15 pooled per engine, three engines; SQLite's WAL files beside each), pipes to worker
 # processes, logs, outbound SMTP (17 measured under the benchmark's load, up to about 90);
-# and room for a burst of connections accepted before their refusal closes them (the listen
-# backlogs: 100 for SMTP, 128 for HTTP).
+# and room for a burst of connections accepted before their refusal closes them (asyncio
+# accepts as many at once as the listen queue holds: 100 for SMTP, 128 for HTTP). A flood
+# that outruns a starved process may still run it out of files for a moment: asyncio then
+# stops accepting for a second, and AcceptErrors logs it once a minute.
 RESERVED_FILES = 320
 _ACCEPT_ERROR = "socket.accept() out of system resource"
 

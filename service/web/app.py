@@ -42,6 +42,7 @@ WEB_TEMPLATES_DIR = templates_dir() / "web"
 HEALTH_TIMEOUT_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 5
 KEEP_ALIVE_SECONDS = 5  # how long a connection may wait idle for its next request
+LISTEN_BACKLOG = 128
 # Pages are self-contained: inline styles, no scripts, forms posting back to us only.
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -279,7 +280,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
@@ -350,6 +351,9 @@ class HttpServer:
                 ThrottledLog(log),
             ),
             ws="none",
+            # The listen queue bind_socket made (uvicorn would make it 2048 again): also how
+            # many connections asyncio accepts at once, before their refusals can close them.
+            backlog=LISTEN_BACKLOG,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )

@@ -29,6 +29,9 @@ def _plain_response(status: str, sentence: str, extra: str = "") -> bytes:
 
 
 OVER_CAP = "503 Service Unavailable"
+# How long a connection over a cap may take to send its request, which is read (and thrown
+# away) before the 503: a socket closed with unread data is reset, and the 503 lost with it.
+REFUSAL_WAIT_SECONDS = 1.0
 TOO_SLOW = _plain_response(
     "408 Request Timeout", "The request did not arrive in time; please send it again."
 )
@@ -47,19 +50,21 @@ def guarded_protocol(
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._client: str | None = None
-            self._refused = False
+            self._refusal: bytes | None = None  # the 503 of a connection over a cap
             self._deadline: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            """Admit the connection (or answer 503 and close); the first request's clock starts."""
+            """Admit the connection (or answer 503 once its request is in, and close); the
+            first request's clock starts."""
             peer = transport.get_extra_info("peername")
             client = str(peer[0]) if peer else ""
             reason = caps.admit(client) if caps is not None else None
             if reason is not None:
-                self._refused = True
                 if refused_log is not None:
                     refused_log.warning("refused HTTP connections with 503: %s", reason)
-                refuse(transport, _plain_response(OVER_CAP, reason + ".", "retry-after: 5\r\n"))
+                self.transport = transport
+                self._refusal = _plain_response(OVER_CAP, reason + ".", "retry-after: 5\r\n")
+                self._deadline = self.loop.call_later(REFUSAL_WAIT_SECONDS, self._refuse)
                 return
             self._client = client
             super().connection_made(transport)
@@ -67,11 +72,11 @@ def guarded_protocol(
 
         def connection_lost(self, exc: Exception | None) -> None:
             """Release the connection's place under the caps."""
-            if self._refused:
-                return
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
+            if self._refusal is not None:
+                return
             if caps is not None and self._client is not None:
                 caps.release(self._client)
                 self._client = None
@@ -79,11 +84,26 @@ def guarded_protocol(
 
         def data_received(self, data: bytes) -> None:
             """Read the bytes of an admitted connection; a request's clock starts with its
-            first byte and stops once all of it is in."""
-            if self._refused:
+            first byte and stops once all of it is in. A refused one is answered now."""
+            if self._refusal is not None:
+                self._refuse()
                 return
             super().data_received(data)
             self._watch()
+
+        def eof_received(self) -> None:
+            """The client stopped sending: a refused connection is answered now."""
+            if self._refusal is not None:
+                self._refuse()
+                return
+            super().eof_received()
+
+        def _refuse(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            if self._refusal is not None and not self.transport.is_closing():
+                refuse(self.transport, self._refusal)
 
         def _watch(self) -> None:
             if request_timeout is None or self.transport.is_closing():
