@@ -480,6 +480,31 @@ class TestGroupCommit:
             stored = session.scalars(select(InboundEmail.sender).order_by(InboundEmail.id))
             assert list(stored) == ["good@example.org", "fine@example.org"]
 
+    def test_each_caller_gets_the_ids_of_its_own_rows(self, parts: Components) -> None:
+        """Twenty messages of one to three recipients committed together: the ids each
+        caller gets name rows with its own sender, recipients and bytes."""
+        commit = GroupCommit(parts.engine)
+        letters = [
+            (f"Subject: {n}\r\n\r\nReply {n}\r\n".encode(), f"s{n}@example.org", n % 3 + 1)
+            for n in range(20)
+        ]
+
+        async def store_all() -> list[list[int]]:
+            return await asyncio.gather(
+                *(
+                    commit(raw, sender, [f"r{k}.{sender}" for k in range(count)])
+                    for raw, sender, count in letters
+                )
+            )
+
+        stored = asyncio.run(store_all())
+        with parts.session_factory() as session:
+            for (raw, sender, count), ids in zip(letters, stored, strict=True):
+                rows = [session.get(InboundEmail, row_id) for row_id in ids]
+                assert [(r.sender, r.recipient, r.raw) for r in rows if r] == [
+                    (sender, f"r{k}.{sender}", raw) for k in range(count)
+                ]
+
 
 class TestPaths:
     """MAIL and RCPT paths: the usual <local@domain> is read by a regular expression, and
