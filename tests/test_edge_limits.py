@@ -222,7 +222,8 @@ class TestSessionLimits:
             assert 2.5 < time.monotonic() - started < 6
 
     def test_commands_past_the_limit_end_the_session(self, server: RunningServer) -> None:
-        """The 21st command of a session is answered 421 4.7.0 and the connection closed."""
+        """The 21st command of a session that delivers nothing is answered 421 4.7.0 and the
+        connection closed."""
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
             client.ehlo()
             codes = [client.noop()[0] for _ in range(19)]
@@ -231,6 +232,18 @@ class TestSessionLimits:
             assert (code, text[:6]) == (421, b"4.7.0 "), text
             with pytest.raises(smtplib.SMTPServerDisconnected):
                 client.noop()
+
+    def test_a_session_that_delivers_mail_may_go_on(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """Ten messages in one session (31 commands) are all accepted: the command limit
+        counts commands since the last message accepted."""
+        post = blog.post()
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            for n in range(10):
+                address = blog.address(post, f"r{n}@example.org")
+                raw = reply_message(f"r{n}@example.org", address, "Hi")
+                assert client.sendmail(f"r{n}@example.org", [address], raw) == {}
 
     def test_slow_but_steady_data_is_not_idle(self, server: RunningServer, blog: Blog) -> None:
         """DATA arriving in pieces 0.4 s apart for 1.6 s (longer than the idle timeout) is

@@ -39,7 +39,7 @@ FOREVER_SECONDS = 365 * 86400.0
 class SessionLimits:
     """How long a session may sit idle (like Postfix's smtpd_timeout: each command or piece
     of DATA starts it again), how long it may last in all, and how many commands it may
-    send (None: no limit)."""
+    send without delivering a message (None: no limit)."""
 
     idle_seconds: float | None = 300.0
     session_seconds: float | None = 600.0
@@ -180,7 +180,8 @@ class ReplyProtocol(SMTP):
     def _counted(
         self, method: Callable[[str | None], Awaitable[None]]
     ) -> Callable[[str | None], Awaitable[None]]:
-        """`method`, counting towards the session's command limit (its syntax kept for HELP)."""
+        """`method`, counting towards the session's limit of commands between messages
+        accepted (its syntax kept for HELP)."""
         limit = self.limits.max_commands
         assert limit is not None
 
@@ -284,6 +285,8 @@ class ReplyProtocol(SMTP):
         finally:
             self._answering = False
         self._set_post_data_state()
+        if status.startswith("250"):
+            self._commands = 0  # a session that delivers mail is not wasting commands
         await self.push(status)
         if self._closing_reply is not None:
             self._hang_up(self._closing_reply)

@@ -73,7 +73,8 @@ class Settings:
     # How long a claim on an inbound or outbound row lasts before another worker may take it.
     lease_seconds: int = 300
     # Limits at the edge (None: off). SMTP connections in total and from one client address;
-    # how long an SMTP session may sit idle and last; how many commands it may send.
+    # how long an SMTP session may sit idle and last; how many commands it may send without
+    # delivering a message.
     max_connections: int | None = 500
     max_connections_per_client: int | None = 20
     smtp_timeout: int | None = 300
