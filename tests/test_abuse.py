@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import smtplib
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -18,6 +19,7 @@ from service.inbound.classify import auto_generated_reason
 from service.inbound.parse import parse_message
 from service.inbound.queue import claim_mail
 from service.inbound.ratelimit import Limit, RateLimiter, parse_limits
+from service.runtime.settings import Settings
 from service.store.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
 from service.store.retention import purge_raw
 from tests.conftest import FIXTURES, Blog, RunningServer, reply_message, send, wait_for
@@ -69,6 +71,14 @@ class TestRateLimitRules:
         assert not limiter.allow("sender", "a")
 
 
+def deliver_from(
+    client_address: str, port: int, sender: str, recipients: list[str], raw: bytes
+) -> dict[str, tuple[int, bytes]]:
+    """Send over real SMTP from a loopback address of the test's choosing (127.0.0.x)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(client_address, 0)) as smtp:
+        return smtp.sendmail(sender, recipients, raw)
+
+
 class TestRateLimitsAtRcpt:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, str]:
@@ -91,15 +101,87 @@ class TestRateLimitsAtRcpt:
             assert client.rcpt(addresses[3])[0] == 250
 
     def test_reply_address_over_limit_gets_450(self, server: RunningServer, blog: Blog) -> None:
-        """A third message to one reply address within the hour is refused, whoever sends it."""
+        """After two messages to one reply address within the hour (its case changed, as MTAs
+        do), the next one is refused at RCPT, whoever sends it."""
         address = blog.address(blog.post(), READER)
-        results = []
+        local, domain = address.split("@")
+        for n, written in enumerate((address.upper(), f"{local}@{domain.upper()}")):
+            raw = reply_message(READER, written, f"Message {n}")
+            assert send(server.port, f"s{n}@example.org", [written], raw) == {}
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail("s2@example.org")
+            code, text = client.rcpt(address)
+        assert (code, text[:6]) == (450, b"4.7.1 ")
+
+    def test_a_sender_s_allowance_is_counted_per_client_address(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """Three messages forged in the victim's name (their case changed) from another client
+        address use up that address's allowance for the name, not the victim's own."""
+        post = blog.post()
+        victim = "victim@example.org"
         for n in range(3):
+            address = blog.address(post, f"forger{n}@example.org")
+            raw = reply_message("Victim <VICTIM@Example.org>", address, f"Forged {n}")
+            assert (
+                deliver_from("127.0.0.2", server.port, "Victim@EXAMPLE.org", [address], raw) == {}
+            )
+        mine = blog.address(post, victim)
+        with smtplib.SMTP("127.0.0.1", server.port, source_address=("127.0.0.2", 0)) as client:
+            client.ehlo()
+            client.mail(victim)
+            assert client.rcpt(mine)[0] == 450  # the forger's address is over the limit
+        raw = reply_message(victim, mine, "My own reply")
+        assert deliver_from("127.0.0.1", server.port, victim, [mine], raw) == {}
+
+
+class TestRateLimitsCountStoredMail:
+    def test_recipients_without_data_use_up_nothing(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """With the default limits (30 per sender in ten minutes), 40 sessions of MAIL FROM the
+        victim and RCPT without DATA leave the victim's own reply to be accepted."""
+        address = blog.address(blog.post(), READER)
+        for _ in range(40):
             with smtplib.SMTP("127.0.0.1", server.port) as client:
                 client.ehlo()
-                client.mail(f"s{n}@example.org")
-                results.append(client.rcpt(address)[0])
-        assert results == [250, 250, 450]
+                client.mail(READER)
+                assert client.rcpt(address)[0] == 250
+        raw = reply_message(READER, address, "My real reply")
+        assert send(server.port, READER, [address], raw) == {}
+        with smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail(READER)
+            assert client.rcpt(address)[0] == 250
+
+    def test_the_client_limit_counts_per_address(self, settings: Settings, blog: Blog) -> None:
+        """REPLYD_RATE_LIMITS=client=2/h: a third stored message from one client address is
+        refused at RCPT with 450 4.7.1; another client address is not affected."""
+        limited = replace(settings, rate_limits=parse_limits("client=2/h"))
+        running = RunningServer(limited).start()
+        try:
+            post = blog.post()
+            for n in range(2):
+                address = blog.address(post, f"r{n}@example.org")
+                raw = reply_message(f"r{n}@example.org", address, "Hi")
+                assert (
+                    deliver_from("127.0.0.2", running.port, f"r{n}@example.org", [address], raw)
+                    == {}
+                )
+            address = blog.address(post, "r2@example.org")
+            with smtplib.SMTP("127.0.0.1", running.port, source_address=("127.0.0.2", 0)) as client:
+                client.ehlo()
+                client.mail("r2@example.org")
+                code, text = client.rcpt(address)
+            assert (code, text) == (
+                450,
+                b"4.7.1 Too many messages from your address; please try again later",
+            )
+            raw = reply_message("r2@example.org", address, "Hi")
+            assert deliver_from("127.0.0.3", running.port, "r2@example.org", [address], raw) == {}
+        finally:
+            running.stop()
 
 
 class TestRateLimitsOff:
@@ -335,23 +417,51 @@ class TestRetention:
     def test_purge_keeps_failed_and_recent(self, blog: Blog) -> None:
         """Old finished mail loses its raw source; failed and recent mail keep theirs."""
         address = blog.address(blog.post(), READER)
-        ids = store_mail(blog.parts, b"old", READER, [address, address, address])
+        ids = [store_mail(blog.parts, b"old", READER, [address])[0] for _ in range(3)]
         long_ago = utcnow() - timedelta(days=40)
-        with blog.parts.session_factory.begin() as session:
-            for row_id, status, finished in zip(
-                ids,
-                (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED),
-                (long_ago, long_ago, utcnow()),
-                strict=True,
-            ):
-                row = session.get(InboundEmail, row_id)
-                assert row is not None
-                row.status, row.finished_at = status, finished
+        finish(
+            blog,
+            ids,
+            (InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.REJECTED),
+            (long_ago, long_ago, utcnow()),
+        )
         with blog.parts.session_factory.begin() as session:
             assert purge_raw(session, utcnow() - timedelta(days=30)) == 1
+        assert raws(blog, ids) == [b"", b"old", b"old"]
+
+    def test_a_message_to_several_recipients_is_purged_once_none_needs_it(self, blog: Blog) -> None:
+        """The one stored copy of a message to two reply addresses is kept while one of its
+        rows failed, and emptied (for both rows) once both are finished long ago."""
+        post = blog.post()
+        recipients = [blog.address(post, READER), blog.address(post, "other@example.org")]
+        kept = store_mail(blog.parts, b"kept", READER, recipients)
+        gone = store_mail(blog.parts, b"gone", READER, recipients)
+        long_ago = utcnow() - timedelta(days=40)
+        finish(blog, kept, (InboundStatus.PROCESSED, InboundStatus.FAILED), (long_ago, long_ago))
+        finish(blog, gone, (InboundStatus.PROCESSED, InboundStatus.IGNORED), (long_ago, long_ago))
+        with blog.parts.session_factory.begin() as session:
+            assert purge_raw(session, utcnow() - timedelta(days=30)) == 2
+        assert raws(blog, kept + gone) == [b"kept", b"kept", b"", b""]
         with blog.parts.session_factory() as session:
-            raws = [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
-        assert raws == [b"", b"old", b"old"]
+            purged = [session.get(InboundEmail, i).raw_purged_at for i in kept + gone]  # type: ignore[union-attr]
+        assert [when is not None for when in purged] == [False, False, True, True]
+
+
+def finish(
+    blog: Blog, ids: list[int], statuses: tuple[str, ...], when: tuple[datetime, ...]
+) -> None:
+    """Put stored rows into final states, finished at the given times."""
+    with blog.parts.session_factory.begin() as session:
+        for row_id, status, finished in zip(ids, statuses, when, strict=True):
+            row = session.get(InboundEmail, row_id)
+            assert row is not None
+            row.status, row.finished_at = status, finished
+
+
+def raws(blog: Blog, ids: list[int]) -> list[bytes]:
+    """The raw bytes each row reads, in order."""
+    with blog.parts.session_factory() as session:
+        return [session.get(InboundEmail, i).raw for i in ids]  # type: ignore[union-attr]
 
 
 FIXTURE_MESSAGES = sorted(FIXTURES.glob("*.eml"))

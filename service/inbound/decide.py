@@ -22,6 +22,7 @@ from service.outbound.confirmations import carry_out, look_up
 from service.outbound.notify import Notifier
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import (
+    MAX_COMMENT_CHARS,
     Comment,
     InboundStatus,
     OutboundEmail,
@@ -242,6 +243,14 @@ class Decider:
             return rejected(
                 ReasonCode.EMPTY,
                 "empty reply: nothing was left after removing the quoted text and signature",
+                notice=True,
+            )
+        if len(extraction.reply.strip()) > MAX_COMMENT_CHARS:
+            # As long as the web allows, no more: each follower would be mailed all of it.
+            return rejected(
+                ReasonCode.TOO_LONG,
+                f"too long: the reply has {len(extraction.reply.strip())} characters, "
+                f"over the {MAX_COMMENT_CHARS} a comment may have",
                 notice=True,
             )
         existing = published.get(key)

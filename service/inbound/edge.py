@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from service.identity.addresses import AddressBook, Keyring
-from service.inbound.ratelimit import RateLimiter
+from service.identity.addresses import AddressBook, AddressKind, Keyring, Recipient
+from service.inbound.ratelimit import RateLimiter, sender_key
 from service.inbound.recipients import (
     S450_ADDRESS_RATE,
     S450_SENDER_RATE,
@@ -28,11 +25,50 @@ log = logging.getLogger(__name__)
 # Replies are data: every answer the edge gives, with its enhanced status code (RFC 3463).
 S250_RCPT_OK = "250 2.1.5 Recipient OK"
 S250_STORED = "250 2.0.0 Message accepted; it will appear as a comment shortly"
+S250_STORED_ANY = "250 2.0.0 Message accepted"
+# What the 250 after DATA says, by the kind of address the message went to.
+S250_STORED_FOR = {
+    AddressKind.REPLY: S250_STORED,
+    AddressKind.BOUNCE: "250 2.0.0 Delivery status notification accepted; bounce recorded",
+    AddressKind.UNSUBSCRIBE: (
+        "250 2.0.0 Unsubscribe request accepted; you will get no more mail about this post"
+    ),
+    AddressKind.DIGEST: (
+        "250 2.0.0 Message accepted; a reply to a digest is not published, "
+        "you will be told how to reply"
+    ),
+}
 S421_DRAINING = "421 4.3.2 This server is shutting down; please try again shortly"
 S451_STORE_FAILED = "451 4.3.0 Temporary failure storing your message; please try again later"
 # Refusals every entrance shares (recipients, rates, size) are in service.inbound.recipients.
+S450_CLIENT_RATE = "450 4.7.1 Too many messages from your address; please try again later"
 
 StoreFunction = Callable[[bytes, str, list[str], str], Awaitable[list[int]]]
+
+
+class ReplySession(Session):
+    """An SMTP session, and whether its client greeted with LHLO (LMTP) and from where."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.lmtp = False
+        self.client = ""  # the client's IP address
+
+
+class ReplyEnvelope(Envelope):
+    """An envelope, with the kind of each recipient accepted (by lower-cased address)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[str, AddressKind] = {}
+
+
+def replies_after_data(session: Session, envelope: Envelope, reply: str) -> str:
+    """The answer to DATA: once over SMTP; over LMTP once per accepted RCPT (RFC 2033 4.2),
+    failures too, or the client waits for the rest and then sends the message again."""
+    if isinstance(session, ReplySession) and session.lmtp and envelope.rcpt_tos:
+        return "\r\n".join([reply] * len(envelope.rcpt_tos))
+    return reply
 
 
 class ReplyHandler:
@@ -47,7 +83,6 @@ class ReplyHandler:
         max_recipients: int,
         max_message_bytes: int,
         on_stored: Callable[[], None] = lambda: None,
-        lmtp: bool = False,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.book = book
@@ -56,17 +91,15 @@ class ReplyHandler:
         self.max_recipients = max_recipients
         self.max_message_bytes = max_message_bytes
         self.on_stored = on_stored
-        self.lmtp = lmtp
         self.limiter = limiter or RateLimiter({})
         # Refusals by reply code ("550 5.1.1"), for /metrics; these never reach the database.
         self.refusals: Counter[str] = Counter()
         self.draining = False
         self.storing = 0  # DATA commits in progress; draining waits for them
 
-    def check_recipient(self, address: str) -> str | None:
-        """The refusal for an envelope recipient, or None when it is one of our addresses."""
-        decided = our_recipient(self.book, self.keyring, address)
-        return decided if isinstance(decided, str) else None
+    def check_recipient(self, address: str) -> Recipient | str:
+        """The verified recipient, or the refusal when the address is not one of ours."""
+        return our_recipient(self.book, self.keyring, address)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -81,52 +114,91 @@ class ReplyHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        """Accept only valid reply addresses, and at most max_recipients of them."""
+        """Accept only valid reply addresses, at most max_recipients of them, while their
+        sender, client and address are within their rate limits."""
+        assert isinstance(envelope, ReplyEnvelope)
         if self.draining:
             return S421_DRAINING
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return S452_TOO_MANY_RCPTS
-        refusal = self.check_recipient(address)
-        if refusal:
+        recipient = self.check_recipient(address)
+        if isinstance(recipient, str):
             # The address itself is not logged: it carries a token.
-            log.info("refused a recipient at RCPT with %s", refusal[:9])
-            return refusal
-        sender = (envelope.mail_from or "").lower()
-        # Null-sender mail (bounces) comes from every MTA alike; only its address is limited.
-        if sender not in ("", "<>") and not self.limiter.allow("sender", sender):
-            log.info("rate limit: sender over its limit, answered 450")
-            return S450_SENDER_RATE
-        if not self.limiter.allow("address", address.lower()):
-            log.info("rate limit: reply address over its limit, answered 450")
-            return S450_ADDRESS_RATE
+            log.info("refused a recipient at RCPT with %s", recipient[:9])
+            return recipient
+        key = address.lower()
+        if key not in envelope.kinds:  # the same address again is the same copy, and free
+            refusal = self._over_limit(session, envelope, key)
+            if refusal:
+                return refusal
+            envelope.kinds[key] = recipient.kind
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return S250_RCPT_OK
 
+    def _over_limit(self, session: Session, envelope: ReplyEnvelope, address: str) -> str | None:
+        """The 450 for a recipient whose message would be over a rate limit, else None.
+        Only looked at here: messages are counted once stored (see _count)."""
+        client = session.client if isinstance(session, ReplySession) else ""
+        wanted = len(envelope.kinds) + 1
+        sender = envelope.mail_from or ""
+        # Null-sender mail (bounces) comes from every MTA alike; only its address is limited.
+        if sender not in ("", "<>") and not self.limiter.allows(
+            "sender", sender_key(client, sender), wanted
+        ):
+            log.info("rate limit: sender over its limit, answered 450")
+            return S450_SENDER_RATE
+        if not self.limiter.allows("client", client, wanted):
+            log.info("rate limit: client address over its limit, answered 450")
+            return S450_CLIENT_RATE
+        if not self.limiter.allows("address", address):
+            log.info("rate limit: reply address over its limit, answered 450")
+            return S450_ADDRESS_RATE
+        return None
+
+    def _count(self, session: Session, sender: str, recipients: list[str]) -> None:
+        """Count a stored message against its sender, client and reply addresses."""
+        client = session.client if isinstance(session, ReplySession) else ""
+        if sender:
+            self.limiter.charge("sender", sender_key(client, sender), len(recipients))
+        self.limiter.charge("client", client, len(recipients))
+        for address in recipients:
+            self.limiter.charge("address", address)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        """Commit the raw message (one row per recipient), and only then answer 250."""
+        """Commit the raw message once (one row per distinct recipient), and only then
+        answer 250: once over SMTP, once per accepted RCPT over LMTP."""
+        assert isinstance(envelope, ReplyEnvelope)
         raw = envelope.original_content or b""
         if len(raw) > self.max_message_bytes:
-            return S552_TOO_BIG.format(limit=self.max_message_bytes)
+            return replies_after_data(
+                session, envelope, S552_TOO_BIG.format(limit=self.max_message_bytes)
+            )
         if not envelope.rcpt_tos:
             return S554_NO_RECIPIENTS
+        recipients = list(envelope.kinds)  # distinct, lower-cased, in the order given
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
         self.storing += 1
         try:
             # The commit runs off the event loop: it waits for fsync, and other sessions must not.
-            via = "lmtp" if self.lmtp else "smtp"
-            ids = await self.store(raw, sender, list(envelope.rcpt_tos), via)
+            via = "lmtp" if isinstance(session, ReplySession) and session.lmtp else "smtp"
+            ids = await self.store(raw, sender, recipients, via)
         except Exception:
             log.exception("could not store an inbound message; answered 451")
-            return S451_STORE_FAILED
+            return replies_after_data(session, envelope, S451_STORE_FAILED)
         finally:
             self.storing -= 1
+        self._count(session, sender, recipients)
         log.info("stored inbound message(s) %s from <%s>", ids, sender)
         self.on_stored()
-        # LMTP answers DATA once per recipient (RFC 2033); all were stored in one commit.
-        return "\r\n".join([S250_STORED] * len(ids)) if self.lmtp else S250_STORED
+        if isinstance(session, ReplySession) and session.lmtp:
+            # One reply per accepted RCPT (RFC 2033), each saying what its own address does.
+            kinds = [envelope.kinds[address.lower()] for address in envelope.rcpt_tos]
+            return "\r\n".join(S250_STORED_FOR[kind] for kind in kinds)
+        kinds = list(set(envelope.kinds.values()))
+        return S250_STORED_FOR[kinds[0]] if len(kinds) == 1 else S250_STORED_ANY
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no DATA commit is in progress (so each gets its reply); False on timeout."""
@@ -152,102 +224,3 @@ class ReplyHandler:
         """Any unexpected error is temporary for the sender, and never shows our internals."""
         log.error("error in SMTP session: %r", error)
         return S451_STORE_FAILED
-
-
-# aiosmtpd's own refusals carry no enhanced status code (RFC 3463); these are added to them.
-_ENHANCED_FOR = {
-    "421": "4.3.2",
-    "450": "4.2.0",
-    "451": "4.3.0",
-    "452": "4.3.1",
-    "500": "5.5.2",
-    "501": "5.5.4",
-    "502": "5.5.1",
-    "503": "5.5.1",
-    "504": "5.5.4",
-    "550": "5.7.1",
-    "553": "5.1.3",
-    "554": "5.3.0",
-    "555": "5.5.4",
-}
-_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
-
-# A path as nearly every client writes it: <local@domain>, both dot-atoms (RFC 5321 4.1.2),
-# then nothing or parameters after a space. Anything else (quoted local parts, address
-# literals, comments, source routes, the null path) goes to aiosmtpd's full parser.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(
-    rf"<((?:{_ATOM}(?:\.{_ATOM})*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
-    # Parameters: printable ASCII without "(" (a comment), after spaces only.
-    r"(?:\Z| +(?=[!-'*-~]))([ -'*-~]*)\Z"
-)
-
-
-def with_enhanced_code(reply: str, max_message_bytes: int) -> str:
-    """A refusal line with an enhanced status code, as every reply of ours has."""
-    code, _, text = reply.partition(" ")
-    if code == "552" and text.startswith("Error"):
-        return S552_TOO_BIG.format(limit=max_message_bytes)
-    if code not in _ENHANCED_FOR or _ENHANCED.match(text.split(" ", 1)[0]):
-        return reply
-    return f"{code} {_ENHANCED_FOR[code]} {text}"
-
-
-class _EnhancedReplies:
-    """Gives aiosmtpd's built-in refusals enhanced status codes (and our size sentence)."""
-
-    max_message_bytes: int
-    # RFC 5321 allows 1000 octets; broken clients send longer lines and their replies
-    # are still worth having, so lines up to 128 KiB are taken.
-    line_length_limit = 128 * 1024
-
-    event_handler: Any
-
-    async def push(self, status: Any) -> None:
-        """Send a reply line, adding the enhanced code aiosmtpd leaves out; count refusals."""
-        if isinstance(status, str) and status[:1] in ("4", "5") and "\r\n" not in status:
-            status = with_enhanced_code(status, self.max_message_bytes)
-            refusals = getattr(self.event_handler, "refusals", None)
-            if refusals is not None:
-                refusals[" ".join(status.split(" ", 2)[:2])] += 1
-        await super().push(status)  # type: ignore[misc]
-
-    local_part_limit: int
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """The address of a MAIL or RCPT path and what follows it, as aiosmtpd's own parser
-        gives them; the usual <local@domain> is read with one regular expression.
-
-        aiosmtpd parses every path with the email package's RFC 5322 parser, and builds a
-        class on each call: that was a quarter of the edge's CPU per message.
-        """
-        plain = _PLAIN_PATH.match(arg)
-        if plain is None:
-            return super()._getaddr(arg)  # type: ignore[misc]
-        address, rest = plain.groups()
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
-            return None, None
-        return address, rest
-
-
-class ReplySMTP(_EnhancedReplies, SMTP):
-    """SMTP protocol with our size refusals."""
-
-
-class ReplyLMTP(_EnhancedReplies, LMTP):
-    """LMTP protocol (for an MTA such as Postfix in front) with our size refusals."""
-
-
-def make_protocol(handler: ReplyHandler, protocol: str, hostname: str) -> SMTP:
-    """One protocol instance per connection, as asyncio's create_server wants."""
-    cls = ReplyLMTP if protocol == "lmtp" else ReplySMTP
-    # hostname given: otherwise aiosmtpd calls getfqdn() on every connection.
-    server = cls(
-        handler,
-        hostname=hostname,
-        data_size_limit=handler.max_message_bytes,
-        enable_SMTPUTF8=True,
-        decode_data=False,
-    )
-    server.max_message_bytes = handler.max_message_bytes
-    return server

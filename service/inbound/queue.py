@@ -14,7 +14,7 @@ from sqlalchemy import Connection, CursorResult, Engine, bindparam, insert, or_,
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.controls import strip_controls, strip_controls_line
-from service.store.models import InboundEmail, InboundStatus, UTCDateTime, utcnow
+from service.store.models import InboundEmail, InboundSource, InboundStatus, UTCDateTime, utcnow
 
 # A worker that has not finished a message within this time is presumed dead; its claim lapses.
 LEASE = timedelta(minutes=5)
@@ -36,40 +36,66 @@ def header_message_id(raw: bytes) -> str | None:
 
 
 def _received_rows(
-    raw: bytes, sender: str, recipients: Iterable[str], via: str = "smtp"
+    raw: bytes, source_id: int, sender: str, recipients: Iterable[str], via: str = "smtp"
 ) -> list[dict[str, Any]]:
-    """The values of one new row per envelope recipient of one message, which came in `via`
-    one of our entrances."""
+    """The values of one new row per distinct envelope recipient of one message, each
+    pointing at the message's one stored copy, which came in `via` one of our entrances."""
     digest = hashlib.sha256(raw).hexdigest()
     message_id = header_message_id(raw)
     now = utcnow()
     return [
         {
-            "raw": raw,
+            "source_id": source_id,
             "sha256": digest,
             "message_id": message_id,
             # What SMTP took as an address may hold control characters; what is stored does not.
             "sender": strip_controls_line(sender),
-            "recipient": recipient.lower(),
+            "recipient": recipient,
             "status": InboundStatus.RECEIVED,
             "received_at": now,
             "updated_at": now,
             "via": via,
         }
-        for recipient in recipients
+        # The same address given twice is one recipient (MTAs lower-case local parts, too).
+        for recipient in dict.fromkeys(recipient.lower() for recipient in recipients)
     ]
 
 
-# Built once: the edge runs it for every message, and building a statement costs more than
-# SQLite takes to run it. The ids come back in the order the rows were given.
-_STORE = insert(InboundEmail).returning(InboundEmail.id, sort_by_parameter_order=True)
+# Built once: the edge runs them for every message, and building a statement costs more than
+# SQLite takes to run it. Sorted: the ids come back in the order the rows were given.
+_STORE_SOURCE = insert(InboundSource).returning(InboundSource.id)
+_STORE_SOURCE_SORTED = _STORE_SOURCE.returning(InboundSource.id, sort_by_parameter_order=True)
+_STORE = insert(InboundEmail).returning(InboundEmail.id)
+_STORE_SORTED = _STORE.returning(InboundEmail.id, sort_by_parameter_order=True)
+
+
+def _inserted_ids(
+    connection: Connection, plain: Any, in_order: Any, rows: list[dict[str, Any]]
+) -> list[int]:
+    """INSERT the rows in one statement; their new ids, in the order of the rows.
+
+    On SQLite, SQLAlchemy keeps ids in order by inserting one row per statement; instead all
+    go in one, and their ids are sorted: a table numbered by rowid gives the rows of one
+    INSERT rising numbers in the order given (with the write lock held, nobody else's in
+    between). That halved the statements per commit, and the edge's CPU per stored message.
+    """
+    if not rows:
+        return []
+    if connection.dialect.name == "sqlite":
+        return sorted(connection.execute(plain, rows).scalars())
+    return list(connection.execute(in_order, rows).scalars())
 
 
 def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT the rows in one statement; their new ids, in order."""
-    if not rows:
-        return []
-    return list(connection.execute(_STORE, rows).scalars())
+    """INSERT the inbound rows in one statement; their new ids, in order."""
+    return _inserted_ids(connection, _STORE, _STORE_SORTED, rows)
+
+
+def _insert_sources(connection: Connection, raws: list[bytes]) -> list[int]:
+    """INSERT one stored copy per message in one statement; their new ids, in order."""
+    return _inserted_ids(
+        connection, _STORE_SOURCE, _STORE_SOURCE_SORTED, [{"raw": raw} for raw in raws]
+    )
 
 
 @dataclass
@@ -85,9 +111,9 @@ class _Waiting:
 
 
 class GroupCommit:
-    """How the edge stores accepted mail, one row per recipient, for many SMTP sessions at once:
-    messages whose DATA ends while a commit is in flight share the next commit, so N waiting
-    senders cost one fsync, not N.
+    """How the edge stores accepted mail, for many SMTP sessions at once: the message's bytes
+    once, and one row per distinct recipient pointing at them. Messages whose DATA ends while
+    a commit is in flight share the next commit, so N waiting senders cost one fsync, not N.
 
     Each caller still returns only after the commit holding its own message, so 250 keeps
     meaning stored. It runs on the event loop, and each commit goes to a thread of its own:
@@ -106,8 +132,8 @@ class GroupCommit:
     async def __call__(
         self, raw: bytes, sender: str, recipients: Iterable[str], via: str = "smtp"
     ) -> list[int]:
-        """Commit one message (one row per recipient) that came in `via` one of our entrances,
-        and return the row ids; raises if not."""
+        """Commit one message (its bytes once, a row per distinct recipient) that came in
+        `via` one of our entrances, and return the row ids; raises if not."""
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[list[int]] = loop.create_future()
         self._queue.append((_Waiting(raw, sender, list(recipients), via), stored))
@@ -146,7 +172,11 @@ class GroupCommit:
     def _commit(self, batch: list[_Waiting]) -> None:
         try:
             with self.engine.begin() as connection:
-                groups = [_received_rows(i.raw, i.sender, i.recipients, i.via) for i in batch]
+                sources = _insert_sources(connection, [item.raw for item in batch])
+                groups = [
+                    _received_rows(item.raw, source, item.sender, item.recipients, item.via)
+                    for item, source in zip(batch, sources, strict=True)
+                ]
                 ids = iter(_insert_rows(connection, [row for group in groups for row in group]))
                 for item, group in zip(batch, groups, strict=True):
                     item.ids = [next(ids) for _ in group]
@@ -173,7 +203,7 @@ class ClaimedMail:
 
 _CLAIMED_COLUMNS = (
     InboundEmail.id,
-    InboundEmail.raw,
+    InboundEmail.raw.label("raw"),  # read from the message's one stored copy
     InboundEmail.sender,
     InboundEmail.recipient,
     InboundEmail.sha256,

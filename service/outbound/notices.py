@@ -18,7 +18,13 @@ from service.outbound.compose import (
     render_bodies,
     render_line,
 )
-from service.store.models import OutboundEmail, ReasonCode, RejectionNotice, utcnow
+from service.store.models import (
+    MAX_COMMENT_CHARS,
+    OutboundEmail,
+    ReasonCode,
+    RejectionNotice,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,7 @@ REASON_CODES = frozenset(
         ReasonCode.NO_ROUTE,
         ReasonCode.DIGEST,
         ReasonCode.EXPIRED,
+        ReasonCode.TOO_LONG,
     }
 )
 DEFAULT_NOTICES_PER_HOUR = 100
@@ -133,7 +140,12 @@ class RejectionNotices:
         bodies = render_bodies(
             self.templates,
             "rejection",
-            {"site_name": self.site_name, "subject": subject, "code": code},
+            {
+                "site_name": self.site_name,
+                "subject": subject,
+                "code": code,
+                "max_comment_chars": MAX_COMMENT_CHARS,
+            },
         )
         # A savepoint: losing a race for the daily slot must not undo the caller's work.
         try:

@@ -9,13 +9,16 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from service.inbound.edge import ReplyHandler, make_protocol
+from service.inbound.connections import ConnectionCaps, ThrottledLog
+from service.inbound.edge import ReplyHandler
 from service.inbound.intake import Intake
+from service.inbound.protocol import SessionLimits, make_protocol
 from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
 from service.outbound.digest import PERIODS, latest_slot
 from service.runtime.components import Components
 from service.runtime.heartbeat import ClaimHeartbeat, node_name
+from service.runtime.limits import AcceptErrors, fit_caps, raise_file_limit
 from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
@@ -57,9 +60,15 @@ class ReplydServer:
             max_recipients=settings.max_recipients,
             max_message_bytes=settings.max_message_bytes,
             on_stored=self._wake_inbound,
-            lmtp=settings.protocol == "lmtp",
             limiter=RateLimiter(settings.rate_limits),
         )
+        self.session_limits = SessionLimits(
+            idle_seconds=settings.smtp_timeout,
+            session_seconds=settings.smtp_session_seconds,
+            max_commands=settings.smtp_max_commands,
+        )
+        self.smtp_connections: ConnectionCaps | None = None
+        self._accept_errors: AcceptErrors | None = None
         self._inbound_wakeup = asyncio.Event()
         self._outbound_wakeup = asyncio.Event()
         self._inbound_load = InboundLoad()  # in-process workers: delivery stands back for it
@@ -100,13 +109,28 @@ class ReplydServer:
         # In-process workers, the HTTP API and the edge's commits each hold a thread while
         # they wait for the database; asyncio's default pool has only CPUs + 4 threads.
         self._loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
+        # Out of file descriptors, asyncio reports every failed accept: once a minute is enough.
+        self._accept_errors = AcceptErrors(self._loop)
+        self._loop.set_exception_handler(self._accept_errors)
+        caps, lowered = fit_caps(self.settings, raise_file_limit())
+        if lowered:
+            log.warning(lowered)
+        self.smtp_connections = smtp_connections = ConnectionCaps(caps.smtp)
+        refused_log = ThrottledLog(log)
         hostname = self.settings.domain
         self._server = await self._loop.create_server(
-            lambda: make_protocol(self.handler, self.settings.protocol, hostname),
+            lambda: make_protocol(
+                self.handler,
+                self.settings.protocol,
+                hostname,
+                caps=smtp_connections,
+                limits=self.session_limits,
+                refused_log=refused_log,
+            ),
             host=self.settings.smtp_host,
             port=self.settings.smtp_port,
         )
-        await self.http.start()
+        await self.http.start(caps.http)
         if self.settings.worker_processes:
             # Parsing, extraction, rendering and delivery run in processes of their own (other
             # cores), so this one only answers SMTP and its event loop is never kept waiting.
@@ -221,6 +245,8 @@ class ReplydServer:
         await asyncio.to_thread(self.heartbeat.stop)
         self.parts.engine.dispose()
         self._edge_engine.dispose()
+        if self._loop is not None and self._accept_errors is not None:
+            self._loop.set_exception_handler(self._accept_errors.previous)
         log.info("replyd stopped")
 
     async def serve_until_signalled(self) -> None:

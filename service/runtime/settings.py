@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -59,6 +59,14 @@ NAMES = (
     "REPLYD_VAR_DIR",
     "REPLYD_WEB_LIMITS",
     "REPLYD_WORKER_PROCESSES",
+    "REPLYD_MAX_CONNECTIONS",
+    "REPLYD_MAX_CONNECTIONS_PER_CLIENT",
+    "REPLYD_SMTP_TIMEOUT",
+    "REPLYD_SMTP_SESSION_SECONDS",
+    "REPLYD_SMTP_MAX_COMMANDS",
+    "REPLYD_HTTP_MAX_CONNECTIONS",
+    "REPLYD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+    "REPLYD_HTTP_REQUEST_TIMEOUT",
     "REPLYD_WORKERS",  # deprecated: read as REPLYD_WORKER_PROCESSES
 )
 # Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
@@ -142,6 +150,19 @@ class Settings:
     # The blogs' origins (scheme://host[:port]) that may frame /posts/{id}/embed and read and
     # write the public API from a browser (REPLYD_EMBED_ORIGINS).
     embed_origins: tuple[str, ...] = ()
+    # Limits at the edge (None: off). SMTP connections in total and from one client address;
+    # how long an SMTP session may sit idle and last; how many commands it may send without
+    # delivering a message.
+    max_connections: int | None = 500
+    max_connections_per_client: int | None = 20
+    smtp_timeout: int | None = 300
+    smtp_session_seconds: int | None = 600
+    smtp_max_commands: int | None = 1000
+    # HTTP connections in total and from one client address; how long a request may take
+    # to arrive, headers and body.
+    http_max_connections: int | None = 200
+    http_max_connections_per_client: int | None = 50
+    http_request_timeout: int | None = 15
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -152,6 +173,16 @@ def _parse_int(name: str, raw: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
     return value
+
+
+def _parse_limit(name: str, raw: str, low: int, high: int) -> int | None:
+    """A limit: a whole number, or "off" for none."""
+    if raw.strip().lower() in ("off", "none"):
+        return None
+    try:
+        return _parse_int(name, raw, low, high)
+    except ConfigError as error:
+        raise ConfigError(f"{str(error)[:-1]}, or off for no limit.") from None
 
 
 def _worker_processes(raw: str) -> int:
@@ -375,6 +406,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             1,
             86400,
         ),
+        **_edge_limits(get),
         outbound_max_attempts=_parse_int(
             "REPLYD_OUTBOUND_MAX_ATTEMPTS", get("REPLYD_OUTBOUND_MAX_ATTEMPTS", "8"), 1, 100
         ),
@@ -466,6 +498,31 @@ def embed_origins(raw: str) -> tuple[str, ...]:
         if origin not in origins:
             origins.append(origin)
     return tuple(origins)
+
+
+def _edge_limits(get: Callable[[str, str], str]) -> dict[str, int | None]:
+    """The connection, session and request limits of the SMTP and HTTP listeners; each one
+    a number, or "off"."""
+    limits = {
+        # field: (variable, default, lowest, highest)
+        "max_connections": ("REPLYD_MAX_CONNECTIONS", "500", 1, 1_000_000),
+        "max_connections_per_client": ("REPLYD_MAX_CONNECTIONS_PER_CLIENT", "20", 1, 1_000_000),
+        "smtp_timeout": ("REPLYD_SMTP_TIMEOUT", "300", 1, 86400),
+        "smtp_session_seconds": ("REPLYD_SMTP_SESSION_SECONDS", "600", 1, 86400),
+        "smtp_max_commands": ("REPLYD_SMTP_MAX_COMMANDS", "1000", 10, 10_000_000),
+        "http_max_connections": ("REPLYD_HTTP_MAX_CONNECTIONS", "200", 1, 1_000_000),
+        "http_max_connections_per_client": (
+            "REPLYD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+            "50",
+            1,
+            1_000_000,
+        ),
+        "http_request_timeout": ("REPLYD_HTTP_REQUEST_TIMEOUT", "15", 1, 3600),
+    }
+    return {
+        field: _parse_limit(name, get(name, default), low, high)
+        for field, (name, default, low, high) in limits.items()
+    }
 
 
 def _rate_limits(raw: str) -> dict[str, Limit]:

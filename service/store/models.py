@@ -19,9 +19,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -86,6 +87,7 @@ class ReasonCode(StrEnum):
     DMARC_FAIL = "dmarc_fail"
     FROM_INVALID = "from_invalid"
     BLOCKED = "blocked"  # a sender the operator blocked (REPLYD moderation); never told
+    TOO_LONG = "too_long"  # an emailed reply over MAX_COMMENT_CHARS
     EXPIRED = "expired"  # a reply to a web confirmation mail whose request has expired
     # ignored
     DUPLICATE = "duplicate"
@@ -178,6 +180,15 @@ class Subscription(Base):
     person: Mapped[Person] = relationship()
 
 
+class InboundSource(Base):
+    """The raw bytes of one received message, stored once however many recipients it had."""
+
+    __tablename__ = "inbound_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class InboundEmail(Base):
     """One message as received for one envelope recipient: raw bytes first, parsed later."""
 
@@ -187,7 +198,8 @@ class InboundEmail(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Indexed: `replyd ingest` counts a sender's recent mail against the rate limits.
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # The message's bytes, shared by the rows of its other recipients (read as `raw`).
+    source_id: Mapped[int] = mapped_column(ForeignKey("inbound_sources.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(998), default=None)
     sender: Mapped[str] = mapped_column(String(320))  # envelope MAIL FROM, "" for bounces
@@ -204,6 +216,14 @@ class InboundEmail(Base):
     raw_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The entrance it came through: smtp, lmtp, pipe, mailgun, postmark, sendgrid or relay.
     via: Mapped[str] = mapped_column(String(16), default="smtp", server_default="smtp")
+    # The message as received, read from its source (a column of its own, stored once).
+    raw: Mapped[bytes] = column_property(
+        select(InboundSource.raw).where(InboundSource.id == source_id).scalar_subquery()
+    )
+
+
+# The most a comment may hold, whether it came by mail or through the web.
+MAX_COMMENT_CHARS = 50_000
 
 
 class Comment(Base):

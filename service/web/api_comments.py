@@ -15,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from service.moderation.blocks import Blocklist
 from service.outbound.audience import Audience
 from service.store.idempotency import Answer, remember
-from service.store.models import Comment, utcnow
+from service.store.models import MAX_COMMENT_CHARS, Comment, utcnow
 from service.store.subscriptions import person_for
 from service.store.visibility import is_published, shown_comments
 from service.web.api_public import post_reader_comment
 from service.web.context import (
-    MAX_COMMENT_CHARS,
     MAX_ROW_ID,
     ApiError,
     WebContext,

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.inbound.connections import Caps, ConnectionCaps, ThrottledLog
 from service.inbound.intake import Intake
 from service.resources import templates_dir
 from service.runtime.components import Components
@@ -32,6 +33,7 @@ from service.store.engine import make_sessionmaker, read_only_engine
 from service.store.posts import PostInvalid
 from service.web import api, ingress, pages
 from service.web.context import ApiError, WebContext, context_of
+from service.web.guard import guarded_protocol
 from service.web.metrics import metrics_registry, render_metrics
 from service.web.origins import CorsMiddleware
 from service.web.render import error_page, linkify
@@ -42,6 +44,8 @@ access_log = logging.getLogger("replyd.http")
 WEB_TEMPLATES_DIR = templates_dir() / "web"
 HEALTH_TIMEOUT_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 5
+KEEP_ALIVE_SECONDS = 5  # how long a connection may wait idle for its next request
+LISTEN_BACKLOG = 128
 # Pages are self-contained: inline styles, no scripts, forms posting back to us only.
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -288,7 +292,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
@@ -332,9 +336,11 @@ class HttpServer:
         self._read_engine: Engine | None = None
         self._port = 0
 
-    async def start(self) -> None:
-        """Bind REPLYD_HTTP_HOST:REPLYD_HTTP_PORT and serve until stop()."""
+    async def start(self, caps: Caps | None = None) -> None:
+        """Bind REPLYD_HTTP_HOST:REPLYD_HTTP_PORT and serve until stop(), with these connection
+        caps (by default the settings' own)."""
         settings = self.parts.settings
+        caps = caps or Caps(settings.http_max_connections, settings.http_max_connections_per_client)
         self._socket = bind_socket(settings.http_host, settings.http_port)
         self._port = int(self._socket.getsockname()[1])
         self._read_engine = read_only_engine(self.parts.engine)
@@ -353,8 +359,17 @@ class HttpServer:
             log_config=None,
             access_log=False,  # ours leaves unsubscribe tokens out
             server_header=False,
-            http="h11",
+            # h11 with connection caps and a request timeout, which uvicorn lacks.
+            http=guarded_protocol(
+                ConnectionCaps(caps),
+                settings.http_request_timeout,
+                ThrottledLog(log),
+            ),
             ws="none",
+            # The listen queue bind_socket made (uvicorn would make it 2048 again): also how
+            # many connections asyncio accepts at once, before their refusals can close them.
+            backlog=LISTEN_BACKLOG,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
         # uvicorn's access log writes request paths, unsubscribe tokens included; ours does not.

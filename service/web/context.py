@@ -26,7 +26,6 @@ from service.store.subscriptions import InvalidAddress, follower_address
 
 MAX_JSON_BYTES = 1024 * 1024  # a comment is text; a megabyte of JSON is someone misbehaving
 MAX_FORM_BYTES = 16 * 1024
-MAX_COMMENT_CHARS = 50_000
 MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
 ADMIN_COOKIE = "replyd_admin"  # holds a random session id (service.store.admin_sessions)
 # Any stored address, for stopping mail (one stored by an older version may not be mailable).

@@ -9,8 +9,8 @@ from starlette.responses import JSONResponse, Response
 
 from service.inbound.intake import VIAS
 from service.store.idempotency import MAX_KEY_CHARS
-from service.store.models import InboundStatus
-from service.web.context import MAX_COMMENT_CHARS, context_of
+from service.store.models import MAX_COMMENT_CHARS, InboundStatus
+from service.web.context import context_of
 from service.web.inbound_log import INBOUND_PAGE_DEFAULT, INBOUND_PAGE_MAX
 
 

@@ -16,12 +16,11 @@ from starlette.responses import Response
 from service.identity.addresses import ALL_POSTS, verify_token
 from service.identity.web_tokens import make_form_token
 from service.outbound.confirmations import epoch
-from service.store.models import Comment, Person, Post, utcnow
+from service.store.models import MAX_COMMENT_CHARS, Comment, Person, Post, utcnow
 from service.store.posts import is_http_url
 from service.store.subscriptions import unsubscribe, unsubscribed
 from service.store.visibility import shown_comments
 from service.web.context import (
-    MAX_COMMENT_CHARS,
     MAX_SHOWN_DEPTH,
     WebContext,
     client_of,

@@ -14,10 +14,9 @@ from service.identity.web_tokens import author_of
 from service.outbound.audience import Audience
 from service.outbound.confirmations import FOLLOW_CHOICES, epoch, follow
 from service.store.idempotency import Answer, remember
-from service.store.models import Comment, Person, Post, utcnow
+from service.store.models import MAX_COMMENT_CHARS, Comment, Person, Post, utcnow
 from service.web.context import (
     EMAIL_PATTERN,
-    MAX_COMMENT_CHARS,
     MAX_ROW_ID,
     ApiError,
     WebContext,
