@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -220,6 +221,14 @@ class InboundEmail(Base):
     raw: Mapped[bytes] = column_property(
         select(InboundSource.raw).where(InboundSource.id == source_id).scalar_subquery()
     )
+    source: Mapped[InboundSource] = relationship()
+
+    def __init__(self, *, raw: bytes | None = None, **fields: Any) -> None:
+        """A row built by hand (tests, tools): `raw` becomes a source of its own. The edge
+        inserts rows in bulk and shares one source between a message's recipients."""
+        super().__init__(**fields)
+        if raw is not None:
+            self.source = InboundSource(raw=raw)
 
 
 # The most a comment may hold, whether it came by mail or through the web.
