@@ -37,6 +37,7 @@ S250_STORED_FOR = {
         "250 2.0.0 Message accepted; a reply to a digest is not published, "
         "you will be told how to reply"
     ),
+    AddressKind.CONFIRM: "250 2.0.0 Confirmation accepted; your request will be carried out",
 }
 S421_DRAINING = "421 4.3.2 This server is shutting down; please try again shortly"
 S451_STORE_FAILED = "451 4.3.0 Temporary failure storing your message; please try again later"
@@ -196,9 +197,11 @@ class ReplyHandler:
         if isinstance(session, ReplySession) and session.lmtp:
             # One reply per accepted RCPT (RFC 2033), each saying what its own address does.
             kinds = [envelope.kinds[address.lower()] for address in envelope.rcpt_tos]
-            return "\r\n".join(S250_STORED_FOR[kind] for kind in kinds)
+            return "\r\n".join(S250_STORED_FOR.get(kind, S250_STORED_ANY) for kind in kinds)
         kinds = list(set(envelope.kinds.values()))
-        return S250_STORED_FOR[kinds[0]] if len(kinds) == 1 else S250_STORED_ANY
+        return (
+            S250_STORED_FOR.get(kinds[0], S250_STORED_ANY) if len(kinds) == 1 else S250_STORED_ANY
+        )
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no DATA commit is in progress (so each gets its reply); False on timeout."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from service.moderation.log import Actor, record_event
@@ -16,6 +16,7 @@ from service.store.models import (
     Comment,
     CommentStatus,
     InboundEmail,
+    InboundSource,
     OutboundEmail,
     OutboundStatus,
     Subscription,
@@ -168,10 +169,19 @@ class Moderation:
         comment.elided = ""
         cancelled = cancel_mail(session, comment.id, "the comment was deleted by a moderator")
         if comment.inbound_email_id is not None:
+            # The message's one stored copy goes, for every row that shares it.
+            source = select(InboundEmail.source_id).where(
+                InboundEmail.id == comment.inbound_email_id
+            )
+            session.execute(
+                update(InboundSource)
+                .where(InboundSource.id == source.scalar_subquery())
+                .values(raw=b"")
+            )
             session.execute(
                 update(InboundEmail)
-                .where(InboundEmail.id == comment.inbound_email_id)
-                .values(raw=b"", raw_purged_at=utcnow())
+                .where(InboundEmail.source_id == source.scalar_subquery())
+                .values(raw_purged_at=utcnow())
             )
         record_event(
             session,
