@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.moderation.log import Actor, record_event
 from service.outbound.audience import Audience
+from service.outbound.digest_backlog import owe_to_digest_takers
 from service.outbound.notify import Notifier
 from service.store.models import (
     Comment,
@@ -96,6 +97,9 @@ class Moderation:
         if comment.published_at is None:
             comment.published_at = utcnow()
             notified = self._announce(session, comment)
+            # Digest takers get it as if just published, even when a digest run has moved
+            # their watermark past its id while it was held.
+            owe_to_digest_takers(session, comment)
         # The other moderators' mail about it has nothing left to ask.
         cancelled = cancel_mail(session, comment.id, "the comment was approved", ("moderation",))
         record_event(

@@ -20,6 +20,7 @@ from service.outbound.compose import (
     render_bodies,
     render_line,
 )
+from service.outbound.digest_backlog import take_backlog
 from service.outbound.notify import Notifier
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
 from service.store.visibility import PUBLISHED, is_published
@@ -162,6 +163,21 @@ class Digests:
                 )
                 .order_by(Comment.id)
             ).all()
+        through = {s.id: max(horizon, s.digest_through or 0) for s in subscriptions}
+        # The backlog AFTER the range, each read seeing what was committed when it began (READ
+        # COMMITTED; on SQLite nothing commits meanwhile). An approval publishes its comment
+        # and writes its backlog rows in one transaction, so it committed either before the
+        # range read (the range and the backlog both see it: sent once, deduped by id), or
+        # between the reads (the range missed it, the backlog has it), or after the backlog
+        # read (both missed it; its rows stay, only rows read here are deleted, for the next
+        # run). Read the other way round, an approval committed between the reads would be
+        # sent by the range while its backlog rows stayed behind, to be sent again next time.
+        owed = take_backlog(session, through, person_id)
+        if person.suspended_at is None and deliverable_address(person.email):
+            seen = {c.id for c in comments}
+            extra = [c for c in owed if c.id not in seen]
+            comments = sorted([*comments, *extra], key=lambda c: c.id) if extra else comments
+        # (A suspended person's or an undeliverable address's backlog goes like their range.)
         now = utcnow()
         for subscription in subscriptions:
             # Compare and set: should another run have moved the watermark since we read it,
@@ -175,7 +191,7 @@ class Digests:
                     else Subscription.digest_through == subscription.digest_through,
                 )
                 .values(
-                    digest_through=max(horizon, subscription.digest_through or 0),
+                    digest_through=through[subscription.id],
                     digest_sent_at=now,
                 )
                 .execution_options(synchronize_session=False)

@@ -181,6 +181,19 @@ class Subscription(Base):
     person: Mapped[Person] = relationship()
 
 
+class DigestBacklog(Base):
+    """A comment published by approval that a digest subscription still owes its taker, even
+    when the watermark passed its id while it was held; the next digest run that covers it
+    takes the row (sending the comment if it is still published) and deletes it."""
+
+    __tablename__ = "digest_backlog"
+    __table_args__ = (UniqueConstraint("subscription_id", "comment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"))
+
+
 class InboundSource(Base):
     """The raw bytes of one received message, stored once however many recipients it had."""
 
