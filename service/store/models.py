@@ -92,6 +92,9 @@ class Person(Base):
     # Bounces add to the score, deliveries decay it; at the threshold mail to them stops.
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set when the person asked to be forgotten: the row stays as a tombstone (their tokens
+    # name its id, which must never be given to someone else), holding no address or name.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
 
 
 class Post(Base):
@@ -241,3 +244,24 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Suppression(Base):
+    """An address that asked to be forgotten, kept only as a salted hash: replyd never mails
+    it or subscribes it again unless the person asks anew."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeploymentSalt(Base):
+    """Random values made once per deployment and shared by its nodes (the suppression
+    list's salt), kept in the database so every node hashes alike."""
+
+    __tablename__ = "deployment_salts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
