@@ -299,4 +299,6 @@ class TestOpenApi:
             "/api/posts/{post_id}/comments",
             "/api/subscriptions",
             "/api/inbound",
+            "/api/people",
+            "/api/people/export",
         }

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, inbound, posts
+from service.cli import daemon, inbound, people, posts
 from service.cli.common import CommandError, collect_rarely
 
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.register(add, commands)
     posts.register(add, commands)
     inbound.register(add, commands)
+    people.register(add, commands)
     return parser
 
 

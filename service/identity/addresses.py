@@ -150,6 +150,11 @@ class Recipient:
     outbound_id: int | None = None  # bounce and digest: the message it came from
     person_id: int | None = None
 
+    @property
+    def named_person(self) -> int | None:
+        """The person whose token this address carries, if it carries one."""
+        return self.target.person_id if self.target is not None else self.person_id
+
 
 @dataclass(frozen=True)
 class AddressBook:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from service.outbound.digest import Digests
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
+    from service.store.suppression import ErasedPeople
 
 # The builders below import their modules when called: a CLI command that lists posts builds
 # Components too, and must not pay for the extraction, delivery or template stack.
@@ -74,6 +75,14 @@ class Components:
             base_url=self.settings.base_url,
             templates=self.templates,
         )
+
+    @cached_property
+    def erased_people(self) -> ErasedPeople:
+        """The ids of forgotten people this process knows of (the SMTP edge refuses their
+        tokens); the daemon refreshes it, an erasure made in this process adds to it."""
+        from service.store.suppression import ErasedPeople
+
+        return ErasedPeople()
 
     @cached_property
     def templates(self) -> Environment:

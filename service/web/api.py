@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from service.web.api_comments import list_comments, post_comment
 from service.web.api_inbound import list_inbound
+from service.web.api_people import export_person, forget_person_now
 from service.web.api_posts import get_post, put_post
 from service.web.api_subscriptions import subscribe, unsubscribe
 from service.web.openapi import openapi_document
@@ -18,5 +19,7 @@ ROUTES = [
     Route("/api/subscriptions", subscribe, methods=["POST"]),
     Route("/api/subscriptions", unsubscribe, methods=["DELETE"]),
     Route("/api/inbound", list_inbound, methods=["GET"]),
+    Route("/api/people/export", export_person, methods=["GET"]),
+    Route("/api/people", forget_person_now, methods=["DELETE"]),
     Route("/openapi.json", openapi_document, methods=["GET"]),
 ]
