@@ -89,6 +89,8 @@ class Decider:
         person = session.get(Person, address.person_id)
         if sent is None or person is None or sent.recipient_id != person.id:
             return Outcome(InboundStatus.IGNORED, "bounce for a message we have no record of")
+        if person.erased_at is not None:
+            return Outcome(InboundStatus.IGNORED, "bounce of mail to a person since forgotten")
         verdict = record_bounce(session, person, read_bounce(raw))
         return Outcome(InboundStatus.IGNORED, f"bounce of outbound #{sent.id}: {verdict}")
 
@@ -117,6 +119,10 @@ class Decider:
         person = session.get(Person, target.person_id)
         if post is None or person is None:
             return rejected("gone", "the post or person this address names is gone")
+        if person.erased_at is not None:
+            # No notice either: the sender is (or poses as) someone who asked never to be
+            # mailed again.
+            return Outcome(InboundStatus.REJECTED, "the person this address names was forgotten")
         if message.from_address != person.email:
             return rejected(
                 "sender_mismatch",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -30,6 +30,10 @@ S550_BAD_TOKEN = (
     "550 5.1.1 <{address}>: this reply address is not valid (changed or mistyped?); "
     "reply to the notification email itself"
 )
+S550_FORGOTTEN = (
+    "550 5.1.1 <{address}>: this address is no longer in use; the person it was made for "
+    "asked this blog to forget them"
+)
 S552_TOO_BIG = "552 5.3.4 Message too big for this service (limit {limit} bytes)"
 S554_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
@@ -50,6 +54,7 @@ class ReplyHandler:
         on_stored: Callable[[], None] = lambda: None,
         lmtp: bool = False,
         limiter: RateLimiter | None = None,
+        forgotten: Container[int] = frozenset(),
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -59,6 +64,8 @@ class ReplyHandler:
         self.on_stored = on_stored
         self.lmtp = lmtp
         self.limiter = limiter or RateLimiter({})
+        # Ids of people who asked to be forgotten: addresses whose token names them are refused.
+        self.forgotten = forgotten
         # Refusals by reply code ("550 5.1.1"), for /metrics; these never reach the database.
         self.refusals: Counter[str] = Counter()
         self.draining = False
@@ -68,8 +75,11 @@ class ReplyHandler:
         """The refusal for an envelope recipient, or None when it is one of our addresses."""
         if self.book.split(address) is None:
             return S550_NOT_OURS.format(address=address)
-        if self.book.recipient(address, self.keyring) is None:
+        recipient = self.book.recipient(address, self.keyring)
+        if recipient is None:
             return S550_BAD_TOKEN.format(address=address)
+        if recipient.named_person in self.forgotten:
+            return S550_FORGOTTEN.format(address=address)
         return None
 
     async def handle_MAIL(

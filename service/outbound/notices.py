@@ -18,6 +18,7 @@ from service.outbound.compose import (
     render_line,
 )
 from service.store.models import OutboundEmail, RejectionNotice, utcnow
+from service.store.suppression import is_suppressed
 
 # Reasons a sender is told about; the sentences for each are in the rejection templates.
 REASON_CODES = frozenset({"closed", "sender_mismatch", "empty", "gone", "no_route", "digest"})
@@ -56,6 +57,8 @@ class RejectionNotices:
             return False
         if not deliverable_address(to):
             return False  # a mangled From cannot be answered; the rejection stands without it
+        if is_suppressed(session, to):
+            return False  # they asked to be forgotten: never mailed again
         day = today or utcnow().date()
         already = session.scalar(
             select(RejectionNotice.id).where(

@@ -6,15 +6,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ALL_POSTS, ReplyTarget
-from service.store.models import Person, Post, Subscription
+from service.store.models import Person, Post, Subscription, utcnow
 from service.store.posts import check_post
+from service.store.suppression import is_suppressed, lift_suppression
 
 
 def person_for(session: Session, email: str, name: str = "") -> Person:
-    """The person with this (lower-cased) address, created on first use; a given name wins."""
+    """The person with this (lower-cased) address, created on first use; a given name wins.
+
+    Someone created anew for an address on the suppression list (they asked to be forgotten)
+    starts suspended: nothing is mailed to them until they ask for mail themselves
+    (`check_subscribable`)."""
     person = session.scalar(select(Person).where(Person.email == email))
     if person is None:
-        person = Person(email=email, display_name=name)
+        suspended = utcnow() if is_suppressed(session, email) else None
+        person = Person(email=email, display_name=name, suspended_at=suspended)
         session.add(person)
         session.flush()
     elif name:
@@ -60,6 +66,30 @@ def set_following(
         sub.active = active
         if active:
             sub.digest = digest
+
+
+class AskedToBeForgotten(Exception):
+    """Subscribing an address that asked to be forgotten, without saying the person asked."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"{email} asked this blog to forget it, so replyd does not subscribe or mail it "
+            "again unless the person asks for it themselves"
+        )
+
+
+def check_subscribable(session: Session, email: str, *, asked_by_person: bool) -> None:
+    """Before subscribing `email`: raise AskedToBeForgotten when it is on the suppression
+    list and the person did not ask themselves; when they did, take it off the list and let
+    mail reach them again."""
+    if not is_suppressed(session, email):
+        return
+    if not asked_by_person:
+        raise AskedToBeForgotten(email)
+    lift_suppression(session, email)
+    person = session.scalar(select(Person).where(Person.email == email))
+    if person is not None:
+        person.suspended_at = None
 
 
 def unsubscribe(session: Session, target: ReplyTarget) -> str:
