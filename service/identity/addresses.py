@@ -139,6 +139,7 @@ class AddressKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # the mailto: of List-Unsubscribe
     BOUNCE = "bounce"  # VERP envelope sender of each outbound message
     DIGEST = "digest"  # Reply-To of a digest, which answers with how to reply
+    FORGET = "forget"  # forget@domain, no token: "delete what you keep about me"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,12 @@ class AddressBook:
     def _local_prefix(self, kind: AddressKind) -> str:
         if kind is AddressKind.REPLY:
             return self.prefix
-        return {"unsubscribe": "unsubscribe", "bounce": "bounces", "digest": "digest"}[kind]
+        return {
+            "unsubscribe": "unsubscribe",
+            "bounce": "bounces",
+            "digest": "digest",
+            "forget": "forget",
+        }[kind]
 
     def _address(self, kind: AddressKind, token: str) -> str:
         local = f"{self._local_prefix(kind)}{self.separator}{token}"
@@ -191,6 +197,11 @@ class AddressBook:
         """The Reply-To of a digest: a reply there gets directions, not a comment."""
         return self._address(AddressKind.DIGEST, sign((outbound_id, person_id), keyring, "digest"))
 
+    def forget_address(self) -> str:
+        """Where a person mails to have what this blog keeps about them deleted (after they
+        confirm a link mailed back to them)."""
+        return f"{self._local_prefix(AddressKind.FORGET)}@{self.domain}"
+
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""
         parsed = self.split(address)
@@ -206,7 +217,11 @@ class AddressBook:
         local = local.lower()
         if local == self.prefix:
             return AddressKind.REPLY, ""
+        if local == self._local_prefix(AddressKind.FORGET):
+            return AddressKind.FORGET, ""
         for kind in AddressKind:
+            if kind is AddressKind.FORGET:
+                continue  # it takes no token
             head = f"{self._local_prefix(kind)}{self.separator}"
             if local.startswith(head):
                 return kind, local[len(head) :]
@@ -226,6 +241,8 @@ class AddressBook:
         if kind is AddressKind.UNSUBSCRIBE:
             target = verify_token(token, keyring, "unsubscribe")
             return Recipient(kind, target=target) if target else None
+        if kind is AddressKind.FORGET:
+            return Recipient(kind)
         values = unsign(token, keyring, kind.value, 2)
         if values is None or 0 in values:
             return None

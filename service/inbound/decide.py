@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -65,7 +65,11 @@ class Decider:
         if address is None:
             # Accepted at RCPT with a key since rotated out; route by threading instead.
             address = Recipient(AddressKind.REPLY)
-        if later is not None and address.kind in (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE):
+        if later is not None and address.kind in (
+            AddressKind.BOUNCE,
+            AddressKind.UNSUBSCRIBE,
+            AddressKind.FORGET,
+        ):
             # These change subscriptions and people, and the audience reads them again.
             later.flush(session.connection())
         if address.kind is AddressKind.BOUNCE:
@@ -77,11 +81,26 @@ class Decider:
             done = unsubscribe(session, address.target)
             audience.forget()
             return Outcome(InboundStatus.IGNORED, f"unsubscribe request handled: {done}")
+        if address.kind is AddressKind.FORGET:
+            return self._forget_request(session, item)
         if address.kind is AddressKind.DIGEST:
             return rejected(
                 "digest", "reply to a digest's own address; the sender was told how to reply"
             )
         return self._publish(session, item, audience, published, later)
+
+    def _forget_request(self, session: Session, item: Prepared) -> Outcome:
+        """Mail to forget@: mail a confirmation link to the From address, if replyd knows a
+        person there; only that link erases (a From header is no proof, invariant 7)."""
+        assert item.message is not None
+        sender = item.message.from_address.strip().lower()
+        person = session.scalar(select(Person).where(Person.email == sender)) if sender else None
+        if person is None:
+            # Nothing is mailed to an address replyd holds no person for: a forged From
+            # must not make this server write to strangers.
+            return Outcome(InboundStatus.IGNORED, "erasure request from an unknown address")
+        done = self.notifier.erasure_mail.queue_confirmation(session, person)
+        return Outcome(InboundStatus.IGNORED, f"erasure request: {done}")
 
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from email.charset import QP, Charset
 from email.errors import HeaderParseError, InvalidHeaderDefect
@@ -194,27 +196,90 @@ def _qp_part(text: str, subtype: str, *, top: bool) -> bytes:
     return _PART_HEADS[subtype, top] + body.replace("\n", "\r\n").encode("ascii")
 
 
-def render_bodies(templates: Environment, name: str, context: dict[str, Any]) -> bytes:
-    """`name`.txt (and `name`.html when it exists) rendered and MIME-encoded, with their
-    Content-Type lines: the part of a message after its own header fields.
-
-    Rendered once, these bytes serve every recipient of the same text. The email package
-    encodes the text and writes every header field; the parts are joined here as its
-    generator joins them (building MIMEText objects took three quarters of the time).
-    """
+def render_texts(
+    templates: Environment, name: str, context: dict[str, Any]
+) -> tuple[str, str | None]:
+    """`name`.txt rendered, and `name`.html when that template exists."""
     text = templates.get_template(f"{name}.txt").render(context)
     try:
         html = templates.get_template(f"{name}.html")
     except TemplateNotFound:
+        return text, None
+    return text, html.render(context)
+
+
+def encode_bodies(text: str, html: str | None) -> bytes:
+    """Text (and HTML) MIME-encoded, with their Content-Type lines: the part of a message
+    after its own header fields.
+
+    The email package encodes the text and writes every header field; the parts are joined
+    here as its generator joins them (building MIMEText objects took three quarters of the
+    time).
+    """
+    if html is None:
         return _qp_part(text, "plain", top=True)
     boundary = f"=_replyd_{secrets.token_hex(_BOUNDARY_HEX)}".encode("ascii")
     head = _ALTERNATIVE_HEAD.replace(_SAMPLE_BOUNDARY.encode("ascii"), boundary)
     plain = _qp_part(text, "plain", top=False)
-    rich = _qp_part(html.render(context), "html", top=False)
+    rich = _qp_part(html, "html", top=False)
     dash = b"--" + boundary
     return b"".join(
         (head, dash, b"\r\n", plain, b"\r\n", dash, b"\r\n", rich, b"\r\n", dash, b"--\r\n")
     )
+
+
+def render_bodies(templates: Environment, name: str, context: dict[str, Any]) -> bytes:
+    """`name`.txt (and `name`.html when it exists) rendered and MIME-encoded: see
+    `encode_bodies`. Rendered once, these bytes serve every recipient of the same text."""
+    return encode_bodies(*render_texts(templates, name, context))
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _qp_line(line: str) -> bytes:
+    """One line of text as quoted-printable, with the CRLF soft breaks it may need."""
+    return _UTF8_QP.body_encode(line).replace("\n", "\r\n").encode("ascii")
+
+
+@dataclass(frozen=True)
+class SharedBodies:
+    """Bodies rendered and encoded once for many recipients, with one value each recipient
+    has of their own (a link with their token) still to fill in."""
+
+    encoded: bytes
+    text: str
+    html: str | None
+    placeholder: str
+
+    def filled(self, text_value: str, html_value: str) -> bytes:
+        """The encoded bodies with the recipient's value in: quoted-printable encodes each
+        line on its own, so only the lines holding the placeholder are encoded again."""
+        out = self.encoded
+        for source, value in ((self.text, text_value), (self.html, html_value)):
+            # Quoted-printable breaks lines at CR and LF only (other breaks it escapes).
+            for line in _LINE_BREAK.split(source or ""):
+                if self.placeholder not in line:
+                    continue
+                before = _qp_line(line)
+                if before not in out:  # cannot happen; still, never send a placeholder
+                    return self._encoded_anew(text_value, html_value)
+                out = out.replace(before, _qp_line(line.replace(self.placeholder, value)), 1)
+        return out
+
+    def _encoded_anew(self, text_value: str, html_value: str) -> bytes:
+        html = self.html.replace(self.placeholder, html_value) if self.html is not None else None
+        return encode_bodies(self.text.replace(self.placeholder, text_value), html)
+
+
+def render_shared_bodies(
+    templates: Environment, name: str, context: dict[str, Any], slot: str
+) -> SharedBodies:
+    """`render_bodies`, with the template variable `slot` left for each recipient to fill in
+    (`SharedBodies.filled`); it must stand where no escaping changes it (a URL, say)."""
+    placeholder = f"replydslot{secrets.token_hex(8)}"  # random: no comment can contain it
+    text, html = render_texts(templates, name, {**context, slot: placeholder})
+    return SharedBodies(encode_bodies(text, html), text, html, placeholder)
 
 
 def new_message(

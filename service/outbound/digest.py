@@ -198,6 +198,7 @@ class Digests:
             {
                 "site_name": self.site_name,
                 "sections": sections,
+                "forget_url": self.notifier.erasure_mail.request_url(person.id),
                 **when,
             },
         )

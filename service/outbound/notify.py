@@ -14,13 +14,15 @@ from service.identity.addresses import AddressBook, Keyring, ReplyTarget, make_t
 from service.outbound.audience import Audience, Reader
 from service.outbound.compose import (
     Draft,
+    SharedBodies,
     deliverable_address,
     mailbox,
     make_templates,
     new_message,
     public_name,
-    render_bodies,
+    render_shared_bodies,
 )
+from service.outbound.erasure_mail import ErasureMail
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
 
@@ -69,6 +71,7 @@ class Notifier:
         site_name: str,
         base_url: str,
         templates: Environment | None = None,
+        erasure_mail: ErasureMail | None = None,
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -76,6 +79,15 @@ class Notifier:
         self.site_name = site_name
         self.base_url = base_url
         self.templates = templates or make_templates()
+        # Every mail to a reader carries their own "delete what this blog keeps about me" link.
+        self.erasure_mail = erasure_mail or ErasureMail(
+            book,
+            keyring,
+            from_address=from_address,
+            site_name=site_name,
+            base_url=base_url,
+            templates=self.templates,
+        )
 
     def list_headers(
         self, message: Draft, target: ReplyTarget, list_name: str, list_key: str
@@ -90,10 +102,11 @@ class Notifier:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Precedence"] = "list"
 
-    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> bytes:
-        """The text and HTML of the notification about `comment`, the same for every reader."""
+    def bodies(self, comment: Comment, post: Post, ancestors: list[Comment]) -> SharedBodies:
+        """The text and HTML of the notification about `comment`, the same for every reader
+        but for the erasure link in the footer (`forget_url`), filled in per reader."""
         parent = ancestors[-1] if ancestors else None
-        return render_bodies(
+        return render_shared_bodies(
             self.templates,
             "notification",
             {
@@ -107,6 +120,7 @@ class Notifier:
                 "parent_author_name": public_name(parent.author) if parent else "",
                 "parent_body": parent.body if parent else "",
             },
+            "forget_url",
         )
 
     def headers(
@@ -214,7 +228,8 @@ class Notifier:
                 reader = Reader(person.id, item.recipient, person.display_name)
                 try:
                     draft = self.headers(comment, post, reader, ancestors)
-                    written[item.id] = draft.as_bytes(bodies)
+                    footer = self.erasure_mail.footer_values(reader.id)
+                    written[item.id] = draft.as_bytes(bodies.filled(*footer))
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
         return written

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.inbound.pipeline import Pipeline
     from service.inbound.prepare import Preparer
     from service.outbound.digest import Digests
+    from service.outbound.erasure_mail import ErasureMail
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
     from service.store.suppression import ErasedPeople
@@ -63,6 +64,20 @@ class Components:
             templates=self.templates,
         )
 
+    def erasure_mail(self) -> ErasureMail:
+        """The self-service erasure's links and confirmation mail for this deployment."""
+        from service.outbound.erasure_mail import ErasureMail
+
+        return ErasureMail(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
+            templates=self.templates,
+            once_a_day=bool(self.settings.rate_limits),
+        )
+
     def notifier(self) -> Notifier:
         """A notifier rendering with this deployment's addresses."""
         from service.outbound.notify import Notifier
@@ -74,6 +89,7 @@ class Components:
             site_name=self.settings.site_name,
             base_url=self.settings.base_url,
             templates=self.templates,
+            erasure_mail=self.erasure_mail(),
         )
 
     @cached_property

@@ -49,10 +49,10 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
-# Unsubscribe tokens are capabilities: the access log shows their route, never their value.
-_SECRET_PATHS = re.compile(r"^/unsubscribe/[^/]+")
+# Unsubscribe and erasure tokens are capabilities: the access log shows their route only.
+_SECRET_PATHS = re.compile(r"^/(unsubscribe|forget/confirm|forget)/[^/]+")
 _JSON_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
-_PRIVATE_PATHS = ("/admin/", "/unsubscribe/")
+_PRIVATE_PATHS = ("/admin/", "/unsubscribe/", "/forget/")
 
 
 def web_templates() -> Environment:
@@ -68,8 +68,8 @@ def web_templates() -> Environment:
 
 
 def loggable_path(path: str) -> str:
-    """A request path fit for logs: unsubscribe tokens replaced by a placeholder."""
-    return _SECRET_PATHS.sub("/unsubscribe/{token}", path)
+    """A request path fit for logs: unsubscribe and erasure tokens replaced by a placeholder."""
+    return _SECRET_PATHS.sub(r"/\1/{token}", path)
 
 
 def _wants_json(request: Request) -> bool:
