@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Boolean, bindparam, case, func, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.outbound.bounces import record_delivery
@@ -42,6 +42,9 @@ _RECORD = (
         last_error=bindparam("last_error"),
         claimed_by=None,
         lease_until=None,
+        # A message is not kept once it is delivered (or failed for good): it holds a
+        # person's address, other people's words and the links of our own tokens.
+        raw=case((bindparam("done", type_=Boolean()), null()), else_=OutboundEmail.raw),
     )
 )
 
@@ -332,6 +335,7 @@ class Outbox:
             "sent_at": sent_at,
             "next_attempt_at": retry_at,  # None keeps the row's own
             "last_error": reason[:2000] if reason else None,
+            "done": status != OutboundStatus.QUEUED,
         }
 
     def _file_all(self, parcels: list[Parcel]) -> list[DeliveryError | None]:

@@ -20,7 +20,7 @@ from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
 from service.store.models import utcnow
-from service.store.retention import purge_raw
+from service.store.retention import purge_notices, purge_raw
 from service.store.schema import check_schema
 from service.web.app import HttpServer
 
@@ -184,11 +184,13 @@ class ReplydServer:
                 log.exception("could not read which people were forgotten; trying again")
 
     async def _retention(self) -> None:
-        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago."""
+        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago (30 unless
+        set; 0 keeps it), and the record of refusal notices as old."""
         keep = timedelta(days=self.settings.retention_days)
 
         def purge() -> int:
             with self.parts.session_factory.begin() as session:
+                purge_notices(session, utcnow() - keep)
                 return purge_raw(session, utcnow() - keep)
 
         while not self._stopping.is_set():

@@ -108,7 +108,9 @@ class Settings:
     # Failed operator logins, and web comments per client and token (REPLYD_WEB_LIMITS).
     web_limits: dict[str, WebLimit] = field(default_factory=dict)
     trust_authserv_id: str | None = None
-    retention_days: int = 0
+    # Days the raw source of finished inbound mail is kept (failed mail until handled); 0 keeps
+    # it for ever.
+    retention_days: int = 30
     # Processes started next to the edge to parse, publish and deliver (0: the workers run in
     # the daemon's own process). The one setting for worker concurrency.
     worker_processes: int = 0
@@ -360,7 +362,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         web_limits=_web_limits(get("REPLYD_WEB_LIMITS", DEFAULT_WEB_LIMITS)) if rate_limits else {},
         trust_authserv_id=(raw("REPLYD_TRUST_AUTHSERV_ID") or "").strip().lower() or None,
         retention_days=_parse_int(
-            "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
+            "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "30"), 0, 36500
         ),
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),
