@@ -199,3 +199,22 @@ def test_a_page_path_is_private() -> None:
 
     assert is_private({"path": "/forget/abc", "headers": []})
     assert urlsplit("https://blog.example.org/forget/confirm/x").path.startswith("/forget/")
+
+
+class TestOldLinks:
+    def test_her_unsubscribe_links_name_nobody_after_the_erasure(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int], http: HttpClient
+    ) -> None:
+        """Once she is forgotten, her notification's List-Unsubscribe page is a 404 and its
+        mailto address is refused at RCPT, like her reply address."""
+        zelda_follows_and_hears(server, blog, sink)
+        [note] = sink[0].to(ZELDA)
+        [url] = re.findall(r"<(https://[^>]+)>", str(note["List-Unsubscribe"]))
+        mailto = str(note["List-Unsubscribe"]).split("<mailto:")[1].split("?")[0]
+        page = urlsplit(url).path
+        assert http.get(page, auth=False).status == 200
+        assert rcpt_answer(server.port, ZELDA, mailto)[0] == 250
+        assert http.request("DELETE", f"/api/people?email={ZELDA}").status == 200
+        assert http.get(page, auth=False).status == 404
+        assert http.post(page, auth=False).status == 404
+        assert rcpt_answer(server.port, ZELDA, mailto)[0] == 550
