@@ -51,7 +51,13 @@ async def request_page(request: Request) -> Response:
     who, _ = await run_in_threadpool(_person, web, person_id)
     if who is None:
         return error_page(web, 404, INVALID)
-    return render(web, "forget.html", step="forgotten" if who.forgotten else "ask", who=who)
+    return render(
+        web,
+        "forget.html",
+        step="forgotten" if who.forgotten else "ask",
+        who=who,
+        retention_days=web.parts.settings.retention_days,
+    )
 
 
 async def request_mail(request: Request) -> Response:
