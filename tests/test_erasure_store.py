@@ -11,6 +11,7 @@ from sqlalchemy import LargeBinary, String, Text, func, select
 
 from service.identity.addresses import ReplyTarget
 from service.inbound.queue import claim_mail
+from service.outbound.erasure_mail import ALREADY_MAILED, MAILED
 from service.runtime.components import Components
 from service.store.erasure import (
     ERASED_REASON,
@@ -200,3 +201,22 @@ class TestScrubbing:
     def test_a_closing_line_with_only_her_name_goes(self, body: str, kept: str) -> None:
         """Closing lines that only sign with her name are dropped, nothing else."""
         assert drop_sign_off(body, NAME) == kept
+
+
+class TestConfirmationLimit:
+    @pytest.mark.parametrize(("limits", "second"), [("", ALREADY_MAILED), ("off", MAILED)])
+    def test_one_confirmation_a_day_unless_limits_are_off(
+        self, tmp_path: Path, migrated_template: Path, limits: str, second: str
+    ) -> None:
+        """A second request the same day mails nothing more; REPLYD_RATE_LIMITS=off lifts it."""
+        var_dir = tmp_path / "var"
+        var_dir.mkdir()
+        (var_dir / "replyd.db").write_bytes(migrated_template.read_bytes())
+        extra = {"REPLYD_RATE_LIMITS": limits} if limits else {}
+        parts = Components.build(make_settings(var_dir, **extra))
+        mail = parts.erasure_mail()
+        with parts.session_factory.begin() as session:
+            zelda = person_for(session, ZELDA, NAME)
+            assert mail.queue_confirmation(session, zelda) == MAILED
+            assert mail.queue_confirmation(session, zelda) == second
+        parts.engine.dispose()
