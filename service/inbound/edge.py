@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -49,6 +49,7 @@ class ReplyHandler:
         on_stored: Callable[[], None] = lambda: None,
         lmtp: bool = False,
         limiter: RateLimiter | None = None,
+        forgotten: Container[int] = frozenset(),
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -58,6 +59,8 @@ class ReplyHandler:
         self.on_stored = on_stored
         self.lmtp = lmtp
         self.limiter = limiter or RateLimiter({})
+        # Ids of people who asked to be forgotten: addresses whose token names them are refused.
+        self.forgotten = forgotten
         # Refusals by reply code ("550 5.1.1"), for /metrics; these never reach the database.
         self.refusals: Counter[str] = Counter()
         self.draining = False
@@ -65,7 +68,7 @@ class ReplyHandler:
 
     def check_recipient(self, address: str) -> str | None:
         """The refusal for an envelope recipient, or None when it is one of our addresses."""
-        decided = our_recipient(self.book, self.keyring, address)
+        decided = our_recipient(self.book, self.keyring, address, self.forgotten)
         return decided if isinstance(decided, str) else None
 
     async def handle_MAIL(
