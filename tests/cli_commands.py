@@ -56,6 +56,8 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("inbound", "retry"): ["inbound", "retry", "1"],
         ("inbound", "purge"): ["inbound", "purge", "--older-than", "30"],
         ("digest", "send"): ["digest", "send", "--period", "daily"],
+        ("person", "export"): ["person", "export", "--email", "commenter@example.org", "--raw"],
+        ("person", "forget"): ["person", "forget", "--email", "commenter@example.org"],
         ("extract",): ["extract", str(message)],
         ("comment", "hide"): ["comment", "hide", "1"],
         ("comment", "restore"): ["comment", "restore", "1"],

@@ -162,6 +162,7 @@ def test_notification_bodies_are_the_bytes_the_email_package_writes() -> None:
         "parent_body": "",
         "remove_url": "",
         "unsubscribe_url": "https://blog.example.org/unsubscribe/t0ken",
+        "forget_url": "https://blog.example.org/forget/abc",
     }
     ours = render_bodies(templates, "notification", context)
     text = templates.get_template("notification.txt").render(context)
@@ -183,23 +184,72 @@ def test_a_readers_own_link_makes_the_bytes_rendering_with_it_would(language: st
         "post_title": "A post",
         "post_url": "https://blog.example.org/posts/1",
         "site_name": "Example Blog",
-        "body": "A comment that mentions replyd-personal-0123 and goes on " * 3,
+        "body": "A comment that mentions replydslot0123 and goes on " * 3,
         "parent": True,
         "parent_removed": False,
         "parent_author_name": "Ann",
         "parent_body": "Earlier words",
         "remove_url": "",
     }
-    personal = PersonalBodies(templates, "notification", context, personal="unsubscribe_url")
-    for link in (
-        "https://blog.example.org/unsubscribe/" + "t" * 70,
-        "https://b.example/u?a=1&b=<2>",
+    personal = PersonalBodies(
+        templates, "notification", context, personal=("unsubscribe_url", "forget_url")
+    )
+    for link, forget in (
+        ("https://blog.example.org/unsubscribe/" + "t" * 70, "https://blog.example.org/forget/f"),
+        ("https://b.example/u?a=1&b=<2>", "https://b.example/forget/" + "x" * 150),
     ):
-        ours = personal.for_reader(link)
-        full = {**context, "unsubscribe_url": link}
+        ours = personal.for_reader(unsubscribe_url=link, forget_url=forget)
+        full = {**context, "unsubscribe_url": link, "forget_url": forget}
         text = templates.get_template("notification.txt").render(full)
         html = templates.get_template("notification.html").render(full)
         drawn = BOUNDARY.search(ours)
         assert drawn is not None
         assert ours == stock_bodies(text, html, drawn.group().decode())
         assert "&amp;b=&lt;2&gt;" in html or "t" * 70 in html
+        # Filled in, not rendered again (that would draw another boundary).
+        assert BOUNDARY.findall(ours) == BOUNDARY.findall(personal.encoded)
+
+
+def slotted(with_html: bool) -> Environment:
+    """Templates with a per-recipient slot in the middle of a line, in both parts."""
+    names = {"t.txt": "{{ text }}\nYour link: {{ slot }} (yours only)\n{{ text }}"}
+    if with_html:
+        names["t.html"] = '{{ html }}<a href="{{ slot }}">x</a>{{ html }}'
+    return Environment(loader=DictLoader(names), keep_trailing_newline=True)
+
+
+class TestPersonalBodies:
+    @pytest.mark.parametrize(
+        "value", ["https://b.example/forget/abc", "https://b.example/" + "x" * 150]
+    )
+    @pytest.mark.parametrize("with_html", [True, False])
+    def test_a_filled_slot_gives_the_bytes_of_rendering_with_the_value(
+        self, value: str, with_html: bool
+    ) -> None:
+        """Filling one recipient's value into bodies rendered once gives exactly what the
+        email package writes for the text with that value, long values soft-broken too."""
+        rng = random.Random(2045)
+        for _ in range(60):
+            text, html = random_text(rng), random_text(rng)
+            context = {"text": text, "html": html}
+            shared = PersonalBodies(slotted(with_html), "t", context, personal=("slot",))
+            ours = shared.for_reader(slot=value)
+            drawn = BOUNDARY.search(ours)
+            boundary = drawn.group().decode() if drawn else ""
+            env = slotted(with_html)
+            filled = {**context, "slot": value}
+            expected_html = env.get_template("t.html").render(filled) if with_html else None
+            expected = stock_bodies(
+                env.get_template("t.txt").render(filled), expected_html, boundary
+            )
+            assert ours == expected, (text, html)
+            assert shared.placeholders["slot"].encode() not in ours
+            # Filled in, not rendered again (that would draw another boundary).
+            assert BOUNDARY.findall(ours) == BOUNDARY.findall(shared.encoded)
+
+    def test_each_recipient_gets_their_own_value(self) -> None:
+        """Two fills of the same bodies differ only where the values do."""
+        shared = PersonalBodies(slotted(True), "t", {"text": "a", "html": "b"}, personal=("slot",))
+        first, second = shared.for_reader(slot="one"), shared.for_reader(slot="two")
+        assert first.count(b"one") == 2 and b"two" not in first
+        assert second == first.replace(b"one", b"two")

@@ -302,4 +302,6 @@ class TestOpenApi:
             "/api/posts/{post_id}/follow",
             "/api/subscriptions",
             "/api/inbound",
+            "/api/people",
+            "/api/people/export",
         }

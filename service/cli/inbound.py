@@ -133,7 +133,7 @@ def cmd_inbound_purge(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from service.store.models import utcnow
-    from service.store.retention import purge_raw
+    from service.store.retention import purge_notices, purge_raw
 
     parts = components()
     days = args.older_than if args.older_than is not None else parts.settings.retention_days
@@ -142,8 +142,10 @@ def cmd_inbound_purge(args: argparse.Namespace) -> int:
             "say how old mail must be: --older-than DAYS, or set REPLYD_RETENTION_DAYS."
         )
     with parts.session_factory.begin() as session:
-        count = purge_raw(session, utcnow() - timedelta(days=days))
-    print(f"deleted the raw source of {count} message(s) finished over {days} day(s) ago")
+        purge_notices(session, utcnow() - timedelta(days=days))
+        count = purge_raw(session, utcnow() - timedelta(days=days), failed=args.failed)
+    which = "failed or finished" if args.failed else "finished"
+    print(f"deleted the raw source of {count} message(s) {which} over {days} day(s) ago")
     return 0
 
 
@@ -223,13 +225,23 @@ def register(add: AddCommand, commands: Any) -> None:
     )
     which.add_argument("--failed", action="store_true", help="every failed message")
 
-    purge = add("purge", cmd_inbound_purge, "delete old raw mail (failed mail is kept)", inbound)
+    purge = add(
+        "purge",
+        cmd_inbound_purge,
+        "delete old raw mail (failed mail is kept unless --failed)",
+        inbound,
+    )
     purge.add_argument(
         "--older-than",
         type=whole_number(0, 36500, "a number of days"),
         default=None,
         metavar="DAYS",
         help="finished more than DAYS days ago (default: REPLYD_RETENTION_DAYS)",
+    )
+    purge.add_argument(
+        "--failed",
+        action="store_true",
+        help="also failed mail (kept otherwise, so it can be retried): give up on it",
     )
 
     extract = add("extract", cmd_extract, "print the reply part of message files")

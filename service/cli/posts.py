@@ -89,11 +89,23 @@ def cmd_post_list(args: argparse.Namespace) -> int:
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     """Make someone follow a post, per comment or by digest."""
-    from service.store.subscriptions import set_following
+    from service.store.subscriptions import (
+        AskedToBeForgotten,
+        check_subscribable,
+        set_following,
+    )
 
     parts = components()
     with parts.session_factory.begin() as session:
         post = post_named(session, args.post)
+        try:
+            check_subscribable(
+                session, args.email.strip().lower(), asked_by_person=args.asked_by_person
+            )
+        except AskedToBeForgotten as exc:
+            raise CommandError(
+                f"{exc}; if they did, run this again with --asked-by-person."
+            ) from None
         person = person_at(session, args.email)
         set_following(session, post.id, person.id, active=True, digest=args.digest)
         # Asking for mail again is consent to try the address again after bounces.
@@ -218,6 +230,12 @@ def register(add: AddCommand, commands: Any) -> None:
         choices=["daily", "weekly"],
         default=None,
         help="one mail a day or week instead of one per comment",
+    )
+    sub.add_argument(
+        "--asked-by-person",
+        action="store_true",
+        help="the person asked for this themselves: needed for an address that asked to be "
+        "forgotten, which is otherwise never subscribed or mailed again",
     )
     unsub = add("unsubscribe", cmd_unsubscribe, "stop someone's mail about a post")
     unsub.add_argument("--post", required=True, help="the post's id on the blog")

@@ -202,6 +202,7 @@ class AddressKind(StrEnum):
     BOUNCE = "bounce"  # VERP envelope sender of each outbound message
     DIGEST = "digest"  # Reply-To of a digest, which answers with how to reply
     CONFIRM = "confirm"  # Reply-To of a confirmation mail: replying confirms too
+    FORGET = "forget"  # forget@domain, no token: "delete what you keep about me"
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,11 @@ class Recipient:
     outbound_id: int | None = None  # bounce and digest: the message it came from
     person_id: int | None = None
     confirmation: Confirmation | None = None  # confirm
+
+    @property
+    def named_person(self) -> int | None:
+        """The person whose token this address carries, if it carries one."""
+        return self.target.person_id if self.target is not None else self.person_id
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,7 @@ class AddressBook:
             "bounce": "bounces",
             "digest": "digest",
             "confirm": "confirm",
+            "forget": "forget",
         }[kind]
 
     def _address(self, kind: AddressKind, token: str) -> str:
@@ -282,6 +289,11 @@ class AddressBook:
         """The Reply-To of a confirmation mail: a reply there confirms like the link does."""
         return self._address(AddressKind.CONFIRM, make_confirmation(confirmation, keyring))
 
+    def forget_address(self) -> str:
+        """Where a person mails to have what this blog keeps about them deleted (after they
+        confirm a link mailed back to them)."""
+        return f"{self._local_prefix(AddressKind.FORGET)}@{self.domain}"
+
     def token_of(self, address: str) -> str | None:
         """The token in one of our reply addresses, "" for the bare prefix, None if not ours."""
         parsed = self.split(address)
@@ -297,7 +309,11 @@ class AddressBook:
         local = local.lower()
         if local == self.prefix:
             return AddressKind.REPLY, ""
+        if local == self._local_prefix(AddressKind.FORGET):
+            return AddressKind.FORGET, ""
         for kind in AddressKind:
+            if kind is AddressKind.FORGET:
+                continue  # it takes no token
             head = f"{self._local_prefix(kind)}{self.separator}"
             if local.startswith(head):
                 return kind, local[len(head) :]
@@ -320,6 +336,8 @@ class AddressBook:
         if kind is AddressKind.CONFIRM:
             confirmation = verify_confirmation(token, keyring)
             return Recipient(kind, confirmation=confirmation) if confirmation else None
+        if kind is AddressKind.FORGET:
+            return Recipient(kind)
         values = unsign(token, keyring, kind.value, 2)
         if values is None or 0 in values:
             return None

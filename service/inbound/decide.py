@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -94,7 +94,12 @@ class Decider:
             if rule is not None:
                 # No notice, no comment, no moderator woken: the sender learns nothing.
                 return rejected(ReasonCode.BLOCKED, f"blocked sender ({rule})", notice=False)
-        changes_people = (AddressKind.BOUNCE, AddressKind.UNSUBSCRIBE, AddressKind.CONFIRM)
+        changes_people = (
+            AddressKind.BOUNCE,
+            AddressKind.UNSUBSCRIBE,
+            AddressKind.CONFIRM,
+            AddressKind.FORGET,
+        )
         if later is not None and address.kind in changes_people:
             # These change subscriptions and people, and the audience reads them again.
             later.flush(session.connection())
@@ -120,6 +125,8 @@ class Decider:
         authenticated = bool(self.trust_authserv_id) and dmarc_pass(
             message, self.trust_authserv_id or ""
         )
+        if address.kind is AddressKind.FORGET:
+            return self._forget_request(session, item)
         if address.kind is AddressKind.CONFIRM:
             return self._confirm(session, item, audience, authenticated)
         if address.kind is AddressKind.DIGEST:
@@ -132,12 +139,27 @@ class Decider:
             )
         return self._publish(session, item, audience, published, later, authenticated)
 
+    def _forget_request(self, session: Session, item: Prepared) -> Outcome:
+        """Mail to forget@: mail a confirmation link to the From address, if replyd knows a
+        person there; only that link erases (a From header is no proof, invariant 7)."""
+        assert item.message is not None
+        sender = item.message.from_address.strip().lower()
+        person = session.scalar(select(Person).where(Person.email == sender)) if sender else None
+        if person is None:
+            # Nothing is mailed to an address replyd holds no person for: a forged From
+            # must not make this server write to strangers.
+            return ignored(ReasonCode.ERASURE, "erasure request from an unknown address")
+        done = self.notifier.erasure_mail.queue_confirmation(session, person)
+        return ignored(ReasonCode.ERASURE, f"erasure request: {done}")
+
     def _bounce(self, session: Session, address: Recipient, raw: bytes) -> Outcome:
         """Count a bounce against the person the bounced message went to; never answer it."""
         sent = session.get(OutboundEmail, address.outbound_id)
         person = session.get(Person, address.person_id)
         if sent is None or person is None or sent.recipient_id != person.id:
             return ignored(ReasonCode.BOUNCE, "bounce for a message we have no record of")
+        if person.erased_at is not None:
+            return ignored(ReasonCode.BOUNCE, "bounce of mail to a person since forgotten")
         verdict = record_bounce(session, person, read_bounce(raw))
         return ignored(ReasonCode.BOUNCE, f"bounce of outbound #{sent.id}: {verdict}")
 
@@ -219,6 +241,12 @@ class Decider:
                 ReasonCode.GONE,
                 "the post or person this address names is gone",
                 notice=authenticated,
+            )
+        if person.erased_at is not None:
+            # No notice either: the sender is (or poses as) someone who asked never to be
+            # mailed again.
+            return rejected(
+                ReasonCode.FORGOTTEN, "the person this address names was forgotten", notice=False
             )
         if message.from_address != person.email:
             return rejected(

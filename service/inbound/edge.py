@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -85,6 +85,7 @@ class ReplyHandler:
         max_message_bytes: int,
         on_stored: Callable[[], None] = lambda: None,
         limiter: RateLimiter | None = None,
+        forgotten: Container[int] = frozenset(),
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -93,14 +94,17 @@ class ReplyHandler:
         self.max_message_bytes = max_message_bytes
         self.on_stored = on_stored
         self.limiter = limiter or RateLimiter({})
+        # Ids of people who asked to be forgotten: addresses whose token names them are refused.
+        self.forgotten = forgotten
         # Refusals by reply code ("550 5.1.1"), for /metrics; these never reach the database.
         self.refusals: Counter[str] = Counter()
         self.draining = False
         self.storing = 0  # DATA commits in progress; draining waits for them
 
     def check_recipient(self, address: str) -> Recipient | str:
-        """The verified recipient, or the refusal when the address is not one of ours."""
-        return our_recipient(self.book, self.keyring, address)
+        """The verified recipient, or the refusal when the address is not one of ours (or
+        names a person who asked to be forgotten)."""
+        return our_recipient(self.book, self.keyring, address, self.forgotten)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

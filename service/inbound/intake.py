@@ -4,7 +4,7 @@ provider's webhook): its size, its recipients, the rate limits, the commit; what
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -79,6 +79,7 @@ class Intake:
         max_message_bytes: int,
         max_recipients: int,
         on_stored: Callable[[], None] = lambda: None,
+        forgotten: Container[int] = frozenset(),
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -87,6 +88,8 @@ class Intake:
         self.max_message_bytes = max_message_bytes
         self.max_recipients = max_recipients
         self.on_stored = on_stored
+        # Ids of people who asked to be forgotten: addresses whose token names them are refused.
+        self.forgotten = forgotten
 
     def check(self, raw: bytes, recipients: Iterable[str]) -> Taken | tuple[list[str], list[str]]:
         """The refusal that needs no database (size, form, no recipient of ours), or the
@@ -102,7 +105,7 @@ class Intake:
             refusals.append(S452_TOO_MANY_RCPTS)
         accepted: list[str] = []
         for address in wanted:
-            decided = our_recipient(self.book, self.keyring, address)
+            decided = our_recipient(self.book, self.keyring, address, self.forgotten)
             if isinstance(decided, str):
                 refusals.append(decided)
             else:

@@ -4,6 +4,7 @@ every entrance refuses mail with (SMTP replies with enhanced status codes, RFC 3
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -19,6 +20,10 @@ S550_BAD_TOKEN = (
     "550 5.1.1 <{address}>: this reply address is not valid (changed or mistyped?); "
     "reply to the notification email itself"
 )
+S550_FORGOTTEN = (
+    "550 5.1.1 <{address}>: this address is no longer in use; the person it was made for "
+    "asked this blog to forget them"
+)
 S552_TOO_BIG = "552 5.3.4 Message too big for this service (limit {limit} bytes)"
 S554_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
@@ -33,13 +38,21 @@ _FIRST_LINE = re.compile(rb"^(?:[!-9;-~]+[ \t]*:|From )")
 _NULL_SENDERS = ("", "<>", "mailer-daemon")
 
 
-def our_recipient(book: AddressBook, keyring: Keyring, address: str) -> Recipient | str:
-    """The verified recipient an address names, or the refusal when it is not one of ours."""
+def our_recipient(
+    book: AddressBook,
+    keyring: Keyring,
+    address: str,
+    forgotten: Container[int] = frozenset(),
+) -> Recipient | str:
+    """The verified recipient an address names, or the refusal when it is not one of ours or
+    its token names a person who asked to be forgotten (ids in `forgotten`)."""
     if book.split(address) is None:
         return S550_NOT_OURS.format(address=address)
     recipient = book.recipient(address, keyring)
     if recipient is None:
         return S550_BAD_TOKEN.format(address=address)
+    if recipient.named_person in forgotten:
+        return S550_FORGOTTEN.format(address=address)
     return recipient
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html as html_text
+import re
 import secrets
 from datetime import datetime
 from email.charset import QP, Charset
@@ -235,30 +236,65 @@ def render_bodies(templates: Environment, name: str, context: dict[str, Any]) ->
     return encode_bodies(*render_texts(templates, name, context))
 
 
-class PersonalBodies:
-    """Bodies rendered once for many readers, except for one value of each reader's own
-    (their unsubscribe link): the templates see a placeholder there, which `for_reader`
-    replaces before encoding.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-    The placeholder is drawn at random for each rendering, so no text from outside (a
-    comment quoting it) can name it.
+
+def _qp_line(line: str) -> bytes:
+    """One line of text as quoted-printable, with the CRLF soft breaks it may need."""
+    return _UTF8_QP.body_encode(line).replace("\n", "\r\n").encode("ascii")
+
+
+class PersonalBodies:
+    """Bodies rendered and encoded once for many readers, except for values each reader has
+    of their own (their unsubscribe and erasure links): the templates see a placeholder for
+    each, which `for_reader` replaces in the encoded bytes.
+
+    Each placeholder is drawn at random for each rendering, so no text from outside (a
+    comment quoting one) can name it. A value must stand where the text part shows it as it
+    is (a URL, say); the HTML part gets it escaped.
     """
 
     def __init__(
-        self, templates: Environment, name: str, context: dict[str, Any], *, personal: str
+        self,
+        templates: Environment,
+        name: str,
+        context: dict[str, Any],
+        *,
+        personal: tuple[str, ...],
     ) -> None:
-        self._placeholder = f"replyd-personal-{secrets.token_hex(12)}"
-        self._text, self._html = render_texts(
-            templates, name, {**context, personal: self._placeholder}
-        )
+        self.placeholders = {key: f"replydslot{secrets.token_hex(8)}" for key in personal}
+        self.text, self.html = render_texts(templates, name, {**context, **self.placeholders})
+        self.encoded = encode_bodies(self.text, self.html)
 
-    def for_reader(self, value: str) -> bytes:
-        """The encoded bodies with the reader's own value in place (HTML-escaped in HTML)."""
-        text = self._text.replace(self._placeholder, value)
-        html = self._html
-        if html is not None:
-            html = html.replace(self._placeholder, html_text.escape(value))
-        return encode_bodies(text, html)
+    def for_reader(self, **values: str) -> bytes:
+        """The encoded bodies with the reader's own values in (HTML-escaped in the HTML):
+        quoted-printable encodes each line on its own, so only the lines holding a
+        placeholder are encoded again."""
+        if values.keys() != self.placeholders.keys():
+            raise ValueError(f"a reader's values are {sorted(self.placeholders)}")
+        plain = {self.placeholders[key]: value for key, value in values.items()}
+        escaped = {mark: html_text.escape(value) for mark, value in plain.items()}
+        out = self.encoded
+        for source, filling in ((self.text, plain), (self.html, escaped)):
+            # Quoted-printable breaks lines at CR and LF only (other breaks it escapes).
+            for line in _LINE_BREAK.split(source or ""):
+                if not any(mark in line for mark in filling):
+                    continue
+                before = _qp_line(line)
+                if before not in out:  # cannot happen; still, never send a placeholder
+                    return self._encoded_anew(plain, escaped)
+                out = out.replace(before, _qp_line(_fill(line, filling)), 1)
+        return out
+
+    def _encoded_anew(self, plain: dict[str, str], escaped: dict[str, str]) -> bytes:
+        html = _fill(self.html, escaped) if self.html is not None else None
+        return encode_bodies(_fill(self.text, plain), html)
+
+
+def _fill(text: str, filling: dict[str, str]) -> str:
+    for mark, value in filling.items():
+        text = text.replace(mark, value)
+    return text
 
 
 def new_message(

@@ -36,7 +36,7 @@ from service.store.models import (
     Person,
     Post,
 )
-from service.store.subscriptions import person_for, set_following
+from service.store.subscriptions import check_subscribable, person_for, set_following
 
 # How long a confirmation link (or a reply to its mail) works; older requests are forgotten.
 CONFIRM_DAYS = 7
@@ -285,6 +285,9 @@ def carry_out(
     if getattr(claimed, "rowcount", 1) != 1:
         return replace(found, state="already")
     session.refresh(row)
+    # Confirmed from the mailbox itself: the person asks anew, so an address they once had
+    # forgotten comes off the suppression list (check_subscribable).
+    check_subscribable(session, row.email, asked_by_person=True)
     person = person_for(session, row.email)
     # They just received our mail: a bounce suspension of theirs is over.
     person.suspended_at, person.bounce_score = None, 0.0

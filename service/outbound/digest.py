@@ -281,6 +281,7 @@ class Digests:
                 "site_name": self.site_name,
                 "sections": sections,
                 "unsubscribe_url": self.notifier.unsubscribe_url(everything),
+                "forget_url": self.notifier.erasure_mail.request_url(person.id),
                 **when,
             },
         )

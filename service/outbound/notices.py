@@ -25,6 +25,7 @@ from service.store.models import (
     RejectionNotice,
     utcnow,
 )
+from service.store.suppression import is_suppressed
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class RejectionNotices:
             return False
         if not deliverable_address(to):
             return False  # a mangled From cannot be answered; the rejection stands without it
+        if is_suppressed(session, to):
+            return False  # they asked to be forgotten: never mailed again
         now = utcnow()
         day = today or now.date()
         already = session.scalar(

@@ -23,6 +23,7 @@ from service.outbound.compose import (
     new_message,
     public_name,
 )
+from service.outbound.erasure_mail import ErasureMail
 from service.store.engine import Deferred, execute_or_defer
 from service.store.models import (
     Comment,
@@ -78,6 +79,7 @@ class Notifier:
         base_url: str,
         templates: Environment | None = None,
         moderators: frozenset[str] = frozenset(),
+        erasure_mail: ErasureMail | None = None,
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -88,6 +90,15 @@ class Notifier:
         self.public_text = PublicText(book, keyring)
         # REPLYD_MODERATORS: their copy carries a Remove link, as the post author's does.
         self.moderators = moderators
+        # Every mail to a reader carries their own "delete what this blog keeps about me" link.
+        self.erasure_mail = erasure_mail or ErasureMail(
+            book,
+            keyring,
+            from_address=from_address,
+            site_name=site_name,
+            base_url=base_url,
+            templates=self.templates,
+        )
 
     def moderates(self, person: Person, post: Post) -> bool:
         """Whether `person` may moderate the comments of `post`: its author, or a moderator."""
@@ -121,7 +132,7 @@ class Notifier:
     ) -> PersonalBodies:
         """The text and HTML of the notification about `comment`, rendered once for every
         reader but a moderator, whose copy carries `remove_url`; each reader's own
-        unsubscribe link goes in with `for_reader`."""
+        unsubscribe and erasure links go in with `for_reader`."""
         parent = ancestors[-1] if ancestors else None
         # An answer to a comment since removed names and quotes nothing of it.
         removed = parent is not None and not is_published(parent)
@@ -142,7 +153,7 @@ class Notifier:
                 "parent_body": shown.body if shown else "",
                 "remove_url": remove_url,
             },
-            personal="unsubscribe_url",
+            personal=("unsubscribe_url", "forget_url"),
         )
 
     def notification_id(self, post: Post, comment: Comment, recipient_id: int) -> str:
@@ -272,7 +283,10 @@ class Notifier:
                         remove = self.remove_url(comment, person)
                         own = self.bodies(comment, post, ancestors, remove)
                     unsubscribe = self.unsubscribe_url(ReplyTarget(post.id, None, reader.id))
-                    written[item.id] = draft.as_bytes(own.for_reader(unsubscribe))
+                    forget = self.erasure_mail.request_url(reader.id)
+                    written[item.id] = draft.as_bytes(
+                        own.for_reader(unsubscribe_url=unsubscribe, forget_url=forget)
+                    )
                 except Exception as exc:
                     written[item.id] = f"cannot render the notification: {exc!r}"
         return written

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Boolean, bindparam, case, func, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.files import private_dir
@@ -45,6 +45,9 @@ _RECORD = (
         last_error=bindparam("last_error"),
         claimed_by=None,
         lease_until=None,
+        # A message is not kept once it is delivered (or failed for good): it holds a
+        # person's address, other people's words and the links of our own tokens.
+        raw=case((bindparam("done", type_=Boolean()), null()), else_=OutboundEmail.raw),
     )
 )
 
@@ -322,6 +325,7 @@ class Outbox:
             "sent_at": sent_at,
             "next_attempt_at": retry_at,  # None keeps the row's own
             "last_error": reason[:2000] if reason else None,
+            "done": status != OutboundStatus.QUEUED,
         }
 
     def _file_all(self, parcels: list[Parcel]) -> list[DeliveryError | None]:

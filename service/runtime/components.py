@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from service.moderation.intake import Intake
     from service.outbound.confirmations import Confirmations
     from service.outbound.digest import Digests
+    from service.outbound.erasure_mail import ErasureMail
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
+    from service.store.suppression import ErasedPeople
 
 # The builders below import their modules when called: a CLI command that lists posts builds
 # Components too, and must not pay for the extraction, delivery or template stack.
@@ -65,6 +67,20 @@ class Components:
             templates=self.templates,
         )
 
+    def erasure_mail(self) -> ErasureMail:
+        """The self-service erasure's links and confirmation mail for this deployment."""
+        from service.outbound.erasure_mail import ErasureMail
+
+        return ErasureMail(
+            self.book,
+            self.keyring,
+            from_address=self.settings.from_address,
+            site_name=self.settings.site_name,
+            base_url=self.settings.base_url,
+            templates=self.templates,
+            once_a_day=bool(self.settings.rate_limits),
+        )
+
     def notifier(self) -> Notifier:
         """A notifier rendering with this deployment's addresses."""
         from service.outbound.notify import Notifier
@@ -77,6 +93,7 @@ class Components:
             base_url=self.settings.base_url,
             templates=self.templates,
             moderators=frozenset(self.settings.moderators),
+            erasure_mail=self.erasure_mail(),
         )
 
     def intake(self, notifier: Notifier | None = None) -> Intake:
@@ -118,6 +135,14 @@ class Components:
             base_url=self.settings.base_url,
             templates=self.templates,
         )
+
+    @cached_property
+    def erased_people(self) -> ErasedPeople:
+        """The ids of forgotten people this process knows of (the SMTP edge refuses their
+        tokens); the daemon refreshes it, an erasure made in this process adds to it."""
+        from service.store.suppression import ErasedPeople
+
+        return ErasedPeople()
 
     @cached_property
     def templates(self) -> Environment:

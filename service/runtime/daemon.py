@@ -23,7 +23,7 @@ from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
 from service.store.models import utcnow
-from service.store.retention import purge_raw
+from service.store.retention import purge_notices, purge_raw
 from service.store.schema import check_schema
 from service.web.app import HttpServer
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 DIGEST_CHECK_SECONDS = 60.0
 EXECUTOR_THREADS = 64
 RETENTION_CHECK_SECONDS = 3600.0
+# How often the edge reads which people were forgotten (by `replyd person forget` elsewhere):
+# their old addresses are refused at RCPT this long after the erasure at most.
+FORGOTTEN_CHECK_SECONDS = 1.0
 DRAIN_SECONDS = 30.0
 
 
@@ -61,6 +64,7 @@ class ReplydServer:
             max_message_bytes=settings.max_message_bytes,
             on_stored=self._wake_inbound,
             limiter=RateLimiter(settings.rate_limits),
+            forgotten=self.parts.erased_people,
         )
         self.session_limits = SessionLimits(
             idle_seconds=settings.smtp_timeout,
@@ -91,6 +95,7 @@ class ReplydServer:
                 max_message_bytes=settings.max_message_bytes,
                 max_recipients=settings.max_recipients,
                 on_stored=self._wake_inbound,
+                forgotten=self.parts.erased_people,
             ),
         )
 
@@ -105,6 +110,7 @@ class ReplydServer:
     async def start(self) -> None:
         """Check the schema, bind the listener and start the workers."""
         check_schema(self.parts.engine)
+        self.parts.erased_people.refresh(self.parts.session_factory)
         self._loop = asyncio.get_running_loop()
         # In-process workers, the HTTP API and the edge's commits each hold a thread while
         # they wait for the database; asyncio's default pool has only CPUs + 4 threads.
@@ -142,6 +148,7 @@ class ReplydServer:
             self._tasks.append(asyncio.create_task(self._inbound_worker()))
             self._tasks.append(asyncio.create_task(self._outbound_worker()))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
+        self._tasks.append(asyncio.create_task(self._forgotten_people()))
         if self.settings.retention_days:
             self._tasks.append(asyncio.create_task(self._retention()))
         log.info(
@@ -198,12 +205,27 @@ class ReplydServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), DIGEST_CHECK_SECONDS)
 
+    async def _forgotten_people(self) -> None:
+        """Every second: learn of erasures made by other processes (one count query when
+        there was none), so the edge refuses the forgotten people's addresses."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), FORGOTTEN_CHECK_SECONDS)
+            try:
+                await asyncio.to_thread(
+                    self.parts.erased_people.refresh, self.parts.session_factory
+                )
+            except Exception:
+                log.exception("could not read which people were forgotten; trying again")
+
     async def _retention(self) -> None:
-        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago."""
+        """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago (30 unless
+        set; 0 keeps it), and the record of refusal notices as old."""
         keep = timedelta(days=self.settings.retention_days)
 
         def purge() -> int:
             with self.parts.session_factory.begin() as session:
+                purge_notices(session, utcnow() - keep)
                 return purge_raw(session, utcnow() - keep)
 
         while not self._stopping.is_set():

@@ -129,7 +129,9 @@ class Settings:
     trust_authserv_id: str | None = None
     # Rejection notices all senders together may get per hour (None: no cap).
     notices_per_hour: int | None = 100
-    retention_days: int = 0
+    # Days the raw source of finished inbound mail is kept (failed mail until handled); 0 keeps
+    # it for ever.
+    retention_days: int = 30
     # Processes started next to the edge to parse, publish and deliver (0: the workers run in
     # the daemon's own process). The one setting for worker concurrency.
     worker_processes: int = 0
@@ -423,7 +425,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             get("REPLYD_NOTICES_PER_HOUR", "100" if rate_limits else "off")
         ),
         retention_days=_parse_int(
-            "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "0"), 0, 36500
+            "REPLYD_RETENTION_DAYS", get("REPLYD_RETENTION_DAYS", "30"), 0, 36500
         ),
         language=_choice("REPLYD_LANGUAGE", get("REPLYD_LANGUAGE", "en"), LANGUAGES),
         digest_hour=_parse_int("REPLYD_DIGEST_HOUR", get("REPLYD_DIGEST_HOUR", "7"), 0, 23),

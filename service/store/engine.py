@@ -96,6 +96,11 @@ def make_engine(url: str, *, durable: bool = True, urgent: bool = False) -> Engi
         cursor.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        # SQLite leaves deleted rows' bytes in free pages and cells until something overwrites
+        # them: a forgotten person's address or a purged raw message could be read back from
+        # the file. secure_delete zeroes them as they are freed, on every connection, since
+        # any connection may free a page that held them (retention, delivery, erasure).
+        cursor.execute("PRAGMA secure_delete=ON")
         if urgent:
             # A checkpoint (copying the log into the database, with its fsyncs) runs in the
             # connection whose commit crossed the threshold; let the workers' commits do it,

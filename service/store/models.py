@@ -90,6 +90,7 @@ class ReasonCode(StrEnum):
     BLOCKED = "blocked"  # a sender the operator blocked (REPLYD moderation); never told
     TOO_LONG = "too_long"  # an emailed reply over MAX_COMMENT_CHARS
     EXPIRED = "expired"  # a reply to a web confirmation mail whose request has expired
+    FORGOTTEN = "forgotten"  # a token of a person who asked to be forgotten; never told
     # ignored
     DUPLICATE = "duplicate"
     NULL_SENDER = "null_sender"
@@ -101,6 +102,7 @@ class ReasonCode(StrEnum):
     BOUNCE = "bounce"
     UNSUBSCRIBE = "unsubscribe"
     CONFIRMED = "confirmed"  # a reply confirming a reader's follow request from the web
+    ERASURE = "erasure"  # mail to forget@: a confirmation link goes to a known address
     # failed
     ERROR = "error"
     GAVE_UP = "gave_up"
@@ -142,6 +144,9 @@ class Person(Base):
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     bounce_scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set when the person asked to be forgotten: the row stays as a tombstone (their tokens
+    # name its id, which must never be given to someone else), holding no address or name.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
 
 
 class Post(Base):
@@ -445,3 +450,24 @@ class FollowRequest(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     post: Mapped[Post] = relationship()
+
+
+class Suppression(Base):
+    """An address that asked to be forgotten, kept only as a salted hash: replyd never mails
+    it or subscribes it again unless the person asks anew."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeploymentSalt(Base):
+    """Random values made once per deployment and shared by its nodes (the suppression
+    list's salt), kept in the database so every node hashes alike."""
+
+    __tablename__ = "deployment_salts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from service.identity.addresses import ALL_POSTS, ReplyTarget
 from service.store.models import Comment, Person, Post, Subscription, utcnow
 from service.store.posts import check_post
+from service.store.suppression import is_suppressed, lift_suppression
 
 MAX_ADDRESS = 254  # RFC 5321: a path is 256 octets at most, angle brackets included
 MAX_LOCAL_PART = 64
@@ -88,13 +89,18 @@ def person_for(session: Session, email: str, name: str = "", *, following: bool 
     A new person, and anyone about to follow something (`following`), must have an address
     replyd can mail (follower_address raises InvalidAddress otherwise): `following=False`
     only finds someone already known, or records an opt-out, at any address.
+
+    Someone created anew for an address on the suppression list (they asked to be forgotten)
+    starts suspended: nothing is mailed to them until they ask for mail themselves
+    (`check_subscribable`).
     """
     email = email.strip().lower()
     person = session.scalar(select(Person).where(Person.email == email))
     if person is None or following:
         email = follower_address(email)
     if person is None:
-        person = Person(email=email, display_name=name)
+        suspended = utcnow() if is_suppressed(session, email) else None
+        person = Person(email=email, display_name=name, suspended_at=suspended)
         session.add(person)
         session.flush()
     elif name:
@@ -167,6 +173,30 @@ def unsubscribed(session: Session, target: ReplyTarget) -> bool:
         )
     )
     return active is False
+
+
+class AskedToBeForgotten(Exception):
+    """Subscribing an address that asked to be forgotten, without saying the person asked."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"{email} asked this blog to forget it, so replyd does not subscribe or mail it "
+            "again unless the person asks for it themselves"
+        )
+
+
+def check_subscribable(session: Session, email: str, *, asked_by_person: bool) -> None:
+    """Before subscribing `email`: raise AskedToBeForgotten when it is on the suppression
+    list and the person did not ask themselves; when they did, take it off the list and let
+    mail reach them again."""
+    if not is_suppressed(session, email):
+        return
+    if not asked_by_person:
+        raise AskedToBeForgotten(email)
+    lift_suppression(session, email)
+    person = session.scalar(select(Person).where(Person.email == email))
+    if person is not None:
+        person.suspended_at = None
 
 
 def unsubscribe(session: Session, target: ReplyTarget) -> str:

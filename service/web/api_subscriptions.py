@@ -8,9 +8,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.store.subscriptions import InvalidAddress, person_for, set_following
+from service.store.subscriptions import (
+    AskedToBeForgotten,
+    InvalidAddress,
+    check_subscribable,
+    person_for,
+    set_following,
+)
 from service.web.context import (
     ApiError,
+    bool_field,
     context_of,
     email_field,
     find_post,
@@ -41,11 +48,20 @@ async def subscribe(request: Request) -> Response:
     digest = data.get("digest")
     if digest not in DIGESTS:
         raise ApiError(400, 'field \'digest\' must be null, "daily" or "weekly"')
+    asked = bool_field(data, "asked_by_person", False)
     web = context_of(request)
 
     def store() -> None:
         with web.parts.session_factory.begin() as session:
             post = find_post(session, slug)
+            try:
+                check_subscribable(session, email, asked_by_person=asked)
+            except AskedToBeForgotten as exc:
+                raise ApiError(
+                    409,
+                    f"{exc}; if they did (e.g. through the blog's subscribe form), send "
+                    '"asked_by_person": true',
+                ) from None
             set_following(
                 session, post.id, person_for(session, email).id, active=True, digest=digest
             )

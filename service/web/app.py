@@ -54,11 +54,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
-# Unsubscribe, moderation and confirmation tokens are capabilities: logs show their route,
-# never their value.
-_SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate|confirm)/[^/]+")
+# Unsubscribe, moderation, confirmation and erasure tokens are capabilities: logs show their
+# route, never their value.
+_SECRET_PATHS = re.compile(r"^/(unsubscribe|moderate|confirm|forget/confirm|forget)/[^/]+")
 _JSON_PATHS = ("/api/", "/ingress/", "/openapi.json", "/healthz", "/metrics")
-_PRIVATE_PATHS = ("/admin/", "/unsubscribe/", "/confirm/")
+_PRIVATE_PATHS = ("/admin/", "/unsubscribe/", "/confirm/", "/forget/")
 
 
 def web_templates() -> Environment:
@@ -74,7 +74,8 @@ def web_templates() -> Environment:
 
 
 def loggable_path(path: str) -> str:
-    """A request path fit for logs: unsubscribe, moderation and confirmation tokens replaced."""
+    """A request path fit for logs: unsubscribe, moderation, confirmation and erasure tokens
+    replaced."""
     return _SECRET_PATHS.sub(r"/\1/{token}", path)
 
 

@@ -82,6 +82,7 @@ def default_intake(parts: Components, on_stored: Any) -> Intake:
         max_message_bytes=settings.max_message_bytes,
         max_recipients=settings.max_recipients,
         on_stored=on_stored,
+        forgotten=parts.erased_people,
     )
 
 

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from service.inbound.intake import VIAS
 from service.store.idempotency import MAX_KEY_CHARS
 from service.store.models import MAX_COMMENT_CHARS, InboundStatus
+from service.web.api_people import openapi_paths as people_paths
 from service.web.context import context_of
 from service.web.inbound_log import INBOUND_PAGE_DEFAULT, INBOUND_PAGE_MAX
 
@@ -475,13 +476,14 @@ def openapi(base_url: str) -> dict[str, Any]:
             }
         },
     }
+    paths.update(people_paths(_ref("Error"), _PROTECTED))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "replyd",
             "version": "1",
-            "description": "Blog comments by email: posts, comments, subscriptions and the "
-            "inbound mail log. Endpoints with a security requirement want "
+            "description": "Blog comments by email: posts, comments, subscriptions, the "
+            "inbound mail log and people's data. Endpoints with a security requirement want "
             "'Authorization: Bearer <REPLYD_API_TOKEN>'.",
         },
         "servers": [{"url": base_url}],

@@ -10,6 +10,8 @@ from service.web.admin_pages import admin_inbound, admin_raw, admin_retry
 from service.web.confirm_pages import confirm_now, confirm_page
 from service.web.embed import embed_page, embed_script, embed_style
 from service.web.feed import comments_feed
+from service.web.forget_pages import confirm_erase, request_mail, request_page
+from service.web.forget_pages import confirm_page as erasure_confirm_page
 from service.web.forms import comment_form, embedded_comment_form, embedded_follow_form, follow_form
 from service.web.moderation_pages import moderation_act, moderation_page
 from service.web.public_pages import post_page, unsubscribe_now, unsubscribe_page
@@ -30,6 +32,10 @@ ROUTES = [
     Route("/unsubscribe/{token}", unsubscribe_now, methods=["POST"]),
     Route("/moderate/{token}", moderation_page, methods=["GET"]),
     Route("/moderate/{token}", moderation_act, methods=["POST"]),
+    Route("/forget/confirm/{token}", erasure_confirm_page, methods=["GET"]),
+    Route("/forget/confirm/{token}", confirm_erase, methods=["POST"]),
+    Route("/forget/{token}", request_page, methods=["GET"]),
+    Route("/forget/{token}", request_mail, methods=["POST"]),
     Route("/admin/inbound", admin_inbound, methods=["GET"]),
     # Ids are parsed by the handlers: one too large for the database is a 404, not a crash.
     Route("/admin/inbound/{inbound_id}/raw", admin_raw, methods=["GET"]),

@@ -165,8 +165,8 @@ def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscripti
     sessions = web.parts.session_factory if apply else web.read_sessions
     with sessions.begin() as session:
         person = session.get(Person, target.person_id)
-        if person is None:
-            return None
+        if person is None or person.erased_at is not None:
+            return None  # a forgotten person's links name nobody any more
         if target.post_id == ALL_POSTS:  # a digest's link: every digest the person takes
             title, url = f"your {web.parts.settings.site_name} digests", web.parts.settings.base_url
         else:
