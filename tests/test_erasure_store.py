@@ -174,7 +174,7 @@ class TestNoColumnKeepsHer:
         before = columns_naming(store, ZELDA, NAME)
         assert {
             "people.email",
-            "inbound_emails.raw",
+            "inbound_sources.raw",  # the one stored copy of each message
             "comments.body",
             "outbound_emails.raw",
             "pending_comments.email",
