@@ -159,10 +159,15 @@ def send_batch(
 
 def claimed_rows(database: str) -> list[int]:
     """The inbound rows a worker holds a claim on right now, read without a write lock (a
-    frozen process may hold it; replyd's own sessions begin by taking it)."""
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        rows = db.execute("SELECT id FROM inbound_emails WHERE status = 'processing'")
-        return [row_id for (row_id,) in rows]
+    frozen process may hold it; replyd's own sessions begin by taking it). Empty when the
+    database cannot be read at this moment: a process frozen in the middle of a commit
+    leaves the WAL index in a state readers wait for ("locking protocol")."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT id FROM inbound_emails WHERE status = 'processing'")
+            return [row_id for (row_id,) in rows]
+    except sqlite3.OperationalError:
+        return []
 
 
 class TestCrashSafety:
