@@ -1,4 +1,5 @@
-# replyd: `make run` starts a local daemon, `make test` runs the whole suite.
+# replyd: `make run` starts a local daemon, `make test` runs the whole suite, `make mutants`
+# breaks each guarantee on purpose in a copy of the tree and checks that its tests notice.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test bench clean
+.PHONY: run test mutants bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ test: $(DEV)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy service
 	$(BIN)/pytest
+
+mutants: $(DEV)
+	$(BIN)/python -m tests.mutants.run
 
 bench: $(RUNTIME)
 	$(BIN)/python bench/extraction.py

@@ -32,6 +32,16 @@ SECRET = "test-secret-0123456789abcdef"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "emails"
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name the random order's seed at the end too (-q hides the header that shows it), so
+    that a failure seen in one order can be run again in that order."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(
+            f"random order: pytest --randomly-seed={seed} runs the tests in this order again"
+        )
+
+
 def free_port() -> int:
     """A port nothing listens on right now (aiosmtpd cannot bind port 0 itself)."""
     with socket.socket() as sock:

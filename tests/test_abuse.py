@@ -7,6 +7,7 @@ import gzip
 import smtplib
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -22,7 +23,15 @@ from service.inbound.ratelimit import Limit, RateLimiter, parse_limits
 from service.runtime.settings import Settings
 from service.store.models import InboundEmail, InboundStatus, OutboundEmail, utcnow
 from service.store.retention import purge_raw
-from tests.conftest import FIXTURES, Blog, RunningServer, reply_message, send, wait_for
+from tests.conftest import (
+    FIXTURES,
+    Blog,
+    RunningServer,
+    make_settings,
+    reply_message,
+    send,
+    wait_for,
+)
 from tests.inbound_helpers import record, store_mail
 from tests.test_reply_flow import comments, final_row
 
@@ -59,6 +68,12 @@ class TestRateLimitRules:
         assert parse_limits("off") == {}
         with pytest.raises(ValueError, match="not a rate limit"):
             parse_limits("sender=lots")
+
+    def test_default_limits_are_the_documented_ones(self, tmp_path: Path) -> None:
+        """Without REPLYD_RATE_LIMITS, 30 messages per sender and 20 per reply address are
+        taken in 10 minutes (the README's defaults)."""
+        settings = make_settings(tmp_path)
+        assert settings.rate_limits == {"sender": Limit(30, 600), "address": Limit(20, 600)}
 
     def test_bucket_refills_over_time(self) -> None:
         """A limited key gets tokens back as time passes, one per count/period."""
@@ -182,6 +197,44 @@ class TestRateLimitsCountStoredMail:
             assert deliver_from("127.0.0.3", running.port, "r2@example.org", [address], raw) == {}
         finally:
             running.stop()
+
+    def test_a_sender_cannot_escape_its_limit_by_changing_case(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """Addresses are compared without case: the same sender written four ways is still
+        one sender, and its fourth recipient within the hour gets 450 4.7.1."""
+        post = blog.post()
+        addresses = [blog.address(post, f"r{i}@example.org") for i in range(4)]
+        spellings = [
+            "flooder@example.org",
+            "Flooder@example.org",
+            "FLOODER@EXAMPLE.ORG",
+            "flooder@Example.Org",
+        ]
+        codes = []
+        for sender, address in zip(spellings, addresses, strict=True):
+            with smtplib.SMTP("127.0.0.1", server.port) as client:
+                client.ehlo()
+                client.mail(sender)
+                codes.append(client.rcpt(address))
+        assert [c for c, _ in codes] == [250, 250, 250, 450]
+        assert codes[3][1].startswith(b"4.7.1 ")
+
+    def test_a_reply_address_cannot_escape_its_limit_by_changing_case(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """A reply address in other letter cases is the same address: the third message to
+        it within the hour is refused, however it is written."""
+        address = blog.address(blog.post(), READER)
+        local, domain = address.split("@")
+        spellings = [address, f"{local.upper()}@{domain}", f"{local}@{domain.upper()}"]
+        results = []
+        for n, spelling in enumerate(spellings):
+            with smtplib.SMTP("127.0.0.1", server.port) as client:
+                client.ehlo()
+                client.mail(f"s{n}@example.org")
+                results.append(client.rcpt(spelling)[0])
+        assert results == [250, 250, 450]
 
 
 class TestRateLimitsOff:
@@ -496,7 +549,8 @@ class TestPropertyBased:
         assert isinstance(result.reply, str) and isinstance(result.elided, str)
 
     def test_pipeline_always_reaches_a_terminal_state(self, blog: Blog) -> None:
-        """Through the real pipeline and database, every mutated message ends terminal."""
+        """Through the real pipeline and database, every mutated message ends terminal: its
+        row holds a terminal status (not failed) with the outcome's reason, and no claim."""
         address = blog.address(blog.post(), READER)
         pipeline = blog.parts.pipeline()
 
@@ -509,7 +563,12 @@ class TestPropertyBased:
             [claimed] = claim_mail(blog.parts.session_factory, "fuzz", 1)
             assert claimed.id == row_id
             [outcome] = record(pipeline, [claimed], "fuzz")
-            assert outcome is not None and outcome.status in TERMINAL
-            assert outcome.status != InboundStatus.FAILED, outcome.reason
+            assert outcome is not None
+            with blog.parts.session_factory() as session:
+                row = session.get(InboundEmail, row_id)
+                assert row is not None
+                assert row.status in TERMINAL and row.status != InboundStatus.FAILED, row.reason
+                assert (row.status, row.reason) == (outcome.status, outcome.reason)
+                assert row.claimed_by is None and row.finished_at is not None
 
         check()

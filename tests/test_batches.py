@@ -6,9 +6,11 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from sqlalchemy import event, func, select, update
@@ -19,12 +21,11 @@ from service.inbound.outcome import Outcome
 from service.inbound.queue import ClaimedMail, claim_mail, requeue
 from service.outbound.compose import make_templates
 from service.outbound.notify import Unrendered
-from service.outbound.outbox import Outbox, Renderer
+from service.outbound.outbox import CLAIM_LIMIT, Outbox, Parcel, Renderer
 from service.runtime.components import Components
 from service.runtime.settings import Outbound
 from service.runtime.workers import (
     BURST_GRACE_SECONDS,
-    DELIVERY_HOLD,
     InboundLoad,
     inbound_loop,
     outbound_loop,
@@ -472,8 +473,30 @@ class TestBrokenBatch:
         assert [o.status if o else None for o in outcomes] == [InboundStatus.PROCESSED] * 2
 
 
+class LookingOutbox(Outbox):
+    """A Maildir outbox that notes how many rows each of its claims took."""
+
+    def __init__(self, parts: Components, folder: Path) -> None:
+        super().__init__(
+            parts.session_factory,
+            Outbound(kind="maildir", path=folder),
+            envelope_sender=parts.envelope_sender,
+            max_attempts=5,
+            render=parts.notifier().render_queued,
+        )
+        self.looks: list[int] = []
+
+    def claim_due(
+        self, worker: str, limit: int = CLAIM_LIMIT, *, held_back: timedelta = timedelta(0)
+    ) -> list[Parcel]:
+        """Claim as the outbox does, and note how many rows were taken."""
+        claimed = super().claim_due(worker, limit, held_back=held_back)
+        self.looks.append(len(claimed))
+        return claimed
+
+
 class TestDeliveryStandsBackForABurst:
-    """While the worker publishes replies, fresh notifications wait (DELIVERY_HOLD at most)."""
+    """While the worker publishes replies, fresh notifications wait (5 seconds at most)."""
 
     @staticmethod
     def filed(folder: Path) -> int:
@@ -489,11 +512,11 @@ class TestDeliveryStandsBackForABurst:
 
     @staticmethod
     def start_delivery(
-        parts: Components, folder: Path, load: InboundLoad
+        outbox: Outbox, load: InboundLoad
     ) -> tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]:
-        """The outbound loop, delivering into `folder` beside `load`: (task, stopping, wakeup)."""
+        """The outbound loop, delivering through `outbox` beside `load`: (task, stopping,
+        wakeup)."""
         stopping, wakeup = asyncio.Event(), asyncio.Event()
-        outbox = maildir_outbox(parts, folder)
         task = asyncio.create_task(
             outbound_loop(outbox, "sender", wakeup=wakeup, stopping=stopping, inbound=load)
         )
@@ -506,12 +529,15 @@ class TestDeliveryStandsBackForABurst:
         process(parts, claim(parts, 3))
         folder = tmp_path / "outbox"
         load = InboundLoad()
+        outbox = LookingOutbox(parts, folder)
 
         async def scenario() -> tuple[int, int]:
-            loop, stopping, wakeup = self.start_delivery(parts, folder, load)
             with load.batch():  # the inbound loop works through a burst
+                loop, stopping, wakeup = self.start_delivery(outbox, load)
                 wakeup.set()
-                await asyncio.sleep(0.8)
+                # Three looks at the queue while the burst lasts: the mail was there to take.
+                while len(outbox.looks) < 3 and not loop.done():
+                    await asyncio.sleep(0.02)
                 during = self.filed(folder)
             after = await self.filed_within(folder, 3)
             stopping.set()
@@ -520,6 +546,7 @@ class TestDeliveryStandsBackForABurst:
 
         during, after = asyncio.run(scenario())
         assert during == 0
+        assert outbox.looks[:3] == [0, 0, 0]
         assert after == 3
         with parts.session_factory() as session:
             statuses = set(session.scalars(select(OutboundEmail.status)))
@@ -528,8 +555,9 @@ class TestDeliveryStandsBackForABurst:
     def test_mail_held_back_as_long_as_the_hold_leaves_even_during_a_burst(
         self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
-        """A steady stream of replies cannot starve delivery: mail due for DELIVERY_HOLD
-        goes out while the worker is still busy; fresher mail keeps waiting."""
+        """A steady stream of replies cannot starve delivery: mail due for the promised 5 s
+        (and a second more) goes out while the worker is still busy; fresher mail keeps
+        waiting, though the outbox looks at the queue again and again."""
         store_replies(blog, [blog.post(f"post-{n}") for n in range(3)])
         process(parts, claim(parts, 3))
         with parts.session_factory.begin() as session:
@@ -537,22 +565,29 @@ class TestDeliveryStandsBackForABurst:
             session.execute(
                 update(OutboundEmail)
                 .where(OutboundEmail.id.in_(old))
-                .values(next_attempt_at=utcnow() - DELIVERY_HOLD - timedelta(seconds=1))
+                .values(next_attempt_at=utcnow() - timedelta(seconds=5 + 1))
             )
         folder = tmp_path / "outbox"
         load = InboundLoad()
+        outbox = LookingOutbox(parts, folder)
 
-        async def scenario() -> int:
+        async def scenario() -> tuple[int, int]:
             with load.batch():
-                loop, stopping, _wakeup = self.start_delivery(parts, folder, load)
-                await self.filed_within(folder, 2)
-                await asyncio.sleep(0.5)  # time enough to send the third, were it not held
+                loop, stopping, _wakeup = self.start_delivery(outbox, load)
+                # Sent within a few polls of the loop, not after the hold has run out.
+                filed = await self.filed_within(folder, 2, seconds=3)
+                # Two more looks at the queue after those: the third was there to be taken.
+                looks = len(outbox.looks)
+                while len(outbox.looks) < looks + 2 and not loop.done():
+                    await asyncio.sleep(0.02)
                 seen = self.filed(folder)
                 stopping.set()
                 await loop
-            return seen
+            return filed, seen
 
-        assert asyncio.run(scenario()) == 2
+        filed, seen = asyncio.run(scenario())
+        assert (filed, seen) == (2, 2)
+        assert outbox.looks[-1] == 0  # the last look found nothing due to take
         with parts.session_factory() as session:
             rows = dict(session.execute(select(OutboundEmail.id, OutboundEmail.status)).all())
         assert {rows[i] for i in old} == {OutboundStatus.SENT}
@@ -655,6 +690,35 @@ class TestWrittenAtDelivery:
         with parts.session_factory() as session:  # nothing rendered is stored
             assert list(session.scalars(select(OutboundEmail.raw))) == [None]
 
+    def test_every_attempt_carries_the_same_date_a_stored_one(
+        self, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """The Date of a notification is a stored time, not the time of the attempt: two
+        attempts, even a day after the comment, carry the same Date."""
+        store_replies(blog, [blog.post()])
+        process(parts, claim(parts, 1))
+        commented = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        queued = datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC)
+        with parts.session_factory.begin() as session:
+            session.execute(update(Comment).values(created_at=commented))
+            session.execute(update(OutboundEmail).values(created_at=queued))
+        folder = tmp_path / "outbox"
+        outbox = maildir_outbox(parts, folder)
+        dates = []
+        for _attempt in range(2):
+            with parts.session_factory.begin() as session:  # due (again: the relay lost it)
+                session.execute(
+                    update(OutboundEmail).values(
+                        status=OutboundStatus.QUEUED, next_attempt_at=utcnow()
+                    )
+                )
+            assert asyncio.run(outbox.run_once("sender")) == 1
+            for path in (folder / "new").iterdir():
+                dates.append(message_from_bytes(path.read_bytes())["Date"])
+                path.unlink()
+        assert len(dates) == 2 and dates[0] == dates[1]
+        assert parsedate_to_datetime(dates[0]) in (commented, queued)
+
     def test_a_template_mistake_fails_the_notification_not_the_reply(
         self, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
@@ -717,11 +781,14 @@ class TestWrittenAtDelivery:
         holder = sqlite3.connect(database, isolation_level=None)
         try:
             holder.execute("BEGIN IMMEDIATE")
-            started = time.monotonic()
-            ready, over = outbox.write_messages(claimed)
-            took = time.monotonic() - started
-            holder.execute("ROLLBACK")
+            with ThreadPoolExecutor(1) as pool:
+                writing = pool.submit(outbox.write_messages, claimed)
+                try:
+                    # A writer would wait for the lock (up to the 30 s busy timeout): it gets
+                    # 2 s, then the lock is released so that it can end.
+                    ready, over = writing.result(timeout=2)
+                finally:
+                    holder.execute("ROLLBACK")
         finally:
             holder.close()
         assert over == [] and len(ready) == 1 and b"Reply number 0." in ready[0].message
-        assert took < 2  # a writer would wait for the lock, up to the 30 s busy timeout

@@ -341,30 +341,31 @@ class TestExtractReply:
 
 
 class TestBounds:
-    """Work stays linear on hostile input."""
+    """Work stays linear on hostile input. The bounds are on this process's CPU time, which
+    other processes on a busy machine do not stretch as they stretch wall-clock time."""
 
     def test_ten_thousand_quoted_lines(self) -> None:
         """A reply above a 10,000-line quote is extracted quickly."""
         body = "Short answer.\n\nOn Tue, Mar 3, 2026, Bob <bob@example.org> wrote:\n" + (
             "> quoted line with a link <http://example.org/x>\n" * 10_000
         )
-        started = time.perf_counter()
+        started = time.process_time()
         assert extract_body(body).reply == "Short answer."
-        assert time.perf_counter() - started < 2.0
+        assert time.process_time() - started < 2.0
 
     def test_huge_single_line(self) -> None:
         """A megabyte on one line is returned without pathological slowness."""
         body = "word " * 200_000
-        started = time.perf_counter()
+        started = time.process_time()
         assert extract_body(body).reply == body.strip()
-        assert time.perf_counter() - started < 2.0
+        assert time.process_time() - started < 2.0
 
     def test_interleaved_quotes(self) -> None:
         """Thousands of alternating quote and text lines stay fast."""
         body = "".join(f"> question {i}\nanswer {i}\n" for i in range(5_000))
-        started = time.perf_counter()
+        started = time.process_time()
         assert extract_body(body).reply.startswith("> question 0\nanswer 0")
-        assert time.perf_counter() - started < 2.0
+        assert time.process_time() - started < 2.0
 
 
 class TestTalonIsolation:

@@ -97,6 +97,11 @@ def quoted_lines(message: ParsedMessage) -> list[str]:
     ]
 
 
+def words(text: str) -> str:
+    """The words of a text, one space apart (punctuation and layout dropped)."""
+    return " ".join(re.findall(r"\w+", text))
+
+
 def test_there_are_enough_fixtures() -> None:
     """The fixture set covers the clients it claims to (about twenty messages)."""
     assert len(EMAILS) >= 18
@@ -124,10 +129,12 @@ class TestFixture:
         message = parsed(path)
         assert extract_reply(message.text, message.html).reply.strip() == expected(path)
 
-    def test_expected_holds_no_quoted_text(self, path: Path) -> None:
-        """The expected comment is non-empty and carries none of the quoted thread."""
+    def test_extraction_leaves_no_residue_and_keeps_what_it_cut(self, path: Path) -> None:
+        """What extraction keeps of the message is non-empty and carries none of the quoted
+        thread, its header block or a client footer; the quoted thread is in what it cut."""
         message = parsed(path)
-        comment = expected(path)
+        result = extract_reply(message.text, message.html)
+        comment = result.reply.strip()
         assert comment
         body = (message.text or "") + (message.html or "")
         # The check below is only meaningful if the message really quotes something.
@@ -141,9 +148,15 @@ class TestFixture:
             answers = [line for line in comment.split("\n") if line and not line.startswith(">")]
             assert len(quotes) >= 2 and len(answers) >= 2
             return
-        for line in quoted_lines(message):
+        quoted = quoted_lines(message)
+        for line in quoted:
             assert line not in comment, line
         assert not re.search(r"^>", comment, re.MULTILINE)
+        # Word for word: the cut part may come from the HTML part, without the text's quotes.
+        cut = words(result.elided)
+        assert cut
+        for line in quoted:
+            assert words(line) in cut, line
 
     def test_is_a_well_formed_reply(self, path: Path) -> None:
         """Each fixture is a reply to a reply address, with sender, id and a body."""

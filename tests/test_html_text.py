@@ -348,6 +348,9 @@ class TestArbitraryInput:
 
 
 class TestBounds:
+    """Deep and wide HTML is cut in bounded time. The bounds are on this process's CPU time,
+    which other processes on a busy machine do not stretch as they stretch wall-clock time."""
+
     def test_gmail_thread_1000_levels_deep(self) -> None:
         """A Gmail thread nested 1000 levels deep is cut correctly and quickly."""
         depth = 1000
@@ -361,9 +364,9 @@ class TestBounds:
             + "</blockquote></div>" * depth
             + "<div>Ann Author</div>"
         )
-        started = time.perf_counter()
+        started = time.process_time()
         result = html_to_reply_text(html)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         assert result.text == "Top reply\n\nAnn Author"
         assert result.found_quote
         assert "Level 0 text" in result.elided and f"Level {depth - 1} text" in result.elided
@@ -373,24 +376,24 @@ class TestBounds:
         """1000 nested plain blockquotes under a reply are cut as one trailing quote."""
         depth = 1000
         html = "<div>Reply</div>" + "<blockquote>q " * depth + "</blockquote>" * depth
-        started = time.perf_counter()
+        started = time.process_time()
         assert reply_of(html) == "Reply"
-        assert time.perf_counter() - started < 1.0
+        assert time.process_time() - started < 1.0
 
     def test_many_sibling_quotes_are_linear(self) -> None:
         """Twenty thousand sibling cite blockquotes are cut in linear time."""
         html = "<div>Reply</div>" + '<blockquote type="cite">q</blockquote>' * 20_000
-        started = time.perf_counter()
+        started = time.process_time()
         assert reply_of(html) == "Reply"
-        assert time.perf_counter() - started < 3.0
+        assert time.process_time() - started < 3.0
 
     def test_large_flat_message(self) -> None:
         """A megabyte-sized reply renders in bounded time."""
         html = "<div>" + "word " * 200_000 + "</div>" + "<p>para</p>" * 20_000
-        started = time.perf_counter()
+        started = time.process_time()
         text = reply_of(html)
         assert text.startswith("word word") and text.endswith("para")
-        assert time.perf_counter() - started < 3.0
+        assert time.process_time() - started < 3.0
 
 
 def test_control_characters_do_not_break_the_cut() -> None:

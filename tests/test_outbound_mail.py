@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 import pytest
@@ -10,15 +9,14 @@ from sqlalchemy import select
 
 from service.extraction.marker import MARKERS
 from service.identity.addresses import make_token, verify_token
-from service.outbound.bounces import HARD_BOUNCE, SUSPEND_AT, read_bounce
+from service.outbound.bounces import read_bounce
 from service.store.models import Comment, InboundStatus, OutboundEmail, Person, Subscription, utcnow
 from tests.conftest import Blog, RunningServer, SinkHandler, reply_message, send, wait_for
-from tests.test_reply_flow import comments, delivered, final_row
+from tests.test_reply_flow import comments, delivered, delivery_settled, final_row, outbound
 
 READER = "reader@example.org"
 AUTHOR = "author@example.org"
-# Hard bounces in quick succession that stop mail (the first ones decay a little meanwhile).
-HARD_BOUNCES_TO_SUSPEND = math.ceil(SUSPEND_AT / HARD_BOUNCE)
+FAN = "fan@example.org"  # follows the post: their mail proves a comment's mail went out
 
 
 def dsn(bounce_address: str, failed: str, status: str, action: str = "failed") -> bytes:
@@ -84,9 +82,14 @@ class TestUnsubscribe:
         assert row.status == InboundStatus.IGNORED and "unsubscribe request handled" in (
             row.reason or ""
         )
+        # A fan of the post hears of the second comment: proof that its mail went out.
+        with blog.parts.session_factory.begin() as session:
+            session.add(Subscription(post_id=post, person_id=blog.person(FAN)))
         send(server.port, READER, [address], reply_message(READER, address, "Second"))
         wait_for(lambda: len(comments(blog)) == 2, what="the second comment")
-        final_row(blog)
+        [to_fan] = delivered(sink, FAN)
+        assert "Second" in to_fan.get_body(("plain",)).get_content()
+        delivery_settled(blog)
         assert len(sink[0].to(AUTHOR)) == 1
         assert comments(blog)[1].body == "Second"
 
@@ -95,27 +98,34 @@ class TestBounces:
     def test_hard_bounces_suspend_and_are_never_answered(
         self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
     ) -> None:
-        """Each notification uses its own VERP sender; hard DSNs to it suspend the address."""
+        """Each notification uses its own VERP sender; three hard DSNs to it (the README's
+        threshold) suspend the address: no mail reaches it, and no bounce is answered."""
         post = blog.post()
         address = blog.address(post, READER)
-        for n in range(HARD_BOUNCES_TO_SUSPEND):
+        with blog.parts.session_factory.begin() as session:
+            session.add(Subscription(post_id=post, person_id=blog.person(FAN)))
+        for n in range(3):
             send(server.port, READER, [address], reply_message(READER, address, f"Comment {n}"))
             delivered(sink, AUTHOR, n + 1)
         verps = envelope_senders(sink, AUTHOR)
-        assert len(set(verps)) == HARD_BOUNCES_TO_SUSPEND
-        assert all(v.startswith("bounces+") and v.endswith("@replies.example.org") for v in verps)
+        assert len(set(verps)) == 3
+        delivered(sink, FAN, 3)
+        delivery_settled(blog)
         sent_before = len(sink[0].messages)
-        for verp in verps:
+        assert all(v.startswith("bounces+") and v.endswith("@replies.example.org") for v in verps)
+        for number, verp in enumerate(verps, start=1):
             send(server.port, "", [verp], dsn(verp, AUTHOR, "5.1.1"))
             row = final_row(blog)
             assert row.status == InboundStatus.IGNORED and "hard bounce" in (row.reason or "")
-        assert person(blog, AUTHOR).suspended_at is not None
+            assert (person(blog, AUTHOR).suspended_at is not None) == (number == 3)
         send(server.port, READER, [address], reply_message(READER, address, "After suspension"))
-        wait_for(
-            lambda: len(comments(blog)) == HARD_BOUNCES_TO_SUSPEND + 1, what="the last comment"
-        )
-        final_row(blog)
-        assert len(sink[0].messages) == sent_before  # no notification, no answer to any bounce
+        wait_for(lambda: len(comments(blog)) == 4, what="the last comment")
+        # The fan hears of it: the comment's mail went out, only not to the suspended author.
+        last = delivered(sink, FAN, 4)[-1]
+        assert "After suspension" in last.get_body(("plain",)).get_content()
+        delivery_settled(blog)
+        assert len(sink[0].to(AUTHOR)) == 3
+        assert len(sink[0].messages) == sent_before + 1  # the fan's; no answer to any bounce
 
     @pytest.mark.parametrize(
         ("raw", "hard"),
@@ -153,6 +163,26 @@ class TestRejectionNotices:
         with blog.parts.session_factory() as session:
             kinds = session.scalars(select(OutboundEmail.kind)).all()
         assert kinds == ["rejection"]
+
+    def test_no_notice_to_our_own_domain(
+        self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]
+    ) -> None:
+        """A refused reply from an address in replyd's own domain is never answered (that
+        way lies a loop); the same refusal from a reader, just after, is."""
+        closed = blog.post(closed=True)
+        ours = "someone@replies.example.org"
+        address = blog.address(closed, ours)
+        send(server.port, ours, [address], reply_message(ours, address, "Closed?"))
+        row = final_row(blog)
+        assert row.status == InboundStatus.REJECTED and "closed" in (row.reason or "")
+        address = blog.address(closed, READER)
+        send(server.port, READER, [address], reply_message(READER, address, "Closed?"))
+        assert final_row(blog).status == InboundStatus.REJECTED
+        [notice] = delivered(sink, READER)
+        assert "closed" in notice.get_body(("plain",)).get_content()
+        delivery_settled(blog)
+        assert [recipients for _, recipients, _ in sink[0].messages] == [[READER]]
+        assert [o.recipient for o in outbound(blog)] == [READER]
 
     def test_no_notice_for_auto_replies(
         self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]

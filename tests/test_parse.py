@@ -374,11 +374,12 @@ class TestMalformed:
         assert parsed.defects
 
     def test_huge_line(self) -> None:
-        """A 20 MB line without a newline parses, in bounded time."""
-        started = time.perf_counter()
+        """A 20 MB line without a newline parses, in bounded time (CPU time: a busy machine
+        does not stretch it)."""
+        started = time.process_time()
         parsed = parse_message(message("From: a@example.org", body=b"x" * 20_000_000))
         assert parsed.text is not None and len(parsed.text) == 20_000_000
-        assert time.perf_counter() - started < 10
+        assert time.process_time() - started < 10
 
     @settings(max_examples=200, deadline=None)
     @given(st.binary(max_size=2000))

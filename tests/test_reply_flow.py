@@ -70,6 +70,23 @@ def outbound(blog: Blog) -> list[OutboundEmail]:
         return list(session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
 
 
+def delivery_settled(blog: Blog) -> list[OutboundEmail]:
+    """Wait until no outbound row is queued or being sent, and return them all.
+
+    The barrier for "no more mail": a notification is queued in the transaction that
+    publishes its comment, so once that comment exists and the outbox holds nothing
+    undelivered, every mail it caused has reached the relay (a row is marked sent only
+    after the relay's 250).
+    """
+    undelivered = (OutboundStatus.QUEUED, OutboundStatus.SENDING)
+    wait_for(
+        lambda: not [o for o in outbound(blog) if o.status in undelivered],
+        timeout=30,
+        what="every queued mail to be delivered",
+    )
+    return outbound(blog)
+
+
 def requeued(blog: Blog) -> OutboundEmail:
     """Wait for a notification that failed one delivery attempt and went back to the queue."""
     return wait_for(
@@ -116,6 +133,28 @@ class TestPublishing:
         [notification] = delivered(sink, AUTHOR)
         assert "Thanks, this fixed my build." in notification.get_body(("plain",)).get_content()
         assert str(notification["Reply-To"]).split("<")[-1].rstrip(">") != address
+
+    def test_the_cut_text_is_kept_beside_the_comment(
+        self, server: RunningServer, blog: Blog
+    ) -> None:
+        """What extraction cut (the attribution, the quoted thread, the signature) is stored
+        with the comment, apart from its body."""
+        address = blog.address(blog.post(), READER)
+        body = THREADED_REPLY.replace(
+            "Thanks, this fixed my build.\n", "Thanks, this fixed my build.\n\n-- \nRita\n"
+        )
+        send(server.port, READER, [address], reply_message(READER, address, body))
+        assert final_row(blog).status == InboundStatus.PROCESSED
+        [comment] = comments(blog)
+        assert comment.body == "Thanks, this fixed my build."
+        for cut in (
+            "On Tue, Sep 8, 2009 at 11:48 AM, Ann Author <author@example.org> wrote:",
+            "Here is how to fix the build.",
+            "Step one: ...",
+            "Rita",
+        ):
+            assert cut in comment.elided, cut
+            assert cut not in comment.body
 
     def test_reply_to_notification_creates_child_comment(
         self, server: RunningServer, blog: Blog, sink: tuple[SinkHandler, int]

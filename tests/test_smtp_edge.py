@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import smtplib
 import socket
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -39,14 +39,56 @@ def database_file(server: RunningServer) -> str:
     return server.settings.database_url.removeprefix("sqlite:///")
 
 
+def inbound_count_unlocked(server: RunningServer) -> int:
+    """Stored inbound rows, read without waiting for a write lock someone holds."""
+    uri = f"file:{database_file(server)}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM inbound_emails").fetchone()[0])
+
+
 class TestRecipients:
     def test_valid_reply_address_is_accepted_and_stored_before_250(
         self, server: RunningServer, blog: Blog
     ) -> None:
-        """A valid reply gets 250, and by then its raw bytes are in the database."""
+        """A valid reply gets 250 only once its raw bytes are committed: while the database's
+        write lock is held elsewhere, no answer comes; once it is free, the 250 does, and the
+        row is there."""
         address = blog.address(blog.post(), READER)
+        other = blog.address(blog.post("other"), "other@example.org")
         raw = reply_message(READER, address, "Nice post")
-        assert send(server.port, READER, [address], raw) == {}
+        answers: list[object] = []
+
+        def deliver() -> None:
+            try:
+                answers.append(send(server.port, READER, [address], raw))
+            except smtplib.SMTPException as exc:
+                answers.append(exc)
+
+        lock = sqlite3.connect(database_file(server), isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # no one else can commit until it is released
+            client = threading.Thread(target=deliver)
+            client.start()
+            # The message has been read and handed to the store (or answered, were the answer
+            # sent before the commit): either way its DATA is over.
+            wait_for(
+                lambda: answers or server.server.handler.storing == 1,
+                what="the end of DATA",
+            )
+            # Another session's whole transaction is served meanwhile, so the edge had every
+            # chance to answer the first one, had it not been waiting for the commit.
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as probe:
+                probe.ehlo()
+                assert probe.mail("other@example.org")[0] == 250
+                assert probe.rcpt(other)[0] == 250
+                probe.rset()
+            assert answers == [], "250 was answered before the message was committed"
+            assert inbound_count_unlocked(server) == 0
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        client.join(30)
+        assert answers == [{}]
         with blog.parts.session_factory() as session:
             row = session.scalars(select(InboundEmail)).one()
             assert row.raw == raw
@@ -113,15 +155,49 @@ class TestData:
         assert send(server.port, READER, [address], raw) == {}
         assert inbound_count(blog) == 1
 
-    def test_draining_server_refuses_new_mail_with_4xx(
-        self, server: RunningServer, blog: Blog
-    ) -> None:
-        """While shutting down, new transactions get 421 4.3.2 so the sender retries elsewhere."""
-        server.server.handler.draining = True
-        with smtplib.SMTP("127.0.0.1", server.port) as client:
-            client.ehlo()
-            code, text = client.mail(READER)
-        assert (code, text[:6]) == (421, b"4.3.2 ")
+    def test_draining_server_refuses_new_mail_with_4xx(self, settings, blog: Blog) -> None:  # type: ignore[no-untyped-def]
+        """While stop() drains (here: it waits for a commit held up by the write lock), a
+        session that was already open gets 421 4.3.2 for a new transaction, so the sender
+        retries elsewhere; the message being committed still gets its 250."""
+        running = RunningServer(settings).start()
+        address = blog.address(blog.post(), READER)
+        outcome: dict[str, object] = {}
+
+        def deliver() -> None:
+            try:
+                outcome["refused"] = send(
+                    running.port, READER, [address], reply_message(READER, address, "Hi")
+                )
+            except smtplib.SMTPException as exc:
+                outcome["error"] = exc
+
+        lock = sqlite3.connect(database_file(running), isolation_level=None)
+        stopper = threading.Thread(target=running.stop)
+        client = threading.Thread(target=deliver)
+        try:
+            with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as open_session:
+                open_session.ehlo()
+                lock.execute("BEGIN IMMEDIATE")  # the edge's commit now waits for this lock
+                client.start()
+                wait_for(lambda: running.server.handler.storing == 1, what="a commit to wait")
+                stopper.start()
+                # stop() has begun once the listener is closed (asked of the server, not by
+                # connecting: a connection accepted as it closes would be left open).
+                listener = running.server._server
+                assert listener is not None
+                wait_for(lambda: not listener.is_serving(), what="the listener to close")
+                code, text = open_session.mail("late@example.org")
+                assert (code, text[:6]) == (421, b"4.3.2 "), (code, text)
+        finally:
+            if lock.in_transaction:
+                lock.execute("COMMIT")
+            lock.close()
+            client.join(30)
+            if stopper.ident is None:
+                running.stop()
+            stopper.join(30)
+        assert outcome == {"refused": {}}
+        assert inbound_count(blog) == 1
 
 
 class TestSizeLimit:
@@ -408,8 +484,11 @@ class TestDrain:
         wait_for(lambda: running.server.handler.storing == 1, what="the DATA commit to start")
         stopper = threading.Thread(target=running.stop)
         stopper.start()
-        time.sleep(0.3)
-        assert stopper.is_alive(), "stop() returned while a commit was in progress"
+        # stop() has begun once the listener is closed; had it not waited for the commit, it
+        # would close the event loop under it, and the sender would get no 250.
+        listener = running.server._server
+        assert listener is not None
+        wait_for(lambda: not listener.is_serving(), what="the listener to close")
         lock.execute("COMMIT")
         lock.close()
         client.join(30)
@@ -539,8 +618,16 @@ class TestPaths:
     def test_read_as_aiosmtpd_reads_them(self, limit: int) -> None:
         """Every path, plain or odd, gives the same address and parameters as aiosmtpd's
         own parser, with and without a local-part limit; and the plain ones take the fast way."""
-        # A loop of the test's own, closed at the end: each would otherwise make one.
+        # A loop of the test's own, closed below: without one aiosmtpd makes one and leaves it
+        # open for garbage collection to warn about in whichever test runs then.
         loop = asyncio.new_event_loop()
+        try:
+            self.compare(loop, limit)
+        finally:
+            loop.close()
+
+    def compare(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        """The comparison of test_read_as_aiosmtpd_reads_them, on protocols bound to `loop`."""
         ours = ReplyProtocol(object(), hostname="x", loop=loop)
         theirs = SMTP(object(), hostname="x", loop=loop)
         ours.local_part_limit = theirs.local_part_limit = limit

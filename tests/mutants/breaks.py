@@ -1,0 +1,488 @@
+"""The breaks `make mutants` makes, one per entry of BREAKS, and the promises they break.
+
+Each break is a small change to a fresh copy of the tree that takes a promise away; the tests
+it names must then fail. `python -m tests.mutants.run` applies them one at a time and says,
+for each, which test caught it or that it SURVIVED (see tests/mutants/run.py).
+
+To add a break, append a `Break` to BREAKS:
+
+    Break(
+        name="unsubscribe-does-nothing",          # unique, lower-case words joined by "-"
+        promise="mail-stops",                     # a key of PROMISES: the guarantee it breaks
+        file="service/store/subscriptions.py",    # from the checkout's root
+        scope="unsubscribe",                      # where the snippet is: see below
+        find="set_following(session, post.id, person.id, active=False)",
+        replace="pass",
+        tests=("tests/test_outbound_mail.py::TestUnsubscribe",),
+    ),
+
+- `scope` names a function (`unsubscribe`), a method (`ReplyHandler.handle_RCPT`), a class,
+  or a module-level name (`DELIVERY_HOLD`, `_CLAIMABLE`); nested names are joined with ".".
+  Never a line number: the break has to keep applying while the code around it moves.
+- `find` is exact text (spaces and line breaks included) that occurs exactly once inside the
+  scope's source; it becomes `replace`. Pick a snippet that says what the behaviour is, so a
+  refactoring that keeps the behaviour is likely to keep the snippet too. When the snippet
+  is gone the run says NO LONGER APPLIES and fails: rewrite the entry against the new code.
+- The patched file must still compile; keep `replace` on the snippet's own lines (use ";" to
+  put two statements on one line).
+- `tests` are pytest node ids (a file, a class or a single test), as narrow as will catch the
+  break: they run with `-x`, in the given order, and together they should take seconds.
+- `needs=("postgres",)` for a break whose tests only run against PostgreSQL
+  (REPLYD_TEST_POSTGRES_URL set); without it the break is reported as NOT RUN, a failure.
+- `timeout` (seconds) bounds its tests' run; a run that takes longer counts as not caught.
+
+Break what the promise says, not how the code happens to do it today: the most convincing
+break is the one a plausible bug would make (a check left out, a constant changed, a state
+not written). A new guarantee gets a key in PROMISES and at least one break.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The README's Guarantees table, a key per row, and what each row promises.
+PROMISES: dict[str, str] = {
+    "stored-before-250": "250 only after the raw message is committed; a store failure answers "
+    "451 4.3.0, never 5xx; a draining server answers 421",
+    "terminal-state": "every accepted message ends in exactly one terminal state, also across "
+    "SIGKILL and restart",
+    "exactly-once": "a redelivered reply makes no second comment; a lapsed claim cannot finish "
+    "a message twice",
+    "no-impersonation": "tampered or foreign tokens refused at RCPT; another From is not "
+    "published; DMARC failures from your MTA rejected",
+    "no-loops": "automatic mail, bounces and our own mail never become comments or trigger "
+    "mail; rejection notices never go to our own domain",
+    "mail-stops": "an unsubscribe or three hard bounces stop a person's mail at once",
+    "no-residue": "the comment holds the reply only, the cut part is kept beside it, an empty "
+    "reply is rejected",
+    "hostile-input": "hostile input has a defined outcome and crashes nothing",
+    "floods": "floods are slowed at RCPT with 450 4.7.1, per sender and per reply address, "
+    "whatever the letter case",
+    "batch-transaction": "a worker's batch is one transaction, but a message failing inside it "
+    "is undone alone; a broken batch still fails each message",
+    "byte-for-byte": "our mail is written byte for byte as the email package writes it",
+    "who-hears-in-batch": "who hears of a comment is the same alone or in a batch",
+    "burst-hold": "a burst of replies delays notifications by 5 seconds at most, and never "
+    "starves them",
+    "written-at-delivery": "a notification is written at each attempt from the stored comment, "
+    "the same each time (Date too), leaving SQLite's write lock free; a template mistake fails "
+    "the notification, not the reply",
+}
+
+
+@dataclass(frozen=True)
+class Break:
+    """One deliberate break: where it goes, what it does, and the tests that must catch it."""
+
+    name: str
+    promise: str
+    file: str
+    scope: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    timeout: float = 300.0
+
+
+EDGE = "service/inbound/edge.py"
+CRASH = "tests/test_crash.py::TestCrashSafety::test_sigkill_mid_load_loses_and_duplicates_nothing"
+
+BREAKS: list[Break] = [
+    # --- 250 means stored ---------------------------------------------------------------
+    Break(
+        name="250-before-commit",
+        promise="stored-before-250",
+        file=EDGE,
+        scope="ReplyHandler.handle_DATA",
+        find="ids = await self.store(raw, sender, list(envelope.rcpt_tos))",
+        replace="ids = []; asyncio.ensure_future(self.store(raw, sender, list(envelope.rcpt_tos)))",
+        tests=(
+            "tests/test_smtp_edge.py::TestRecipients"
+            "::test_valid_reply_address_is_accepted_and_stored_before_250",
+        ),
+    ),
+    Break(
+        name="store-failure-answers-5xx",
+        promise="stored-before-250",
+        file=EDGE,
+        scope="ReplyHandler.handle_DATA",
+        find="return S451_STORE_FAILED",
+        replace='return "554 5.3.0 Could not store your message"',
+        tests=("tests/test_smtp_edge.py::TestData::test_store_failure_answers_451_and_recovers",),
+    ),
+    Break(
+        name="stop-does-not-drain",
+        promise="stored-before-250",
+        file="service/runtime/daemon.py",
+        scope="ReplydServer.stop",
+        find="self.handler.draining = True",
+        replace="self.handler.draining = False",
+        tests=(
+            "tests/test_smtp_edge.py::TestData::test_draining_server_refuses_new_mail_with_4xx",
+        ),
+    ),
+    # --- every message ends in one terminal state ----------------------------------------
+    Break(
+        name="lapsed-claims-never-come-back",
+        promise="terminal-state",
+        file="service/inbound/queue.py",
+        scope="_CLAIMABLE",
+        find='& (InboundEmail.lease_until < bindparam("now", type_=UTCDateTime())),',
+        replace='& (InboundEmail.lease_until < bindparam("now", type_=UTCDateTime()))'
+        " & (InboundEmail.id < 0),",
+        tests=(f"{CRASH}[1]",),
+    ),
+    Break(
+        name="lapsed-claims-never-come-back-inline-workers",
+        promise="terminal-state",
+        file="service/inbound/queue.py",
+        scope="_CLAIMABLE",
+        find='& (InboundEmail.lease_until < bindparam("now", type_=UTCDateTime())),',
+        replace='& (InboundEmail.lease_until < bindparam("now", type_=UTCDateTime()))'
+        " & (InboundEmail.id < 0),",
+        tests=(f"{CRASH}[0]",),
+    ),
+    Break(
+        name="final-status-never-written",
+        promise="terminal-state",
+        file="service/inbound/queue.py",
+        scope="finish_many",
+        find="if params:",
+        replace="if False:",
+        tests=(
+            "tests/test_abuse.py::TestPropertyBased::test_pipeline_always_reaches_a_terminal_state",
+        ),
+    ),
+    # --- exactly once ---------------------------------------------------------------------
+    Break(
+        name="redelivery-not-recognised",
+        promise="exactly-once",
+        file="service/inbound/decide.py",
+        scope="Decider._publish",
+        find="dedupe_key=key,",
+        replace="dedupe_key=None,",
+        tests=(
+            "tests/test_reply_flow.py::TestPublishing"
+            "::test_redelivered_message_makes_no_second_comment",
+        ),
+    ),
+    Break(
+        name="lapsed-claim-still-finishes",
+        promise="exactly-once",
+        file="service/inbound/pipeline.py",
+        scope="_HELD",
+        find='InboundEmail.claimed_by == bindparam("worker"),',
+        replace='(InboundEmail.claimed_by == bindparam("worker")) | (InboundEmail.id > 0),',
+        tests=(
+            "tests/test_postgres.py::TestClaimsUnderConcurrency"
+            "::test_lapsed_lease_passes_to_another_worker_and_the_first_cannot_finish",
+        ),
+        needs=("postgres",),
+    ),
+    # --- no impersonation -------------------------------------------------------------------
+    Break(
+        name="token-signature-unchecked",
+        promise="no-impersonation",
+        file="service/identity/addresses.py",
+        scope="unsign",
+        find="if not valid:",
+        replace="if False:",
+        tests=("tests/test_smtp_edge.py::TestRecipients::test_tampered_token_refused_at_rcpt",),
+    ),
+    Break(
+        name="any-sender-may-use-an-address",
+        promise="no-impersonation",
+        file="service/inbound/decide.py",
+        scope="Decider._publish",
+        find="if message.from_address != person.email:",
+        replace="if False:",
+        tests=(
+            "tests/test_reply_flow.py::TestRefusals"
+            "::test_other_sender_is_not_published_as_address_owner",
+        ),
+    ),
+    Break(
+        name="dmarc-failure-ignored",
+        promise="no-impersonation",
+        file="service/inbound/decide.py",
+        scope="Decider._publish",
+        find="if forged:",
+        replace="if False:",
+        tests=("tests/test_abuse.py::TestDmarc",),
+    ),
+    # --- no loops ---------------------------------------------------------------------------
+    Break(
+        name="auto-submitted-mail-published",
+        promise="no-loops",
+        file="service/inbound/classify.py",
+        scope="auto_generated_reason",
+        find='if auto_submitted and not auto_submitted.startswith("no"):',
+        replace="if False:",
+        tests=(
+            "tests/test_abuse.py::TestLoops::test_machine_mail_is_never_published_nor_answered"
+            "[rfc3834_auto_replied]",
+        ),
+    ),
+    Break(
+        name="our-own-mail-published",
+        promise="no-loops",
+        file="service/inbound/classify.py",
+        scope="auto_generated_reason",
+        find="if sender in own_addresses or message.from_address in own_addresses:",
+        replace="if False:",
+        tests=(
+            "tests/test_abuse.py::TestLoops::test_machine_mail_is_never_published_nor_answered"
+            "[our_own_address]",
+        ),
+    ),
+    Break(
+        name="rejection-notice-to-our-own-domain",
+        promise="no-loops",
+        file="service/outbound/notices.py",
+        scope="RejectionNotices.queue",
+        find=' or to.endswith(f"@{self.domain}")',
+        replace="",
+        tests=(
+            "tests/test_outbound_mail.py::TestRejectionNotices::test_no_notice_to_our_own_domain",
+        ),
+    ),
+    # --- unsubscribing and bouncing stop mail ---------------------------------------------
+    Break(
+        name="unsubscribe-does-nothing",
+        promise="mail-stops",
+        file="service/store/subscriptions.py",
+        scope="unsubscribe",
+        find="set_following(session, post.id, person.id, active=False)",
+        replace="pass",
+        tests=(
+            "tests/test_outbound_mail.py::TestUnsubscribe::test_mailto_unsubscribe_stops_mail_at_once",
+        ),
+    ),
+    Break(
+        name="suspended-people-still-mailed",
+        promise="mail-stops",
+        file="service/outbound/audience.py",
+        scope="_READERS",
+        find=".where(Person.suspended_at.is_(None))",
+        replace="",
+        tests=(
+            "tests/test_outbound_mail.py::TestBounces::test_hard_bounces_suspend_and_are_never_answered",
+        ),
+    ),
+    # --- no residue, no silent emptiness ---------------------------------------------------
+    Break(
+        name="cut-text-not-stored",
+        promise="no-residue",
+        file="service/inbound/decide.py",
+        scope="Decider._publish",
+        find="elided=extraction.elided,",
+        replace='elided="",',
+        tests=(
+            "tests/test_reply_flow.py::TestPublishing::test_the_cut_text_is_kept_beside_the_comment",
+        ),
+    ),
+    Break(
+        name="empty-reply-published",
+        promise="no-residue",
+        file="service/inbound/decide.py",
+        scope="Decider._publish",
+        find="if not extraction.reply.strip():",
+        replace="if False:",
+        tests=(
+            "tests/test_reply_flow.py::TestRefusals"
+            "::test_quote_only_reply_is_rejected_not_published_empty",
+        ),
+    ),
+    Break(
+        name="mobile-footer-kept",
+        promise="no-residue",
+        file="service/extraction/rules.py",
+        scope="is_mobile_footer",
+        find="return len(text) <= 120 and _MOBILE_FOOTER.match(text) is not None",
+        replace="return False",
+        tests=(
+            "tests/test_fixtures.py::TestFixture::test_extraction_leaves_no_residue_and_keeps_what_it_cut",
+        ),
+    ),
+    # --- hostile input --------------------------------------------------------------------
+    Break(
+        name="script-text-kept-from-html",
+        promise="hostile-input",
+        file="service/extraction/html_text.py",
+        scope="_SKIPPED_TAGS",
+        find='"head", "script", "style",',
+        replace='"head", "style",',
+        tests=(
+            "tests/test_abuse.py::TestHostileInput"
+            "::test_every_hostile_message_ends_terminal_and_listener_survives",
+        ),
+    ),
+    Break(
+        name="overlong-lines-taken",
+        promise="hostile-input",
+        file=EDGE,
+        scope="_EnhancedReplies",
+        find="line_length_limit = 128 * 1024",
+        replace="line_length_limit = 1024 * 1024",
+        tests=(
+            "tests/test_abuse.py::TestHostileInput::test_line_over_128k_is_refused_with_enhanced_code",
+        ),
+    ),
+    # --- floods ----------------------------------------------------------------------------
+    Break(
+        name="sender-limit-case-sensitive",
+        promise="floods",
+        file=EDGE,
+        scope="ReplyHandler.handle_RCPT",
+        find='sender = (envelope.mail_from or "").lower()',
+        replace='sender = envelope.mail_from or ""',
+        tests=(
+            "tests/test_abuse.py::TestRateLimitsAtRcpt"
+            "::test_a_sender_cannot_escape_its_limit_by_changing_case",
+        ),
+    ),
+    Break(
+        name="address-limit-case-sensitive",
+        promise="floods",
+        file=EDGE,
+        scope="ReplyHandler.handle_RCPT",
+        find='self.limiter.allow("address", address.lower())',
+        replace='self.limiter.allow("address", address)',
+        tests=(
+            "tests/test_abuse.py::TestRateLimitsAtRcpt"
+            "::test_a_reply_address_cannot_escape_its_limit_by_changing_case",
+        ),
+    ),
+    Break(
+        name="reply-address-never-limited",
+        promise="floods",
+        file=EDGE,
+        scope="ReplyHandler.handle_RCPT",
+        find='if not self.limiter.allow("address", address.lower()):',
+        replace="if False:",
+        tests=(
+            "tests/test_abuse.py::TestRateLimitsAtRcpt::test_reply_address_over_limit_gets_450",
+        ),
+    ),
+    # --- a batch is one transaction ------------------------------------------------------------
+    Break(
+        name="failing-message-not-undone-alone",
+        promise="batch-transaction",
+        file="service/inbound/pipeline.py",
+        scope="Pipeline._record_one",
+        find="with session.begin_nested() if careful else contextlib.nullcontext():",
+        replace="with contextlib.nullcontext():",
+        tests=(
+            "tests/test_batches.py::TestOneTransactionPerBatch"
+            "::test_one_failing_message_does_not_undo_the_others",
+        ),
+    ),
+    Break(
+        name="broken-batch-left-unfinished",
+        promise="batch-transaction",
+        file="service/inbound/pipeline.py",
+        scope="Pipeline.record_batch",
+        find="return outcomes + [o for item in rest for o in self.record_batch([item], worker)]",
+        replace="return outcomes + [None for item in rest]",
+        tests=("tests/test_batches.py::TestBrokenBatch",),
+    ),
+    # --- our mail, byte for byte -----------------------------------------------------------------
+    Break(
+        name="long-fields-not-folded",
+        promise="byte-for-byte",
+        file="service/outbound/compose.py",
+        scope="_Wire.fold_binary",
+        find="if len(line) <= _FOLD_AT and",
+        replace="if len(line) <= _FOLD_AT + 40 and",
+        tests=("tests/test_compose.py::test_each_field_is_written_as_the_email_package_writes_it",),
+    ),
+    # --- who hears of a comment within a batch ------------------------------------------------
+    Break(
+        name="batch-forgets-who-replied",
+        promise="who-hears-in-batch",
+        file="service/outbound/notify.py",
+        scope="Notifier.publish",
+        find="audience.commented(post, author, followed=follow)",
+        replace="pass",
+        tests=(
+            "tests/test_batches.py::TestWhoHearsWithinABatch"
+            "::test_a_reply_later_in_the_batch_is_mailed_to_who_replied_earlier_in_it",
+        ),
+    ),
+    Break(
+        name="batch-misses-an-unsubscribe",
+        promise="who-hears-in-batch",
+        file="service/inbound/decide.py",
+        scope="Decider.decide",
+        find="""            done = unsubscribe(session, address.target)
+            audience.forget()""",
+        replace="""            done = unsubscribe(session, address.target)""",
+        tests=(
+            "tests/test_batches.py::TestWhoHearsWithinABatch"
+            "::test_an_unsubscribe_earlier_in_the_batch_holds_for_the_replies_after_it",
+        ),
+    ),
+    # --- a burst delays mail by 5 s at most -----------------------------------------------------
+    Break(
+        name="delivery-hold-an-hour",
+        promise="burst-hold",
+        file="service/runtime/workers.py",
+        scope="DELIVERY_HOLD",
+        find="timedelta(seconds=5)",
+        replace="timedelta(hours=1)",
+        tests=(
+            "tests/test_batches.py::TestDeliveryStandsBackForABurst"
+            "::test_mail_held_back_as_long_as_the_hold_leaves_even_during_a_burst",
+        ),
+    ),
+    Break(
+        name="delivery-never-stands-back",
+        promise="burst-hold",
+        file="service/runtime/workers.py",
+        scope="outbound_loop",
+        find="held_back=DELIVERY_HOLD if holding else _NO_HOLD",
+        replace="held_back=_NO_HOLD",
+        tests=(
+            "tests/test_batches.py::TestDeliveryStandsBackForABurst"
+            "::test_fresh_mail_waits_while_a_batch_is_in_hand_and_leaves_when_the_burst_ends",
+        ),
+    ),
+    # --- notifications written at delivery ----------------------------------------------------
+    Break(
+        name="new-date-on-each-attempt",
+        promise="written-at-delivery",
+        file="service/outbound/notify.py",
+        scope="Notifier.headers",
+        find="date=comment.created_at,",
+        replace="date=utcnow(),",
+        tests=(
+            "tests/test_batches.py::TestWrittenAtDelivery"
+            "::test_every_attempt_carries_the_same_date_a_stored_one",
+        ),
+    ),
+    Break(
+        name="writing-mail-takes-the-write-lock",
+        promise="written-at-delivery",
+        file="service/outbound/outbox.py",
+        scope="Outbox.write_messages",
+        find="session.connection(execution_options={READ_ONLY: True})",
+        replace="session.connection()",
+        tests=(
+            "tests/test_batches.py::TestWrittenAtDelivery"
+            "::test_writing_messages_leaves_the_write_lock_to_others",
+        ),
+    ),
+    Break(
+        name="template-mistake-breaks-the-batch",
+        promise="written-at-delivery",
+        file="service/outbound/notify.py",
+        scope="Notifier.render_queued",
+        find="written.update((item.id, broken) for item in items)",
+        replace="raise",
+        tests=(
+            "tests/test_batches.py::TestWrittenAtDelivery"
+            "::test_a_template_mistake_fails_the_notification_not_the_reply",
+        ),
+    ),
+]
