@@ -262,10 +262,12 @@ BREAKS: list[Break] = [
     Break(
         name="suspended-people-still-mailed",
         promise="mail-stops",
-        file="service/outbound/audience.py",
-        scope="_READERS",
-        find=".where(Person.suspended_at.is_(None))",
-        replace="",
+        # Suspension is honoured twice (who is queued, and a check at sending): this takes
+        # away what both read, the suspension itself.
+        file="service/outbound/bounces.py",
+        scope="record_bounce",
+        find="person.suspended_at = now",
+        replace="pass",
         tests=(
             "tests/test_outbound_mail.py::TestBounces::test_hard_bounces_suspend_and_are_never_answered",
         ),
