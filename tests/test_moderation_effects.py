@@ -67,8 +67,13 @@ def feed_text(http: HttpClient) -> list[str]:
 def follow(blog: Blog, post: int, email: str, digest: str | None = None) -> int:
     """Make someone follow the post (per comment, or by digest); their person id."""
     person = blog.person(email)
+    # A digest taker's last digest "just went out": the daemon's own scheduler then waits for
+    # the next digest hour, and only the test's runs send digests.
+    sent = utcnow() if digest else None
     with blog.parts.session_factory.begin() as session:
-        session.add(Subscription(post_id=post, person_id=person, digest=digest))
+        session.add(
+            Subscription(post_id=post, person_id=person, digest=digest, digest_sent_at=sent)
+        )
     return person
 
 

@@ -90,7 +90,11 @@ class TestMakefile:
     def dry_run(self, workdir: Path, target: str) -> str:
         """What `make -n target` would run in a copy of the project's Makefile."""
         result = subprocess.run(
-            ["make", "-n", target], cwd=workdir, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", target],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return result.stdout
 
