@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,6 +67,16 @@ class Components:
             templates=self.templates,
         )
 
+    def _mail_identity(self) -> dict[str, Any]:
+        """What every mail builder shares: who the mail is from, the site's name, where its
+        links point and the templates it is written with."""
+        return {
+            "from_address": self.settings.from_address,
+            "site_name": self.settings.site_name,
+            "base_url": self.settings.base_url,
+            "templates": self.templates,
+        }
+
     def erasure_mail(self) -> ErasureMail:
         """The self-service erasure's links and confirmation mail for this deployment."""
         from service.outbound.erasure_mail import ErasureMail
@@ -74,10 +84,7 @@ class Components:
         return ErasureMail(
             self.book,
             self.keyring,
-            from_address=self.settings.from_address,
-            site_name=self.settings.site_name,
-            base_url=self.settings.base_url,
-            templates=self.templates,
+            **self._mail_identity(),
             once_a_day=bool(self.settings.rate_limits),
         )
 
@@ -88,10 +95,7 @@ class Components:
         return Notifier(
             self.book,
             self.keyring,
-            from_address=self.settings.from_address,
-            site_name=self.settings.site_name,
-            base_url=self.settings.base_url,
-            templates=self.templates,
+            **self._mail_identity(),
             moderators=frozenset(self.settings.moderators),
             erasure_mail=self.erasure_mail(),
         )
@@ -102,14 +106,7 @@ class Components:
         from service.outbound.moderation_mail import ModerationMail
 
         settings = self.settings
-        mail = ModerationMail(
-            self.book,
-            self.keyring,
-            from_address=settings.from_address,
-            site_name=settings.site_name,
-            base_url=settings.base_url,
-            templates=self.templates,
-        )
+        mail = ModerationMail(self.book, self.keyring, **self._mail_identity())
         return Intake(
             notifier or self.notifier(),
             mail,
@@ -130,10 +127,7 @@ class Components:
         return Confirmations(
             self.book,
             self.keyring,
-            from_address=self.settings.from_address,
-            site_name=self.settings.site_name,
-            base_url=self.settings.base_url,
-            templates=self.templates,
+            **self._mail_identity(),
         )
 
     @cached_property
