@@ -7,27 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from jinja2 import Environment
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import (
     CONFIRM_COMMENT,
     CONFIRM_FOLLOW,
-    AddressBook,
     Confirmation,
-    Keyring,
     make_confirmation,
 )
 from service.moderation.intake import Intake
 from service.outbound.audience import Audience
 from service.outbound.compose import (
     mailbox,
-    make_templates,
     new_message,
     render_bodies,
     render_line,
 )
+from service.outbound.writer import MailWriter
 from service.store.models import (
     Comment,
     FollowRequest,
@@ -73,26 +70,9 @@ class Request:
     comment_id: int | None = None
 
 
-class Confirmations:
+class Confirmations(MailWriter):
     """Stores readers' requests from the blog and queues the mail that confirms them, in the
     caller's transaction."""
-
-    def __init__(
-        self,
-        book: AddressBook,
-        keyring: Keyring,
-        *,
-        from_address: str,
-        site_name: str,
-        base_url: str,
-        templates: Environment | None = None,
-    ) -> None:
-        self.book = book
-        self.keyring = keyring
-        self.from_address = from_address
-        self.site_name = site_name
-        self.base_url = base_url
-        self.templates = templates or make_templates()
 
     def request_comment(
         self,

@@ -14,11 +14,11 @@ from service.identity.addresses import AddressBook, Keyring
 from service.identity.forget_links import CONFIRM_DAYS, confirm_token, request_token
 from service.outbound.compose import (
     deliverable_address,
-    make_templates,
     new_message,
     render_bodies,
     render_line,
 )
+from service.outbound.writer import MailWriter
 from service.store.models import OutboundEmail, Person, utcnow
 from service.store.suppression import is_suppressed
 
@@ -28,7 +28,7 @@ ALREADY_MAILED = "a confirmation link was already mailed to the address today"
 NOT_MAILED = "nothing was mailed: the address is forgotten, suppressed or cannot be written to"
 
 
-class ErasureMail:
+class ErasureMail(MailWriter):
     """Links and mail of the self-service erasure, for one deployment."""
 
     def __init__(
@@ -42,12 +42,14 @@ class ErasureMail:
         templates: Environment | None = None,
         once_a_day: bool = True,
     ) -> None:
-        self.book = book
-        self.keyring = keyring
-        self.from_address = from_address
-        self.site_name = site_name
-        self.base_url = base_url
-        self.templates = templates or make_templates()
+        super().__init__(
+            book,
+            keyring,
+            from_address=from_address,
+            site_name=site_name,
+            base_url=base_url,
+            templates=templates,
+        )
         # One confirmation per person and day, so a forged request cannot flood a mailbox;
         # off with the rate limits (REPLYD_RATE_LIMITS=off).
         self.once_a_day = once_a_day

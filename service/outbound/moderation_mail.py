@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from jinja2 import Environment
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from service.identity.addresses import AddressBook, Keyring
 from service.identity.moderation_links import (
     LINK_LIFETIME,
     LinkAction,
@@ -15,13 +13,13 @@ from service.identity.moderation_links import (
 )
 from service.outbound.compose import (
     deliverable_address,
-    make_templates,
     new_message,
     public_name,
     render_bodies,
     render_line,
 )
 from service.outbound.notify import post_root_id
+from service.outbound.writer import MailWriter
 from service.store.models import Comment, OutboundEmail, Person, Post, utcnow
 
 _QUEUE = insert(OutboundEmail)
@@ -32,25 +30,8 @@ def moderation_mail_id(comment_id: int, person_id: int, domain: str) -> str:
     return f"<moderate-{comment_id}.to-{person_id}@{domain}>"
 
 
-class ModerationMail:
+class ModerationMail(MailWriter):
     """Writes and queues the mail asking moderators to approve or remove a held comment."""
-
-    def __init__(
-        self,
-        book: AddressBook,
-        keyring: Keyring,
-        *,
-        from_address: str,
-        site_name: str,
-        base_url: str,
-        templates: Environment | None = None,
-    ) -> None:
-        self.book = book
-        self.keyring = keyring
-        self.from_address = from_address
-        self.site_name = site_name
-        self.base_url = base_url
-        self.templates = templates or make_templates()
 
     def link(self, comment: Comment, moderator: Person, action: LinkAction) -> str:
         """A signed one-click link for `moderator` to do `action` to `comment`."""
