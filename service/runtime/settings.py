@@ -28,6 +28,9 @@ NAMES = (
     "REPLYD_DIGEST_HOUR",
     "REPLYD_DOMAIN",
     "REPLYD_EMBED_ORIGINS",
+    "REPLYD_FEED_AUTHOR_EMAIL",
+    "REPLYD_FEED_SECONDS",
+    "REPLYD_FEED_URL",
     "REPLYD_FROM_ADDRESS",
     "REPLYD_HTTP_HOST",
     "REPLYD_HTTP_PORT",
@@ -165,6 +168,11 @@ class Settings:
     http_max_connections: int | None = 200
     http_max_connections_per_client: int | None = 50
     http_request_timeout: int | None = 15
+    # The blog's RSS or Atom feed, polled every feed_seconds: each new entry becomes a post,
+    # by the entry's author address or else feed_author_email (None: no feed is polled).
+    feed_url: str | None = None
+    feed_seconds: int = 600
+    feed_author_email: str | None = None
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -437,7 +445,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ingress_password=_secret_setting("REPLYD_INGRESS_PASSWORD", env),
         mailgun_signing_key=_secret_setting("REPLYD_MAILGUN_SIGNING_KEY", env),
         embed_origins=embed_origins(raw("REPLYD_EMBED_ORIGINS") or ""),
+        feed_url=feed_url((raw("REPLYD_FEED_URL") or "").strip()),
+        feed_seconds=_parse_int("REPLYD_FEED_SECONDS", get("REPLYD_FEED_SECONDS", "600"), 1, 86400),
+        feed_author_email=_feed_author((raw("REPLYD_FEED_AUTHOR_EMAIL") or "").strip()),
     )
+
+
+def feed_url(raw: str) -> str | None:
+    """REPLYD_FEED_URL: the blog's feed, an absolute http(s) URL without a user name."""
+    if not raw:
+        return None
+    url = urlsplit(raw)
+    if url.scheme.lower() not in ("http", "https") or not url.hostname or url.username:
+        raise ConfigError(
+            f"REPLYD_FEED_URL must be the blog's feed as an http(s) address, e.g. "
+            f"https://blog.example.org/feed/, got {raw!r}."
+        )
+    return raw
+
+
+def _feed_author(raw: str) -> str | None:
+    """REPLYD_FEED_AUTHOR_EMAIL: who the feed's posts belong to when an entry names no address."""
+    if not raw:
+        return None
+    if not _ADDRESS.match(raw):
+        raise ConfigError(
+            f"REPLYD_FEED_AUTHOR_EMAIL must be the address that is told of comments on the "
+            f"feed's posts, like ann@example.org; {raw!r} is not one."
+        )
+    return raw.lower()
 
 
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")

@@ -471,3 +471,17 @@ class DeploymentSalt(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
+
+
+class FeedState(Base):
+    """What the blog's feed last answered (its ETag and Last-Modified), shared by every node
+    and kept across restarts, so each poll is a conditional GET the feed can answer 304."""
+
+    __tablename__ = "feed_states"
+
+    # sha256 of the feed's URL: a feed moved to another address starts without validators.
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    etag: Mapped[str | None] = mapped_column(String(1000), default=None)
+    last_modified: Mapped[str | None] = mapped_column(String(100), default=None)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
