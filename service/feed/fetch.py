@@ -92,9 +92,6 @@ def _read_capped(
         f"the feed {url} is larger than {max_bytes} bytes, more than a blog's feed needs; "
         "have the blog list fewer entries (or summaries) in it"
     )
-    declared = response.headers.get("Content-Length")
-    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise FeedError(too_big)
     chunks: list[bytes] = []
     size = 0
     while chunk := response.read(_CHUNK):

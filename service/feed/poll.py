@@ -113,6 +113,10 @@ def _save(
             continue
         seen.add(entry.post_id)
         _save_entry(session, entry, fallback_author, result)
+    if result.skipped:
+        # A skipped entry is tried again at the next poll (the operator may have set the
+        # author address meanwhile): that poll must get the whole feed, not a 304.
+        state.etag = state.last_modified = None
     return result
 
 
