@@ -151,6 +151,8 @@ class ReplydServer:
         self._tasks.append(asyncio.create_task(self._forgotten_people()))
         if self.settings.retention_days:
             self._tasks.append(asyncio.create_task(self._retention()))
+        if self.settings.feed_url:
+            self._tasks.append(asyncio.create_task(self._feed_poller()))
         log.info(
             "replyd listening for %s on %s:%s (%s, outbound: %s)",
             self.settings.protocol.upper(),
@@ -217,6 +219,36 @@ class ReplydServer:
                 )
             except Exception:
                 log.exception("could not read which people were forgotten; trying again")
+
+    async def _feed_poller(self) -> None:
+        """At start and every REPLYD_FEED_SECONDS: make the blog feed's new entries posts
+        (`replyd feed poll` does one poll). Harmless on several nodes: a 304 costs nothing,
+        and a post two nodes add at once is saved once."""
+        from service.feed.fetch import FeedError
+        from service.feed.poll import poll_feed
+
+        while not self._stopping.is_set():
+            try:
+                result = await asyncio.to_thread(
+                    poll_feed, self.parts.session_factory, self.settings
+                )
+            except FeedError as exc:
+                log.warning("feed poll failed, nothing changed: %s", exc)
+            except Exception:
+                log.exception("feed poll failed; trying again in %s s", self.settings.feed_seconds)
+            else:
+                for post in result.added:
+                    log.info("feed: added post %r", post.slug)
+                for skipped in result.skipped:
+                    log.warning("feed: skipped entry %r: %s", skipped.guid, skipped.reason)
+                if result.added or result.updated:
+                    log.info(
+                        "feed: %s post(s) added, %s title(s) updated",
+                        len(result.added),
+                        len(result.updated),
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.feed_seconds)
 
     async def _retention(self) -> None:
         """Hourly: delete raw mail finished more than REPLYD_RETENTION_DAYS ago (30 unless
