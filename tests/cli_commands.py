@@ -69,6 +69,8 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("comment", "delete"): ["comment", "delete", "1"],
         # Reads a message on stdin: tests/test_ingest.py runs it with one, imports checked.
         ("ingest",): ["ingest"],
+        # Polls REPLYD_FEED_URL: tests/test_feed.py runs it against a served feed, imports checked.
+        ("feed", "poll"): ["feed", "poll"],
         ("serve",): ["serve"],
     }
 
