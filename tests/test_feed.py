@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,6 @@ from service.feed.entries import entry_post_id
 from service.feed.poll import PollResult, poll_feed
 from service.runtime.components import Components
 from service.runtime.settings import ConfigError, Settings
-from service.store.engine import make_engine
 from service.store.models import FeedState, Post
 from tests.conftest import RunningServer, make_settings, wait_for
 from tests.feed_helpers import BLOG, Entry, FeedServer, atom, rss, serve_feed
@@ -312,12 +312,10 @@ class TestDaemon:
 
 
 def test_two_nodes_polling_at_once_add_each_post_once(
-    postgres_url: str, tmp_path: object, feed: FeedServer
+    postgres_url: str, tmp_path: Path, feed: FeedServer
 ) -> None:
     """Two nodes on one PostgreSQL database polling together: both succeed, each post once."""
-    from pathlib import Path
-
-    var = Path(str(tmp_path)) / "var"
+    var = tmp_path / "var"
     var.mkdir()
     settings = make_settings(
         var, REPLYD_DATABASE_URL=postgres_url, REPLYD_FEED_URL=feed.url,
@@ -350,7 +348,6 @@ def test_two_nodes_polling_at_once_add_each_post_once(
     finally:
         for parts in nodes:
             parts.engine.dispose()
-        make_engine(postgres_url).dispose()
 
 
 class TestPostIds:
