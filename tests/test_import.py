@@ -1,0 +1,278 @@
+"""`replyd import wordpress|disqus`: old comments come over whole, threaded and dated, once,
+and nobody is mailed about them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from service.runtime.components import Components
+from service.runtime.settings import Settings
+from service.store.models import Comment, OutboundEmail, Person, Post
+from tests.conftest import Blog, RunningServer, SinkHandler, wait_for
+from tests.http_fixtures import API_TOKEN, HttpClient, http, settings_overrides  # noqa: F401
+from tests.import_files import (
+    SITE,
+    WpComment,
+    disqus,
+    disqus_post,
+    disqus_thread,
+    wp_item,
+    wxr,
+    write,
+)
+from tests.test_cli import cli_env, run
+
+ZOE = "Zoë Ångström"
+JAPANESE = "日本語のコメントです。"
+
+
+def wordpress_export() -> str:
+    """A blog with two published posts (one the blog already has), a draft and an attachment;
+    the first post has a thread three deep, a held, a spam, a trashed comment, a pingback,
+    one with WordPress's zero GMT date and one without an address."""
+    comments = [
+        WpComment(11, ZOE, "zoe@example.net", "2012-05-02 08:15:00",
+                  "First!\nI love this &amp; that.\n\nSecond paragraph <b>bold</b>"),
+        WpComment(12, "Bob", "bob@example.net", "2012-05-02 09:00:00",
+                  "Replying to Zoë", parent=11),
+        WpComment(13, "Tanaka 太郎", "taro@example.jp", "2012-05-03 10:30:00",
+                  JAPANESE, parent=12),
+        WpComment(14, "Held Hal", "hal@example.net", "2012-05-04 11:00:00",
+                  "Please approve me", approved="0"),
+        WpComment(15, "Cheap Pills", "pills@spam.example", "2012-05-04 12:00:00",
+                  "Buy now", approved="spam"),
+        WpComment(16, "Tina", "tina@example.net", "2012-05-04 13:00:00",
+                  "Thrown away", approved="trash"),
+        WpComment(17, "Other Blog", "", "2012-05-05 14:00:00",
+                  "[...] linked here [...]", kind="pingback"),
+        WpComment(18, "Old Timer", "old@example.net", "0000-00-00 00:00:00",
+                  "From before GMT dates", date_local="2012-05-06 16:45:00"),
+        WpComment(19, "Anonymous Coward", "", "2012-05-07 07:07:07", "No address given"),
+    ]  # fmt: skip
+    matched = [WpComment(21, "Bob", "bob@example.net", "2013-01-01 00:00:00", "On the old one")]
+    return wxr(
+        [
+            wp_item(1, "hello-world", "Hello &amp; welcome", comments),
+            wp_item(2, "already", "Already here", matched, link="http://blog.example.org/hello/"),
+            wp_item(3, "draft", "A draft", [], status="draft"),
+            wp_item(4, "photo", "photo.jpg", [], status="inherit", post_type="attachment"),
+        ]
+    )
+
+
+def counts(parts: Components) -> tuple[int, int, int, int]:
+    """How many posts, comments, people and outbound messages the database holds."""
+    with parts.session_factory() as session:
+        return (
+            session.scalar(select(func.count(Post.id))) or 0,
+            session.scalar(select(func.count(Comment.id))) or 0,
+            session.scalar(select(func.count(Person.id))) or 0,
+            session.scalar(select(func.count(OutboundEmail.id))) or 0,
+        )
+
+
+def by_key(parts: Components) -> dict[str, Comment]:
+    """The imported comments by their number in the export (the end of the import key)."""
+    with parts.session_factory() as session:
+        rows = session.scalars(select(Comment).where(Comment.import_key.is_not(None))).all()
+        for row in rows:
+            _ = row.author.display_name, row.author.email, row.post.slug, row.post.author.email
+        session.expunge_all()
+    return {row.import_key.rsplit(":", 1)[1]: row for row in rows if row.import_key}
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class TestWordPress:
+    def test_posts_comments_threads_dates_and_approval(
+        self, settings: Settings, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """Published posts come over (one matched by its URL despite http and the slash),
+        comments keep their thread, dates and approval; spam, trash and pingbacks stay out."""
+        blog.post("hello")  # https://blog.example.org/hello
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        result = run(cli_env(settings), "import", "wordpress", str(export))
+        assert "posts: 1 added, 1 matched by URL, 2 skipped" in result.stdout
+        assert "comments: 7 added (6 published, 1 held for moderation), 0 already" in result.stdout
+        assert "1 deleted or trashed, 1 pingbacks, 1 spam" in result.stdout
+        found = by_key(parts)
+        assert sorted(found, key=int) == ["11", "12", "13", "14", "18", "19", "21"]
+        assert found["11"].parent_id is None
+        assert found["12"].parent_id == found["11"].id
+        assert found["13"].parent_id == found["12"].id
+        assert found["11"].body == "First!\nI love this & that.\n\nSecond paragraph bold"
+        assert found["13"].body == JAPANESE
+        assert (found["11"].author.display_name, found["11"].author.email) == (
+            ZOE,
+            "zoe@example.net",
+        )
+        assert found["13"].author.display_name == "Tanaka 太郎"
+        assert found["11"].created_at == utc("2012-05-02 08:15:00")
+        assert found["11"].published_at == utc("2012-05-02 08:15:00")
+        assert found["13"].created_at == utc("2012-05-03 10:30:00")
+        assert found["18"].created_at == utc("2012-05-06 16:45:00")  # local date, GMT was zero
+        assert (found["14"].status, found["14"].published_at) == ("held", None)
+        assert {found[k].status for k in ("11", "12", "13", "18", "19", "21")} == {"published"}
+        assert found["19"].author.email.endswith("@anonymous.invalid")
+        assert found["19"].author.display_name == "Anonymous Coward"
+        assert found["21"].post.slug == "hello"  # matched, not a second post
+        assert found["11"].post.slug == "hello-world"
+        with parts.session_factory() as session:
+            post = session.scalars(select(Post).where(Post.slug == "hello-world")).one()
+            assert (post.title, post.url) == ("Hello & welcome", f"{SITE}/2012/05/hello-world/")
+            assert post.author.email == "owner@example.org"
+            assert post.author.display_name == "Björn Owner"
+            assert post.created_at == utc("2012-05-01 10:00:00")
+        assert counts(parts)[3] == 0  # nothing queued for anyone
+
+    def test_a_second_import_adds_nothing(
+        self, settings: Settings, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """Running the same import again adds no post, comment or person, and says so."""
+        blog.post("hello")
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        run(cli_env(settings), "import", "wordpress", str(export))
+        before = counts(parts)
+        again = run(cli_env(settings), "import", "wordpress", str(export))
+        assert "posts: 0 added, 2 matched by URL" in again.stdout
+        assert "comments: 0 added (0 published, 0 held for moderation), 7 already imported" in (
+            again.stdout
+        )
+        assert counts(parts) == before
+        assert before[:2] == (2, 7)
+
+    def test_a_missing_author_address_asks_for_one(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """A post by a login the export gives no address for is refused, naming its line,
+        until --author-email names one; nothing is imported meanwhile."""
+        text = wxr([wp_item(1, "hi", "Hi", [], creator="ghost")])
+        export = write(tmp_path / "wordpress.xml", text)
+        refused = run(cli_env(settings), "import", "wordpress", str(export), check=False)
+        line = text.splitlines().index("\t<item>") + 1
+        assert refused.returncode == 2
+        assert f"line {line}" in refused.stderr and "--author-email" in refused.stderr
+        assert counts(parts)[:2] == (0, 0)
+        run(cli_env(settings), "import", "wordpress", str(export), "--author-email", "me@example.org")
+        with parts.session_factory() as session:
+            post = session.scalars(select(Post)).one()
+            assert post.author.email == "me@example.org"
+
+
+class TestDisqus:
+    def test_threads_nested_replies_out_of_order_and_once(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """Disqus posts land under their threads, replies under parents that come later in
+        the file; spam and deleted posts and threads without comments stay out; a second
+        import adds nothing."""
+        threads = [
+            disqus_thread("7001", "first-post", "https://blog.example.org/first-post/", "Fïrst"),
+            disqus_thread("7002", "", "https://blog.example.org/2013/empty-page", "Empty"),
+        ]
+        posts = [
+            # The deepest reply first: Disqus does not order parents before answers.
+            disqus_post("9003", "7001", "<p>Third level</p>", "2013-02-03T12:00:00Z",
+                        "Chloé", "chloe@example.net", parent="9002"),
+            disqus_post("9002", "7001", "<p>Second &amp; level<br>two lines</p>",
+                        "2013-02-02T11:00:00Z", "Bob", "bob@example.net", parent="9001"),
+            disqus_post("9001", "7001", f"<p>{JAPANESE}</p><p>Zoë</p>",
+                        "2013-02-01T10:00:00Z", ZOE, "zoe@example.net"),
+            disqus_post("9004", "7001", "<p>Spam!</p>", "2013-02-04T00:00:00Z",
+                        "Spammer", "s@spam.example", spam=True),
+            disqus_post("9005", "7001", "<p>Gone</p>", "2013-02-05T00:00:00Z",
+                        "Del", "del@example.net", deleted=True),
+            disqus_post("9006", "7001", "<p>No address</p>", "2013-02-06T00:00:00Z",
+                        "Guest", ""),
+        ]  # fmt: skip
+        export = write(tmp_path / "disqus.xml", disqus(threads, posts))
+        env = cli_env(settings)
+        result = run(env, "import", "disqus", str(export), "--author-email", "me@example.org")
+        assert "posts: 1 added, 0 matched by URL" in result.stdout
+        assert "comments: 4 added (4 published, 0 held for moderation)" in result.stdout
+        assert "1 deleted or trashed, 1 spam" in result.stdout
+        found = by_key(parts)
+        assert sorted(found) == ["9001", "9002", "9003", "9006"]
+        assert found["9001"].parent_id is None
+        assert found["9002"].parent_id == found["9001"].id
+        assert found["9003"].parent_id == found["9002"].id
+        assert found["9001"].body == f"{JAPANESE}\n\nZoë"
+        assert found["9002"].body == "Second & level\ntwo lines"
+        assert found["9003"].created_at == utc("2013-02-03 12:00:00")
+        assert found["9001"].post.slug == "first-post"
+        assert found["9001"].post.author.email == "me@example.org"
+        before = counts(parts)
+        again = run(env, "import", "disqus", str(export), "--author-email", "me@example.org")
+        assert "comments: 0 added (0 published, 0 held for moderation), 4 already" in again.stdout
+        assert "posts: 0 added, 1 matched by URL" in again.stdout
+        assert counts(parts) == before
+        assert before[3] == 0
+
+
+class TestBadFiles:
+    def test_a_missing_file_says_what_to_give(self, settings: Settings, tmp_path: Path) -> None:
+        """A path that is no file is refused with a sentence saying how to get an export."""
+        refused = run(
+            cli_env(settings), "import", "disqus", str(tmp_path / "nope.xml"), check=False
+        )
+        assert refused.returncode == 2
+        assert "no such file" in refused.stderr and "Export" in refused.stderr
+
+    def test_malformed_xml_names_the_line_and_imports_nothing(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """An export cut off half way (valid posts before the break) names the line of the
+        break, and the database is as it was."""
+        text = wordpress_export()
+        lines = text.splitlines()
+        cut = next(i for i, line in enumerate(lines) if "<wp:comment_id>18<" in line)
+        lines[cut] = "\t\t\t<wp:comment_id>18</wp:comment_idd>"
+        export = write(tmp_path / "wordpress.xml", "\n".join(lines))
+        refused = run(cli_env(settings), "import", "wordpress", str(export), check=False)
+        assert refused.returncode == 2
+        assert f"line {cut + 1}" in refused.stderr and "nothing was imported" in refused.stderr
+        assert counts(parts) == (0, 0, 0, 0)
+
+    def test_a_comment_without_its_id_names_the_line(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """Well-formed XML missing an element every comment needs is refused, naming the
+        comment's line, after the earlier comments were read: nothing is half imported."""
+        text = wordpress_export().replace("<wp:comment_id>19</wp:comment_id>", "")
+        export = write(tmp_path / "wordpress.xml", text)
+        refused = run(cli_env(settings), "import", "wordpress", str(export), check=False)
+        start = text.index("No address given")
+        line = text.count("\n", 0, text.rindex("<wp:comment>", 0, start)) + 1
+        assert refused.returncode == 2
+        assert f"line {line}" in refused.stderr and "wp:comment_id" in refused.stderr
+        assert counts(parts) == (0, 0, 0, 0)
+
+    def test_an_entity_bomb_is_refused_at_once(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """A billion-laughs DOCTYPE and an external entity are refused in moments, and no
+        file is read through them."""
+        laughs = ['<!ENTITY l0 "ha">'] + [
+            f'<!ENTITY l{n} "{f"&l{n - 1};" * 10}">' for n in range(1, 10)
+        ]
+        secret = tmp_path / "secret.txt"
+        secret.write_text("TOP SECRET")
+        bomb = wordpress_export().replace(
+            "<rss ",
+            f'<!DOCTYPE rss [{"".join(laughs)}<!ENTITY x SYSTEM "file://{secret}">]>\n<rss ',
+            1,
+        ).replace("First!", "&l9; &x;")
+        export = write(tmp_path / "bomb.xml", bomb)
+        started = time.monotonic()
+        refused = run(cli_env(settings), "import", "wordpress", str(export), check=False)
+        assert time.monotonic() - started < 20
+        assert refused.returncode == 2 and "DOCTYPE" in refused.stderr
+        assert "TOP SECRET" not in refused.stderr + refused.stdout
+        assert counts(parts) == (0, 0, 0, 0)
