@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from service.runtime.components import Components
@@ -22,8 +21,8 @@ from tests.import_files import (
     disqus_post,
     disqus_thread,
     wp_item,
-    wxr,
     write,
+    wxr,
 )
 from tests.test_cli import cli_env, run
 
@@ -132,6 +131,20 @@ class TestWordPress:
             assert post.created_at == utc("2012-05-01 10:00:00")
         assert counts(parts)[3] == 0  # nothing queued for anyone
 
+    def test_approving_an_imported_held_comment_mails_nobody(
+        self, settings: Settings, parts: Components, tmp_path: Path
+    ) -> None:
+        """A comment held on the old blog, approved here, is published without a mail: the
+        approval of any other held comment would queue the post author's notification in
+        the same transaction."""
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        env = cli_env(settings)
+        run(env, "import", "wordpress", str(export), "--author-email", "a@example.org")
+        held = by_key(parts)["14"]
+        run(env, "comment", "approve", str(held.id))
+        assert by_key(parts)["14"].status == "published"
+        assert counts(parts)[3] == 0
+
     def test_a_second_import_adds_nothing(
         self, settings: Settings, parts: Components, blog: Blog, tmp_path: Path
     ) -> None:
@@ -160,7 +173,8 @@ class TestWordPress:
         assert refused.returncode == 2
         assert f"line {line}" in refused.stderr and "--author-email" in refused.stderr
         assert counts(parts)[:2] == (0, 0)
-        run(cli_env(settings), "import", "wordpress", str(export), "--author-email", "me@example.org")
+        env = cli_env(settings)
+        run(env, "import", "wordpress", str(export), "--author-email", "me@example.org")
         with parts.session_factory() as session:
             post = session.scalars(select(Post)).one()
             assert post.author.email == "me@example.org"
@@ -264,11 +278,15 @@ class TestBadFiles:
         ]
         secret = tmp_path / "secret.txt"
         secret.write_text("TOP SECRET")
-        bomb = wordpress_export().replace(
-            "<rss ",
-            f'<!DOCTYPE rss [{"".join(laughs)}<!ENTITY x SYSTEM "file://{secret}">]>\n<rss ',
-            1,
-        ).replace("First!", "&l9; &x;")
+        bomb = (
+            wordpress_export()
+            .replace(
+                "<rss ",
+                f'<!DOCTYPE rss [{"".join(laughs)}<!ENTITY x SYSTEM "file://{secret}">]>\n<rss ',
+                1,
+            )
+            .replace("First!", "&l9; &x;")
+        )
         export = write(tmp_path / "bomb.xml", bomb)
         started = time.monotonic()
         refused = run(cli_env(settings), "import", "wordpress", str(export), check=False)
@@ -276,3 +294,98 @@ class TestBadFiles:
         assert refused.returncode == 2 and "DOCTYPE" in refused.stderr
         assert "TOP SECRET" not in refused.stderr + refused.stdout
         assert counts(parts) == (0, 0, 0, 0)
+
+
+IMPORTED_COMMENTERS = ("zoe@example.net", "bob@example.net", "taro@example.jp",
+                       "hal@example.net", "old@example.net")  # fmt: skip
+
+
+class TestNobodyIsMailed:
+    def test_shown_publicly_and_old_commenters_hear_nothing_of_new_comments(
+        self,
+        settings: Settings,
+        parts: Components,
+        blog: Blog,
+        server: RunningServer,
+        http: HttpClient,  # noqa: F811
+        sink: tuple[SinkHandler, int],
+        tmp_path: Path,
+    ) -> None:
+        """With the daemon running, imported comments show on the public API (held and spam
+        ones do not, nor any address), nothing is mailed for them, and a new comment after
+        the import reaches the post's author but none of the imported commenters."""
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        run(cli_env(settings), "import", "wordpress", str(export), "--author-email", "a@x.org")
+        shown = http.get("/api/posts/hello-world/comments", auth=False)
+        assert shown.status == 200
+        bodies = [c["body"] for c in shown.json()["comments"]]
+        assert "Replying to Zoë" in bodies and JAPANESE in bodies
+        assert "Please approve me" not in bodies and "Buy now" not in bodies
+        assert "@example.net" not in shown.text and "anonymous.invalid" not in shown.text
+        new = http.post(
+            "/api/posts/hello-world/comments",
+            json_body={"author_email": "newcomer@example.org", "body": "A new comment"},
+        )
+        assert new.status in (200, 201), new.text
+        handler, _ = sink
+        # The author's notification proves the outbox ran for the new comment.
+        wait_for(lambda: handler.to("owner@example.org"), what="the author's notification")
+        with parts.session_factory() as session:
+            rows = session.execute(select(OutboundEmail.recipient, OutboundEmail.status)).all()
+        assert [recipient for recipient, _ in rows] == ["owner@example.org"]
+        assert not any(handler.to(address) for address in IMPORTED_COMMENTERS)
+
+    def test_imported_comments_go_in_no_digest(
+        self, settings: Settings, parts: Components, blog: Blog, tmp_path: Path
+    ) -> None:
+        """A digest taker of a matched post gets the comment made after the import in their
+        next digest, and none of the imported ones."""
+        post_id = blog.post("hello")
+        env = cli_env(settings)
+        run(env, "subscribe", "--post", "hello", "--email", "d@example.org", "--digest", "daily")
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        run(env, "import", "wordpress", str(export))
+        writer = blog.person("fresh@example.org", "Fresh")
+        with parts.session_factory.begin() as session:
+            session.add(Comment(post_id=post_id, author_id=writer, body="Written after import"))
+        run(env, "digest", "send", "--period", "daily")
+        with parts.session_factory() as session:
+            digests = session.scalars(select(OutboundEmail)).all()
+            assert [d.recipient for d in digests] == ["d@example.org"]
+            raw = (digests[0].raw or b"").decode("utf-8", "replace")
+        assert "Written after import" in raw
+        assert "On the old one" not in raw
+
+
+class TestPostgres:
+    def test_import_twice_on_postgres(self, postgres_url: str, tmp_path: Path) -> None:
+        """On PostgreSQL too the import stores threads and dates, and a re-run adds nothing."""
+        var = tmp_path / "var"
+        var.mkdir()
+        env = {
+            "REPLYD_VAR_DIR": str(var),
+            "REPLYD_DATABASE_URL": postgres_url,
+            "REPLYD_DOMAIN": "replyd.example.org",
+            "REPLYD_SECRET": "a-test-secret-that-is-long-enough-0123",
+        }
+        export = write(tmp_path / "wordpress.xml", wordpress_export())
+        first = run(env, "import", "wordpress", str(export), "--author-email", "me@example.org")
+        assert "comments: 7 added (6 published, 1 held for moderation)" in first.stdout
+        again = run(env, "import", "wordpress", str(export))
+        assert "0 added (0 published, 0 held for moderation), 7 already imported" in again.stdout
+        from service.store.engine import make_engine
+
+        engine = make_engine(postgres_url)
+        with engine.connect() as connection:
+            rows = dict(
+                connection.execute(
+                    select(Comment.import_key, Comment.parent_id).where(
+                        Comment.import_key.is_not(None)
+                    )
+                ).all()
+            )
+            ids = dict(connection.execute(select(Comment.import_key, Comment.id)).all())
+        engine.dispose()
+        key = f"wordpress:{SITE}:"
+        assert len(rows) == 7
+        assert rows[key + "13"] == ids[key + "12"] and rows[key + "12"] == ids[key + "11"]
