@@ -67,6 +67,8 @@ PROMISES: dict[str, str] = {
     "written-at-delivery": "a notification is written at each attempt from the stored comment, "
     "the same each time (Date too), leaving SQLite's write lock free; a template mistake fails "
     "the notification, not the reply",
+    "import": "an import adds each comment once, held ones held, and mails nobody: imported "
+    "commenters follow nothing",
 }
 
 
@@ -489,5 +491,35 @@ BREAKS: list[Break] = [
             "tests/test_batches.py::TestWrittenAtDelivery"
             "::test_a_template_mistake_fails_the_notification_not_the_reply",
         ),
+    ),
+    Break(
+        name="import-key-not-looked-up",
+        promise="import",
+        file="service/imports/writer.py",
+        scope="ImportWriter._comments",
+        find="stored = existing.get(_stored_key(comment.key))",
+        replace="stored = None",
+        tests=("tests/test_import.py::TestWordPress::test_a_second_import_adds_nothing",),
+    ),
+    Break(
+        name="unapproved-imported-as-published",
+        promise="import",
+        file="service/imports/wordpress.py",
+        scope="APPROVAL",
+        find='"0": Fate.HELD',
+        replace='"0": Fate.PUBLISHED',
+        tests=(
+            "tests/test_import.py::TestWordPress"
+            "::test_posts_comments_threads_dates_and_approval",
+        ),
+    ),
+    Break(
+        name="imported-commenters-follow-the-post",
+        promise="import",
+        file="service/outbound/audience.py",
+        scope="_COMMENTERS",
+        find="Comment.import_key.is_(None),",
+        replace="",
+        tests=("tests/test_import.py::TestNobodyIsMailed",),
     ),
 ]
