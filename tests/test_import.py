@@ -319,6 +319,7 @@ class TestNobodyIsMailed:
         shown = http.get("/api/posts/hello-world/comments", auth=False)
         assert shown.status == 200
         bodies = [c["body"] for c in shown.json()["comments"]]
+        assert {c["source"] for c in shown.json()["comments"]} == {"wordpress"}
         assert "Replying to Zoë" in bodies and JAPANESE in bodies
         assert "Please approve me" not in bodies and "Buy now" not in bodies
         assert "@example.net" not in shown.text and "anonymous.invalid" not in shown.text

@@ -12,6 +12,8 @@ from service.controls import escape_controls
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Read the whole export, then store it in one transaction and print what was done."""
+    from sqlalchemy.exc import IntegrityError
+
     from service.imports.disqus import read_disqus
     from service.imports.export import ImportInvalid
     from service.imports.wordpress import read_wordpress
@@ -33,6 +35,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             summary = ImportWriter(session, export, str(path), args.author_email or "").write()
     except ImportInvalid as exc:
         raise CommandError(escape_controls(str(exc))) from None
+    except IntegrityError:
+        # Another import of the same comments committed first; this one was undone whole.
+        raise CommandError(
+            "another import of these comments finished while this one ran; nothing of this "
+            "run was kept: run it again to add whatever is still missing."
+        ) from None
     print(f"imported {args.system_name} export {escape_controls(str(path))}")
     for line in summary.lines():
         print("  " + line)

@@ -69,6 +69,9 @@ class Export:
     skipped_posts: int = 0  # drafts, attachments, menu entries: not imported
 
 
+_WHERE = re.compile(r",? line \d+, column \d+$")
+
+
 def read_xml(path: Path) -> etree._ElementTree:
     """Parse an export file with libxml2 told to resolve no entity, fetch nothing from the
     network and keep its size limits; a syntax error or a DOCTYPE becomes ImportInvalid
@@ -86,7 +89,8 @@ def read_xml(path: Path) -> etree._ElementTree:
         tree = etree.parse(str(path), parser)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or (exc.position[0] if exc.position else 0)
-        detail = exc.msg or str(exc)
+        # libxml2's message ends with its own ", line N, column M": the sentence says it.
+        detail = _WHERE.sub("", exc.msg or str(exc))
         raise ImportInvalid(
             f"{path} is not well-formed XML at line {line}: {detail}; nothing was imported."
         ) from None

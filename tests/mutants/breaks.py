@@ -509,8 +509,7 @@ BREAKS: list[Break] = [
         find='"0": Fate.HELD',
         replace='"0": Fate.PUBLISHED',
         tests=(
-            "tests/test_import.py::TestWordPress"
-            "::test_posts_comments_threads_dates_and_approval",
+            "tests/test_import.py::TestWordPress::test_posts_comments_threads_dates_and_approval",
         ),
     ),
     Break(
