@@ -139,6 +139,7 @@ def disqus_post(
     parent: str = "",
     spam: bool = False,
     deleted: bool = False,
+    approved: bool = True,
 ) -> str:
     """One <post> (a comment) as Disqus exports it, message HTML in CDATA."""
     parent_xml = f'<parent dsq:id="{parent}"/>' if parent else ""
@@ -149,6 +150,7 @@ def disqus_post(
     <createdAt>{created}</createdAt>
     <isDeleted>{str(deleted).lower()}</isDeleted>
     <isSpam>{str(spam).lower()}</isSpam>
+    <isApproved>{str(approved).lower()}</isApproved>
     <author>
       <email>{email}</email>
       <name>{name}</name>

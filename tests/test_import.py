@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from service.runtime.components import Components
@@ -161,6 +162,19 @@ class TestWordPress:
         assert counts(parts) == before
         assert before[:2] == (2, 7)
 
+    @pytest.mark.parametrize("version", ["1.1", "1.0"])
+    def test_older_wxr_versions(
+        self, settings: Settings, parts: Components, version: str, tmp_path: Path
+    ) -> None:
+        """Exports of older WordPress versions (WXR 1.1, 1.0) are read the same way."""
+        text = wordpress_export().replace(
+            "wordpress.org/export/1.2/", f"wordpress.org/export/{version}/"
+        )
+        export = write(tmp_path / "wordpress.xml", text)
+        result = run(cli_env(settings), "import", "wordpress", str(export))
+        assert "comments: 7 added (6 published, 1 held for moderation)" in result.stdout
+        assert by_key(parts)["13"].parent_id == by_key(parts)["12"].id
+
     def test_a_missing_author_address_asks_for_one(
         self, settings: Settings, parts: Components, tmp_path: Path
     ) -> None:
@@ -205,15 +219,21 @@ class TestDisqus:
                         "Del", "del@example.net", deleted=True),
             disqus_post("9006", "7001", "<p>No address</p>", "2013-02-06T00:00:00Z",
                         "Guest", ""),
+            disqus_post("9007", "7001", "<p>Awaiting approval</p>", "2013-02-07T00:00:00Z",
+                        "Wendy", "wendy@example.net", approved=False, parent="9001"),
+            disqus_post("9001", "7001", "<p>Listed twice</p>", "2013-02-01T10:00:00Z",
+                        ZOE, "zoe@example.net"),
         ]  # fmt: skip
         export = write(tmp_path / "disqus.xml", disqus(threads, posts))
         env = cli_env(settings)
         result = run(env, "import", "disqus", str(export), "--author-email", "me@example.org")
         assert "posts: 1 added, 0 matched by URL" in result.stdout
-        assert "comments: 4 added (4 published, 0 held for moderation)" in result.stdout
-        assert "1 deleted or trashed, 1 spam" in result.stdout
+        assert "comments: 5 added (4 published, 1 held for moderation)" in result.stdout
+        assert "1 deleted or trashed, 1 listed twice in the file, 1 spam" in result.stdout
         found = by_key(parts)
-        assert sorted(found) == ["9001", "9002", "9003", "9006"]
+        assert sorted(found) == ["9001", "9002", "9003", "9006", "9007"]
+        assert (found["9007"].status, found["9007"].parent_id) == ("held", found["9001"].id)
+        assert found["9006"].author.email.endswith("@anonymous.invalid")
         assert found["9001"].parent_id is None
         assert found["9002"].parent_id == found["9001"].id
         assert found["9003"].parent_id == found["9002"].id
@@ -224,7 +244,7 @@ class TestDisqus:
         assert found["9001"].post.author.email == "me@example.org"
         before = counts(parts)
         again = run(env, "import", "disqus", str(export), "--author-email", "me@example.org")
-        assert "comments: 0 added (0 published, 0 held for moderation), 4 already" in again.stdout
+        assert "comments: 0 added (0 published, 0 held for moderation), 5 already" in again.stdout
         assert "posts: 0 added, 1 matched by URL" in again.stdout
         assert counts(parts) == before
         assert before[3] == 0

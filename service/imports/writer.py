@@ -180,11 +180,18 @@ class ImportWriter:
     def _comments(self, posts: dict[str, int]) -> None:
         """Store the comments to keep, parents before answers; count the rest."""
         comments = self.export.comments
-        by_key = {c.key: c for c in comments}
+        by_key: dict[str, ExportedComment] = {}
+        for comment in comments:
+            by_key.setdefault(comment.key, comment)
         existing = self._existing({_stored_key(c.key) for c in comments})
         ids: dict[str, int] = {}  # export key -> comment id here, this run's and earlier ones
         todo: list[ExportedComment] = []
+        seen: set[str] = set()
         for comment in comments:
+            if comment.key in seen:  # a broken export listing a comment twice: once is enough
+                self.summary.skipped["listed twice in the file"] += 1
+                continue
+            seen.add(comment.key)
             stored = existing.get(_stored_key(comment.key))
             if stored is not None:
                 ids[comment.key] = stored
