@@ -237,6 +237,9 @@ class TestDisqus:
         assert found["9001"].parent_id is None
         assert found["9002"].parent_id == found["9001"].id
         assert found["9003"].parent_id == found["9002"].id
+        # Stored oldest first (pages and feeds order by id), whatever the file's order.
+        ids = [found[k].id for k in ("9001", "9002", "9003", "9006", "9007")]
+        assert ids == sorted(ids)
         assert found["9001"].body == f"{JAPANESE}\n\nZoë"
         assert found["9002"].body == "Second & level\ntwo lines"
         assert found["9003"].created_at == utc("2013-02-03 12:00:00")

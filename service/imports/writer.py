@@ -203,7 +203,9 @@ class ImportWriter:
                 self.summary.skipped["on posts not imported"] += 1
             else:
                 todo.append(comment)
-        # Parents first: an answer is stored once the comment it answers has an id here.
+        # Oldest first, so ids (which pages and feeds order by) follow the dates; and parents
+        # first: an answer is stored once the comment it answers has an id here.
+        todo.sort(key=lambda c: (c.created_at, c.line))
         while todo:
             pending = {c.key for c in todo}
             waiting = []
