@@ -346,6 +346,10 @@ class TestNobodyIsMailed:
         assert "Replying to Zoë" in bodies and JAPANESE in bodies
         assert "Please approve me" not in bodies and "Buy now" not in bodies
         assert "@example.net" not in shown.text and "anonymous.invalid" not in shown.text
+        page = http.get("/posts/hello-world", auth=False)
+        assert page.status == 200
+        assert "Replying to Zoë" in page.text and "Please approve me" not in page.text
+        assert "Buy now" not in page.text and "@example.net" not in page.text
         new = http.post(
             "/api/posts/hello-world/comments",
             json_body={"author_email": "newcomer@example.org", "body": "A new comment"},
