@@ -11,6 +11,7 @@ from service.cli import build_parser
 from service.runtime.components import Components
 from service.store.models import Comment, InboundEmail, InboundStatus, utcnow
 from tests.conftest import Blog, reply_message
+from tests.import_files import WpComment, disqus, disqus_post, disqus_thread, wp_item, wxr
 
 POST = "hello"  # the slug Blog.post() gives
 FOLLOWER = "follower@example.org"
@@ -38,6 +39,13 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
     `seed` (in this order: a later one may rely on an earlier one)."""
     message = workdir / "reply.eml"
     message.write_bytes(reply_message("r@example.org", "reply@x.example", "Thanks!"))
+    wordpress = workdir / "wordpress.xml"
+    old = WpComment(1, "Old", "old@example.org", "2012-01-01 00:00:00", "An old comment")
+    wordpress.write_text(wxr([wp_item(1, "old-post", "Old post", [old])]), encoding="utf-8")
+    disqus_file = workdir / "disqus.xml"
+    thread = disqus_thread("1", "d-post", "https://blog.example.org/d-post", "D")
+    comment = disqus_post("2", "1", "<p>Hi</p>", "2013-01-01T00:00:00Z", "D", "d@example.org")
+    disqus_file.write_text(disqus([thread], [comment]), encoding="utf-8")
     return {
         ("db", "upgrade"): ["db", "upgrade"],
         ("demo",): ["demo"],
@@ -67,6 +75,10 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("blocks", "list"): ["blocks", "list"],
         ("unblock",): ["unblock", "--email", "spam@example.org"],
         ("comment", "delete"): ["comment", "delete", "1"],
+        ("import", "wordpress"): ["import", "wordpress", str(wordpress)],
+        ("import", "disqus"): [
+            *("import", "disqus", str(disqus_file), "--author-email", "a@example.org"),
+        ],
         # Reads a message on stdin: tests/test_ingest.py runs it with one, imports checked.
         ("ingest",): ["ingest"],
         # Polls REPLYD_FEED_URL: tests/test_feed.py runs it against a served feed, imports checked.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, feed, inbound, ingest, moderation, people, posts
+from service.cli import daemon, feed, imports, inbound, ingest, moderation, people, posts
 from service.cli.common import CommandError, collect_rarely
 from service.files import keep_files_private
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.register(add, commands)
     people.register(add, commands)
     feed.register(add, commands)
+    imports.register(add, commands)
     return parser
 
 

@@ -94,7 +94,11 @@ class Moderation:
             return Change(comment_id, before, before)
         comment.status = CommentStatus.PUBLISHED
         notified = 0
-        if comment.published_at is None:
+        if comment.published_at is None and comment.import_key is not None:
+            # An imported comment held on the old blog: shown now, but it is old news, and
+            # imported comments mail nobody (docs/import.md).
+            comment.published_at = utcnow()
+        elif comment.published_at is None:
             comment.published_at = utcnow()
             notified = self._announce(session, comment)
             # Digest takers get it as if just published, even when a digest run has moved

@@ -34,9 +34,14 @@ _SUBSCRIPTIONS = select(
     Subscription.post_id, Subscription.person_id, Subscription.active, Subscription.digest
 ).where(Subscription.post_id.in_(bindparam("post_ids", expanding=True)))
 # Only published comments make their writer a follower: a held one does once approved.
+# Imported comments (`replyd import`) make nobody one: years-old commenters never asked.
 _COMMENTERS = (
     select(Comment.post_id, Comment.author_id)
-    .where(Comment.post_id.in_(bindparam("post_ids", expanding=True)), PUBLISHED)
+    .where(
+        Comment.post_id.in_(bindparam("post_ids", expanding=True)),
+        PUBLISHED,
+        Comment.import_key.is_(None),
+    )
     .distinct()
 )
 _READERS = (

@@ -160,6 +160,7 @@ class Digests:
                     Comment.id <= horizon,
                     Comment.author_id != person_id,
                     PUBLISHED,
+                    Comment.import_key.is_(None),  # imported old comments are no news
                 )
                 .order_by(Comment.id)
             ).all()

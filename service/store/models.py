@@ -279,6 +279,10 @@ class Comment(Base):
     # When it was first published (at once, or when approved): its followers were told then,
     # and digests count it from then. None while it has never been published.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Where a comment brought over from another system (`replyd import`) came from, e.g.
+    # "wordpress:https://blog.example.org:42": running the import again finds it here. Imported
+    # comments make nobody a follower and go in no digest (None for every other comment).
+    import_key: Mapped[str | None] = mapped_column(String(300), unique=True, default=None)
 
     author: Mapped[Person] = relationship()
     post: Mapped[Post] = relationship()

@@ -169,7 +169,7 @@ def openapi(base_url: str) -> dict[str, Any]:
                     "description": "Quote and signature extraction cut away; only for callers "
                     "that send the bearer token (it can hold other people's addresses).",
                 },
-                "source": {"type": "string", "enum": ["email", "web"]},
+                "source": {"type": "string", "enum": ["email", "web", "wordpress", "disqus"]},
                 "created_at": {"type": ["string", "null"], "format": "date-time"},
                 "status": {
                     "type": "string",

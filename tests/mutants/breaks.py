@@ -69,6 +69,8 @@ PROMISES: dict[str, str] = {
     "the notification, not the reply",
     "feed": "the blog's feed: new entries become posts within one poll, each entry the same post "
     "in every poll; polls are conditional GETs, and a 304 changes nothing",
+    "import": "an import adds each comment once, held ones held, and mails nobody: imported "
+    "commenters follow nothing",
 }
 
 
@@ -512,5 +514,35 @@ BREAKS: list[Break] = [
         find="hashlib.sha256(guid.encode())",
         replace="hashlib.sha256(str(id(guid)).encode())",
         tests=("tests/test_feed.py::TestAtom::test_ids_stay_the_same_across_polls",),
+    ),
+    # --- imports from WordPress and Disqus -------------------------------------------------
+    Break(
+        name="import-key-not-looked-up",
+        promise="import",
+        file="service/imports/writer.py",
+        scope="ImportWriter._comments",
+        find="stored = existing.get(_stored_key(comment.key))",
+        replace="stored = None",
+        tests=("tests/test_import.py::TestWordPress::test_a_second_import_adds_nothing",),
+    ),
+    Break(
+        name="unapproved-imported-as-published",
+        promise="import",
+        file="service/imports/wordpress.py",
+        scope="APPROVAL",
+        find='"0": Fate.HELD',
+        replace='"0": Fate.PUBLISHED',
+        tests=(
+            "tests/test_import.py::TestWordPress::test_posts_comments_threads_dates_and_approval",
+        ),
+    ),
+    Break(
+        name="imported-commenters-follow-the-post",
+        promise="import",
+        file="service/outbound/audience.py",
+        scope="_COMMENTERS",
+        find="Comment.import_key.is_(None),",
+        replace="",
+        tests=("tests/test_import.py::TestNobodyIsMailed",),
     ),
 ]
