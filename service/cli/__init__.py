@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, inbound, ingest, moderation, people, posts
+from service.cli import daemon, inbound, ingest, moderation, people, posts, webhooks
 from service.cli.common import CommandError, collect_rarely
 from service.files import keep_files_private
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     moderation.register(add, commands)
     ingest.register(add, commands)
     people.register(add, commands)
+    webhooks.register(add, commands)
     return parser
 
 

@@ -16,6 +16,8 @@ from service.files import private_dir
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.resources import LANGUAGES
 from service.runtime.throttle import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
+from service.runtime.webhook_settings import NAMES as WEBHOOK_NAMES
+from service.runtime.webhook_settings import WebhookSettings, load_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ NAMES = (
     "REPLYD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
     "REPLYD_HTTP_REQUEST_TIMEOUT",
     "REPLYD_WORKERS",  # deprecated: read as REPLYD_WORKER_PROCESSES
+    *WEBHOOK_NAMES,
 )
 # Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
 _ANY_HOST = ("0.0.0.0", "::", "")
@@ -165,6 +168,8 @@ class Settings:
     http_max_connections: int | None = 200
     http_max_connections_per_client: int | None = 50
     http_request_timeout: int | None = 15
+    # Outgoing webhooks (REPLYD_WEBHOOK_*); None: no URL, no event is queued.
+    webhooks: WebhookSettings | None = None
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -375,6 +380,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     old = tuple(s.strip() for s in (raw("REPLYD_OLD_SECRETS") or "").split(",") if s.strip())
     rate_limits = _rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES))
+    try:
+        webhooks = load_webhooks(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         database_url=database_url,
         smtp_host=get("REPLYD_SMTP_HOST", "127.0.0.1"),
@@ -437,6 +446,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ingress_password=_secret_setting("REPLYD_INGRESS_PASSWORD", env),
         mailgun_signing_key=_secret_setting("REPLYD_MAILGUN_SIGNING_KEY", env),
         embed_origins=embed_origins(raw("REPLYD_EMBED_ORIGINS") or ""),
+        webhooks=webhooks,
     )
 
 
