@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.cli import build_parser
 from service.runtime.components import Components
-from service.store.models import Comment, InboundEmail, InboundStatus, utcnow
+from service.store.models import Comment, InboundEmail, InboundStatus, WebhookEvent, utcnow
 from tests.conftest import Blog, reply_message
 
 POST = "hello"  # the slug Blog.post() gives
@@ -67,6 +67,8 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("blocks", "list"): ["blocks", "list"],
         ("unblock",): ["unblock", "--email", "spam@example.org"],
         ("comment", "delete"): ["comment", "delete", "1"],
+        ("webhooks", "list"): ["webhooks", "list", "--status", "failed"],
+        ("webhooks", "retry"): ["webhooks", "retry", "1"],
         # Reads a message on stdin: tests/test_ingest.py runs it with one, imports checked.
         ("ingest",): ["ingest"],
         ("serve",): ["serve"],
@@ -95,5 +97,17 @@ def seed(parts: Components, blog: Blog) -> None:
                 recipient="reply@x.example",
                 status=InboundStatus.FAILED,
                 reason="seeded for the test",
+            )
+        )
+        session.add(
+            WebhookEvent(
+                event_id="msg_seeded",
+                type="comment.published",
+                url="https://hooks.example.org/replyd",
+                post_id=post_id,
+                comment_id=1,
+                comment_created_at=utcnow(),
+                status="failed",
+                last_error="seeded for the test",
             )
         )

@@ -16,7 +16,6 @@ from service.files import private_dir
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.resources import LANGUAGES
 from service.runtime.throttle import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
-from service.runtime.webhook_settings import NAMES as WEBHOOK_NAMES
 from service.runtime.webhook_settings import WebhookSettings, load_webhooks
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,11 @@ NAMES = (
     "REPLYD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
     "REPLYD_HTTP_REQUEST_TIMEOUT",
     "REPLYD_WORKERS",  # deprecated: read as REPLYD_WORKER_PROCESSES
-    *WEBHOOK_NAMES,
+    # Read in service/runtime/webhook_settings.py, through `raw` below.
+    "REPLYD_WEBHOOK_URL",
+    "REPLYD_WEBHOOK_SECRET",
+    "REPLYD_WEBHOOK_TIMEOUT_SECONDS",
+    "REPLYD_WEBHOOK_RETRY_SECONDS",
 )
 # Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
 _ANY_HOST = ("0.0.0.0", "::", "")

@@ -10,12 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-NAMES = (
-    "REPLYD_WEBHOOK_URL",
-    "REPLYD_WEBHOOK_SECRET",
-    "REPLYD_WEBHOOK_TIMEOUT_SECONDS",
-    "REPLYD_WEBHOOK_RETRY_SECONDS",
-)
 SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 16
 
