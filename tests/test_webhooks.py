@@ -30,6 +30,7 @@ from tests.conftest import (
     send,
     wait_for,
 )
+from tests.http_fixtures import API_TOKEN, HttpClient
 from tests.test_cli import run
 from tests.test_crash import Daemon
 from tests.webhook_helpers import KEY, WHSEC, Receiver, check_signed
@@ -167,6 +168,37 @@ class TestSignature:
         assert repr(configured).count(WHSEC[6:]) == 0 and "key" not in repr(configured)
 
 
+class TestFromTheWeb:
+    @pytest.fixture
+    def settings_overrides(self, receiver: Receiver) -> dict[str, str]:
+        return {
+            "REPLYD_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/",
+            "REPLYD_WEBHOOK_SECRET": WHSEC,
+            "REPLYD_API_TOKEN": API_TOKEN,
+        }
+
+    def test_a_web_comment_and_its_hide_over_the_api(
+        self, server: RunningServer, blog: Blog, receiver: Receiver
+    ) -> None:
+        """POST /api/posts/{id}/comments publishes (comment.published with the words), PATCH
+        status=hidden hides (comment.hidden without them), over real HTTP."""
+        blog.post()
+        http = HttpClient(f"http://127.0.0.1:{server.server.http_port}")
+        reply = http.post(
+            "/api/posts/hello/comments",
+            json_body={"author_email": READER, "author_name": "Rita", "body": "From the web"},
+        )
+        assert reply.status == 201, reply.text
+        comment = reply.json()["id"]
+        (published,) = wait_for(lambda: receiver.of_type("comment.published"), what="published")
+        assert published.event["comment"]["body"] == "From the web"
+        hidden = http.request("PATCH", f"/api/comments/{comment}", json_body={"status": "hidden"})
+        assert hidden.status == 200, hidden.text
+        (event,) = wait_for(lambda: receiver.of_type("comment.hidden"), what="hidden")
+        check_signed(event)
+        assert event.comment_id == comment and b"From the web" not in event.body
+
+
 class TestNothingConfigured:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, str]:
@@ -261,6 +293,7 @@ class TestModeration:
         second = publish(blog.parts, post, READER, "Two", name="Rita")
         env = {
             "REPLYD_VAR_DIR": str(settings.var_dir),
+            "REPLYD_DATABASE_URL": settings.database_url,
             "REPLYD_DOMAIN": DOMAIN,
             "REPLYD_SECRET": SECRET,
             "REPLYD_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/",
@@ -275,9 +308,15 @@ class TestModeration:
 
 class TestRetries:
     def test_a_500_is_retried_with_the_same_id_until_taken(
-        self, server: RunningServer, blog: Blog, receiver: Receiver
+        self,
+        server: RunningServer,
+        blog: Blog,
+        receiver: Receiver,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """Two 500s, then 200: three requests, one webhook-id, each freshly signed."""
+        """Two 500s, then 200: three requests, one webhook-id, each freshly signed; the log
+        says why each failed, without the secret, a signature or the URL's own token."""
+        caplog.set_level("INFO")
         receiver.rule = lambda event, seen: (500, 0.0) if seen < 2 else (200, 0.0)
         publish(blog.parts, blog.post(), READER, "Retry me")
         wait_for(lambda: len(receiver.got()) == 3, what="three attempts")
@@ -288,6 +327,10 @@ class TestRetries:
         for arrival in got:
             check_signed(arrival)
         assert events(blog.parts)[0].attempts == 3
+        said = caplog.text
+        assert said.count("answered HTTP 500") == 2 and "delivered to http://127.0.0.1:" in said
+        assert "receivers-own" not in said and WHSEC[6:] not in said
+        assert not any(a.headers["webhook-signature"][3:] in said for a in got)
 
     def test_a_receiver_that_does_not_answer_in_time_gets_it_again(
         self, server: RunningServer, blog: Blog, receiver: Receiver
@@ -351,6 +394,7 @@ class TestGivingUp:
         assert row.last_error == f"http://127.0.0.1:{receiver.port} answered HTTP 500"
         env = {
             "REPLYD_VAR_DIR": str(settings.var_dir),
+            "REPLYD_DATABASE_URL": settings.database_url,
             "REPLYD_DOMAIN": DOMAIN,
             "REPLYD_SECRET": SECRET,
         }
