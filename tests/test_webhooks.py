@@ -199,6 +199,37 @@ class TestFromTheWeb:
         assert event.comment_id == comment and b"From the web" not in event.body
 
 
+class TestSeveralUrls:
+    @pytest.fixture
+    def second(self) -> Iterator[Receiver]:
+        running = Receiver().start()
+        yield running
+        running.stop()
+
+    @pytest.fixture
+    def settings_overrides(self, receiver: Receiver, second: Receiver) -> dict[str, str]:
+        urls = f"http://127.0.0.1:{receiver.port}/a, http://127.0.0.1:{second.port}/b"
+        return {
+            "REPLYD_WEBHOOK_URL": urls,
+            "REPLYD_WEBHOOK_SECRET": WHSEC,
+            "REPLYD_WEBHOOK_RETRY_SECONDS": "0.2",
+        }
+
+    def test_each_url_gets_the_event_and_one_failing_holds_up_only_itself(
+        self, server: RunningServer, blog: Blog, receiver: Receiver, second: Receiver
+    ) -> None:
+        """Both URLs get the event under one webhook-id; the second answering 500 twice
+        delays only its own copy."""
+        second.rule = lambda event, seen: (500, 0.0) if seen < 2 else (200, 0.0)
+        publish(blog.parts, blog.post(), READER, "Twice")
+        (first,) = wait_for(receiver.got, what="the first URL's copy")
+        wait_for(lambda: len(second.got()) == 3, what="the second URL's third attempt")
+        assert {a.headers["webhook-id"] for a in second.got()} == {first.headers["webhook-id"]}
+        assert first.body == second.got()[-1].body
+        assert first.at < second.got()[-1].at
+        check_signed(second.got()[-1])
+
+
 class TestNothingConfigured:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, str]:
