@@ -119,7 +119,9 @@ class WebhookSender:
     def __init__(self, session_factory: sessionmaker[Session], settings: WebhookSettings) -> None:
         self.session_factory = session_factory
         self.settings = settings
-        # Longer than any attempt can take: a claim outlives its holder only if it died.
+        # Longer than an attempt takes (each wait on the receiver is bounded by the timeout),
+        # so a claim outlives its holder only if it died; should it lapse mid-attempt after
+        # all, another sender sends the event again: at least once, never lost.
         self.lease = timedelta(seconds=settings.timeout_seconds * 3 + 30)
 
     def claim_due(self, worker: str, limit: int = CLAIM_LIMIT) -> list[Claimed]:
