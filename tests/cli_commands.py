@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.cli import build_parser
 from service.runtime.components import Components
-from service.store.models import Comment, InboundEmail, InboundStatus, utcnow
+from service.store.models import Comment, InboundEmail, InboundStatus, WebhookEvent, utcnow
 from tests.conftest import Blog, reply_message
 from tests.import_files import WpComment, disqus, disqus_post, disqus_thread, wp_item, wxr
 
@@ -79,6 +79,8 @@ def command_lines(workdir: Path) -> dict[tuple[str, ...], list[str]]:
         ("import", "disqus"): [
             *("import", "disqus", str(disqus_file), "--author-email", "a@example.org"),
         ],
+        ("webhooks", "list"): ["webhooks", "list", "--status", "failed"],
+        ("webhooks", "retry"): ["webhooks", "retry", "1"],
         # Reads a message on stdin: tests/test_ingest.py runs it with one, imports checked.
         ("ingest",): ["ingest"],
         # Polls REPLYD_FEED_URL: tests/test_feed.py runs it against a served feed, imports checked.
@@ -109,5 +111,17 @@ def seed(parts: Components, blog: Blog) -> None:
                 recipient="reply@x.example",
                 status=InboundStatus.FAILED,
                 reason="seeded for the test",
+            )
+        )
+        session.add(
+            WebhookEvent(
+                event_id="msg_seeded",
+                type="comment.published",
+                url="https://hooks.example.org/replyd",
+                post_id=post_id,
+                comment_id=1,
+                comment_created_at=utcnow(),
+                status="failed",
+                last_error="seeded for the test",
             )
         )

@@ -9,7 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import daemon, feed, imports, inbound, ingest, moderation, people, posts
+from service.cli import (
+    daemon,
+    feed,
+    imports,
+    inbound,
+    ingest,
+    moderation,
+    people,
+    posts,
+    webhooks,
+)
 from service.cli.common import CommandError, collect_rarely
 from service.files import keep_files_private
 
@@ -56,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.register(add, commands)
     feed.register(add, commands)
     imports.register(add, commands)
+    webhooks.register(add, commands)
     return parser
 
 

@@ -53,6 +53,7 @@ def cmd_person_forget(args: argparse.Namespace) -> int:
         parts.book,
         parts.keyring,
         comments=args.comments,
+        webhooks=parts.webhook_queue(),
     )
     print(f"forgot {email}: {report.summary()}")
     print("a running `replyd serve` refuses their old reply addresses within a second")

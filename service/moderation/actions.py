@@ -23,6 +23,7 @@ from service.store.models import (
     Subscription,
     utcnow,
 )
+from service.store.webhook_events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,11 @@ class Moderation:
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
 
+    def _tell_webhooks(self, session: Session, kind: EventType, comment: Comment) -> None:
+        """Queue the comment event for the webhooks, if any, in the action's transaction."""
+        if self.notifier.webhooks is not None:
+            self.notifier.webhooks.queue(session, kind, [comment])
+
     def _load(self, session: Session, comment_id: int) -> Comment:
         comment = session.get(Comment, comment_id, with_for_update=True)
         if comment is None or comment.status == CommentStatus.DELETED:
@@ -104,6 +110,7 @@ class Moderation:
             # Digest takers get it as if just published, even when a digest run has moved
             # their watermark past its id while it was held.
             owe_to_digest_takers(session, comment)
+        self._tell_webhooks(session, EventType.PUBLISHED, comment)
         # The other moderators' mail about it has nothing left to ask.
         cancelled = cancel_mail(session, comment.id, "the comment was approved", ("moderation",))
         record_event(
@@ -134,6 +141,7 @@ class Moderation:
             return Change(comment_id, before, before)
         comment.status = CommentStatus.HIDDEN
         cancelled = cancel_mail(session, comment.id, "the comment was removed by a moderator")
+        self._tell_webhooks(session, EventType.HIDDEN, comment)
         record_event(
             session,
             actor,
@@ -157,6 +165,7 @@ class Moderation:
             )
         published = comment.published_at is not None
         comment.status = CommentStatus.PUBLISHED if published else CommentStatus.HELD
+        self._tell_webhooks(session, EventType.PUBLISHED if published else EventType.HELD, comment)
         record_event(
             session,
             actor,
@@ -176,6 +185,7 @@ class Moderation:
         comment.body = ""
         comment.elided = ""
         cancelled = cancel_mail(session, comment.id, "the comment was deleted by a moderator")
+        self._tell_webhooks(session, EventType.DELETED, comment)
         if comment.inbound_email_id is not None:
             # The message's one stored copy goes, for every row that shares it.
             source = select(InboundEmail.source_id).where(

@@ -18,6 +18,7 @@ from service.store.engine import Deferred
 from service.store.models import Comment, CommentStatus, Person, Post
 from service.store.subscriptions import person_for
 from service.store.visibility import PUBLISHED
+from service.store.webhook_events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class Intake:
         # Held: nobody follows it or hears of it until a moderator approves it.
         comment.status = CommentStatus.HELD
         store_comment(session, comment, writer)
+        if self.notifier.webhooks is not None:  # its body stays here: see webhook_payload
+            self.notifier.webhooks.queue(session, EventType.HELD, [comment], later)
         via = "web" if comment.source == "web" else "inbound"
         record_event(
             session,

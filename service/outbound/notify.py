@@ -35,6 +35,7 @@ from service.store.models import (
     utcnow,
 )
 from service.store.visibility import is_published
+from service.store.webhook_events import EventType, WebhookQueue
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Notifier:
         templates: Environment | None = None,
         moderators: frozenset[str] = frozenset(),
         erasure_mail: ErasureMail | None = None,
+        webhooks: WebhookQueue | None = None,
     ) -> None:
         self.book = book
         self.keyring = keyring
@@ -88,6 +90,8 @@ class Notifier:
         self.base_url = base_url
         self.templates = templates or make_templates()
         self.public_text = PublicText(book, keyring)
+        # REPLYD_WEBHOOK_URL: comment events queued with their cause; None costs nothing.
+        self.webhooks = webhooks
         # REPLYD_MODERATORS: their copy carries a Remove link, as the post author's does.
         self.moderators = moderators
         # Every mail to a reader carries their own "delete what this blog keeps about me" link.
@@ -319,6 +323,8 @@ class Notifier:
             )
         store_comment(session, comment, author)
         queued = self.queue_for_comment(session, comment, post, recipients, later)
+        if self.webhooks is not None:
+            self.webhooks.queue(session, EventType.PUBLISHED, [comment], later)
         audience.commented(post, author, followed=follow)
         return queued
 

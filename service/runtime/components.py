@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from service.outbound.erasure_mail import ErasureMail
     from service.outbound.notify import Notifier
     from service.outbound.outbox import Outbox, Parcel
+    from service.outbound.webhooks import WebhookSender
     from service.store.suppression import ErasedPeople
+    from service.store.webhook_events import WebhookQueue
 
 # The builders below import their modules when called: a CLI command that lists posts builds
 # Components too, and must not pay for the extraction, delivery or template stack.
@@ -98,7 +100,24 @@ class Components:
             **self._mail_identity(),
             moderators=frozenset(self.settings.moderators),
             erasure_mail=self.erasure_mail(),
+            webhooks=self.webhook_queue(),
         )
+
+    def webhook_queue(self) -> WebhookQueue | None:
+        """Where comment events are queued for REPLYD_WEBHOOK_URL; None when it is unset."""
+        if self.settings.webhooks is None:
+            return None
+        from service.store.webhook_events import WebhookQueue
+
+        return WebhookQueue(self.settings.webhooks.urls)
+
+    def webhook_sender(self) -> WebhookSender | None:
+        """What delivers the queued comment events; None when no webhook URL is set."""
+        if self.settings.webhooks is None:
+            return None
+        from service.outbound.webhooks import WebhookSender
+
+        return WebhookSender(self.session_factory, self.settings.webhooks)
 
     def intake(self, notifier: Notifier | None = None) -> Intake:
         """How new comments are published or held, as REPLYD_MODERATION says."""

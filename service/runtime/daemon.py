@@ -16,6 +16,7 @@ from service.inbound.protocol import SessionLimits, make_protocol
 from service.inbound.queue import GroupCommit
 from service.inbound.ratelimit import RateLimiter
 from service.outbound.digest import PERIODS, latest_slot
+from service.outbound.webhooks import webhook_loop
 from service.runtime.components import Components
 from service.runtime.heartbeat import ClaimHeartbeat, node_name
 from service.runtime.limits import AcceptErrors, fit_caps, raise_file_limit
@@ -55,6 +56,8 @@ class ReplydServer:
         # let it take the write lock first.
         self._edge_engine = make_engine(settings.database_url, urgent=True)
         self.outbox = self.parts.outbox()
+        self.webhooks = self.parts.webhook_sender()  # None without REPLYD_WEBHOOK_URL
+        self._webhook_wakeup = asyncio.Event()
         self.handler = ReplyHandler(
             self.parts.book,
             self.parts.keyring,
@@ -105,6 +108,7 @@ class ReplydServer:
 
     def _wake_outbound(self) -> None:
         self._outbound_wakeup.set()
+        self._webhook_wakeup.set()  # whatever queued mail may have queued an event too
         self.workers.wake()
 
     async def start(self) -> None:
@@ -149,6 +153,18 @@ class ReplydServer:
             self._tasks.append(asyncio.create_task(self._outbound_worker()))
         self._tasks.append(asyncio.create_task(self._digest_scheduler()))
         self._tasks.append(asyncio.create_task(self._forgotten_people()))
+        if self.webhooks is not None:
+            # In this process whatever the worker processes: sending is waiting, not CPU.
+            self._tasks.append(
+                asyncio.create_task(
+                    webhook_loop(
+                        self.webhooks,
+                        f"{self.node}/webhooks",
+                        wakeup=self._webhook_wakeup,
+                        stopping=self._stopping,
+                    )
+                )
+            )
         if self.settings.retention_days:
             self._tasks.append(asyncio.create_task(self._retention()))
         if self.settings.feed_url:
@@ -293,6 +309,7 @@ class ReplydServer:
         self._stopping.set()
         self._inbound_wakeup.set()
         self._outbound_wakeup.set()
+        self._webhook_wakeup.set()
         await self.workers.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

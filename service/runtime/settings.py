@@ -16,6 +16,7 @@ from service.files import private_dir
 from service.inbound.ratelimit import DEFAULT_RULES, Limit, parse_limits
 from service.resources import LANGUAGES
 from service.runtime.throttle import DEFAULT_WEB_LIMITS, WebLimit, parse_web_limits
+from service.runtime.webhook_settings import WebhookSettings, load_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ NAMES = (
     "REPLYD_HTTP_MAX_CONNECTIONS_PER_CLIENT",
     "REPLYD_HTTP_REQUEST_TIMEOUT",
     "REPLYD_WORKERS",  # deprecated: read as REPLYD_WORKER_PROCESSES
+    # Read in service/runtime/webhook_settings.py, through `raw` below.
+    "REPLYD_WEBHOOK_URL",
+    "REPLYD_WEBHOOK_SECRET",
+    "REPLYD_WEBHOOK_TIMEOUT_SECONDS",
+    "REPLYD_WEBHOOK_RETRY_SECONDS",
 )
 # Hosts that mean "every interface": a browser or mail reader cannot go there, localhost it can.
 _ANY_HOST = ("0.0.0.0", "::", "")
@@ -173,6 +179,8 @@ class Settings:
     feed_url: str | None = None
     feed_seconds: int = 600
     feed_author_email: str | None = None
+    # Outgoing webhooks (REPLYD_WEBHOOK_*); None: no URL, no event is queued.
+    webhooks: WebhookSettings | None = None
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -383,6 +391,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     old = tuple(s.strip() for s in (raw("REPLYD_OLD_SECRETS") or "").split(",") if s.strip())
     rate_limits = _rate_limits(get("REPLYD_RATE_LIMITS", DEFAULT_RULES))
+    try:
+        webhooks = load_webhooks(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         database_url=database_url,
         smtp_host=get("REPLYD_SMTP_HOST", "127.0.0.1"),
@@ -448,6 +460,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         feed_url=feed_url((raw("REPLYD_FEED_URL") or "").strip()),
         feed_seconds=_parse_int("REPLYD_FEED_SECONDS", get("REPLYD_FEED_SECONDS", "600"), 1, 86400),
         feed_author_email=_feed_author((raw("REPLYD_FEED_AUTHOR_EMAIL") or "").strip()),
+        webhooks=webhooks,
     )
 
 

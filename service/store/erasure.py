@@ -31,6 +31,7 @@ from service.store.models import (
 )
 from service.store.people import Holdings, find_holdings, name_pattern
 from service.store.suppression import suppress
+from service.store.webhook_events import EventType, WebhookQueue
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,11 @@ def _comment_fates(session: Session, comments: list[Comment]) -> tuple[set[int],
     return going, theirs - going
 
 
-def _erase_comments(session: Session, holdings: Holdings, choice: str) -> tuple[int, int, int]:
-    """Anonymise or delete their comments; returns (anonymised, deleted, placeholders)."""
+def _erase_comments(
+    session: Session, holdings: Holdings, choice: str, webhooks: WebhookQueue | None = None
+) -> tuple[int, int, int]:
+    """Anonymise or delete their comments; returns (anonymised, deleted, placeholders).
+    Deleted ones, placeholders too, are announced to the webhooks as comment.deleted."""
     person = holdings.person
     if person is None or not holdings.comments:
         return 0, 0, 0
@@ -183,6 +187,8 @@ def _erase_comments(session: Session, holdings: Holdings, choice: str) -> tuple[
             comment.elided, comment.dedupe_key = "", None  # their quote and signature
         return len(holdings.comments), 0, 0
     going, kept = _comment_fates(session, holdings.comments)
+    if webhooks is not None:
+        webhooks.queue(session, EventType.DELETED, holdings.comments)
     for comment in holdings.comments:
         if comment.id in kept:
             comment.body, comment.elided, comment.dedupe_key = REMOVED_COMMENT, "", None
@@ -248,19 +254,21 @@ def forget(
     *,
     comments: str = KEEP_ANONYMOUS,
     looked: Holdings | None = None,
+    webhooks: WebhookQueue | None = None,
 ) -> ErasureReport:
     """Erase everything stored about `email` in the caller's transaction: their raw mail (and
     others' mail naming them), subscriptions, queued and sent mail to them, bounces, refusal
     notices, their address and name; their comments kept anonymous or deleted (`comments`);
     the address then only as a salted hash on the suppression list. The person row stays as a
     tombstone, so tokens naming its id are refused and the id is never given again.
-    `looked`: what a read-only look found before, so the raw mail it read is not read again."""
+    `looked`: what a read-only look found before, so the raw mail it read is not read again.
+    `webhooks`: where deleted comments are announced (comment.deleted), if anywhere."""
     if comments not in COMMENT_CHOICES:
         raise ValueError(f"comments must be one of {', '.join(COMMENT_CHOICES)}")
     now = utcnow()
     holdings = find_holdings(session, email, book, keyring, before=looked)
     found = not holdings.empty
-    anonymised, deleted, placeholders = _erase_comments(session, holdings, comments)
+    anonymised, deleted, placeholders = _erase_comments(session, holdings, comments, webhooks)
     for comment in holdings.mentioned_in:
         comment.body = scrub_text(comment.body, holdings.email, holdings.name)
         comment.elided = scrub_text(comment.elided, holdings.email, holdings.name)
@@ -310,6 +318,7 @@ def forget_person(
     keyring: Keyring,
     *,
     comments: str = KEEP_ANONYMOUS,
+    webhooks: WebhookQueue | None = None,
 ) -> ErasureReport:
     """Forget `email` in one transaction, then rid SQLite's write-ahead log of the old pages;
     the log line says that an erasure happened, never whose or what."""
@@ -322,7 +331,9 @@ def forget_person(
             session.connection(execution_options={READ_ONLY: True})
             looked = find_holdings(session, email, book, keyring)
     with session_factory.begin() as session:
-        report = forget(session, email, book, keyring, comments=comments, looked=looked)
+        report = forget(
+            session, email, book, keyring, comments=comments, looked=looked, webhooks=webhooks
+        )
     truncate_write_ahead_log(engine)
     log.info("erasure done at a person's request: %s", report.summary())
     return report

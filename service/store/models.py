@@ -489,3 +489,34 @@ class FeedState(Base):
     etag: Mapped[str | None] = mapped_column(String(1000), default=None)
     last_modified: Mapped[str | None] = mapped_column(String(100), default=None)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One event about a comment for one webhook URL, queued in the same transaction as its
+    cause; its payload is written when it is sent, from what is public then."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index("ix_webhook_events_status_next", "status", "next_attempt_at"),
+        # Per post and URL in order: an event waits for the ones queued before it.
+        Index("ix_webhook_events_post_url", "post_id", "url", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The webhook-id: the same for every URL and every retry, so receivers deduplicate by it.
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(32))  # comment.published, .held, .hidden, .deleted
+    url: Mapped[str] = mapped_column(String(2000))
+    # No foreign keys: an erasure deletes comments whose comment.deleted is still to be sent.
+    post_id: Mapped[int] = mapped_column(Integer)
+    comment_id: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    comment_created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -49,6 +49,7 @@ def erase(web: WebContext, email: str, comments: str) -> dict[str, Any]:
         web.parts.book,
         web.parts.keyring,
         comments=comments,
+        webhooks=web.parts.webhook_queue(),
     )
     if report.person_id is not None:
         web.parts.erased_people.add(report.person_id)

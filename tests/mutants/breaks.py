@@ -71,6 +71,9 @@ PROMISES: dict[str, str] = {
     "in every poll; polls are conditional GETs, and a 304 changes nothing",
     "import": "an import adds each comment once, held ones held, and mails nobody: imported "
     "commenters follow nothing",
+    "webhooks": "webhook events are signed as Standard Webhooks says, queued with their cause, "
+    "retried after a 500 or a timeout, in order per post, and carry nothing a moderator kept "
+    "back",
 }
 
 
@@ -544,5 +547,53 @@ BREAKS: list[Break] = [
         find="Comment.import_key.is_(None),",
         replace="",
         tests=("tests/test_import.py::TestNobodyIsMailed",),
+    ),
+    # --- webhooks ---------------------------------------------------------------------------
+    Break(
+        name="webhook-signed-over-the-wrong-content",
+        promise="webhooks",
+        file="service/outbound/webhook_payload.py",
+        scope="sign",
+        find='signed = f"{event_id}.{timestamp}.".encode() + body',
+        replace='signed = f"{event_id}.{timestamp}".encode() + body',
+        tests=(
+            "tests/test_webhooks.py::TestSignature"
+            "::test_a_reply_by_mail_arrives_signed_with_its_fields_and_no_address",
+        ),
+    ),
+    Break(
+        name="webhook-not-retried-after-a-500",
+        promise="webhooks",
+        file="service/outbound/webhooks.py",
+        scope="WebhookSender.outcome",
+        find="retry_delay(event.attempts, self.settings.retry_seconds)",
+        replace="None",
+        tests=(
+            "tests/test_webhooks.py::TestRetries::test_a_500_is_retried_with_the_same_id_until_taken",
+        ),
+    ),
+    Break(
+        name="webhook-overtakes-an-earlier-event-of-its-post",
+        promise="webhooks",
+        file="service/outbound/webhooks.py",
+        scope="_DUE",
+        find="_EARLIER.id < WebhookEvent.id,",
+        replace="_EARLIER.id < 0,",
+        tests=(
+            "tests/test_webhooks.py::TestOrderPerPost"
+            "::test_a_later_event_waits_for_an_earlier_one_of_its_post_only",
+        ),
+    ),
+    Break(
+        name="webhook-announces-a-comment-hidden-since",
+        promise="webhooks",
+        file="service/outbound/webhook_payload.py",
+        scope="event_body",
+        find="if not is_published(comment):",
+        replace="if False:",
+        tests=(
+            "tests/test_webhooks.py::TestModeration"
+            "::test_a_publication_queued_before_a_hide_is_not_sent",
+        ),
     ),
 ]
