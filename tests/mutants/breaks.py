@@ -67,6 +67,8 @@ PROMISES: dict[str, str] = {
     "written-at-delivery": "a notification is written at each attempt from the stored comment, "
     "the same each time (Date too), leaving SQLite's write lock free; a template mistake fails "
     "the notification, not the reply",
+    "new-posts": "a new post is mailed to the blog's followers (never its author, nobody who "
+    "stopped), a reply to it becomes a comment, and unsubscribing stops the next one",
 }
 
 
@@ -488,6 +490,42 @@ BREAKS: list[Break] = [
         tests=(
             "tests/test_batches.py::TestWrittenAtDelivery"
             "::test_a_template_mistake_fails_the_notification_not_the_reply",
+        ),
+    ),
+    # --- new posts by email ---------------------------------------------------------------
+    Break(
+        name="new-post-mailed-to-its-author",
+        promise="new-posts",
+        file="service/outbound/new_posts.py",
+        scope="_FOLLOWERS",
+        find='Person.id != bindparam("author_id"),',
+        replace='Person.id >= bindparam("author_id") * 0,',
+        tests=(
+            "tests/test_new_posts.py::TestAnnounced"
+            "::test_each_follower_gets_the_new_post_with_their_own_reply_address",
+        ),
+    ),
+    Break(
+        name="one-click-leaves-new-posts-on",
+        promise="new-posts",
+        file="service/store/subscriptions.py",
+        scope="unsubscribe",
+        find="follow_blog(session, person.id, active=False)",
+        replace="pass",
+        tests=(
+            "tests/test_new_posts.py::TestStopping::test_one_click_unsubscribe_stops_the_next_posts",
+        ),
+    ),
+    Break(
+        name="queued-new-post-sent-after-unsubscribe",
+        promise="new-posts",
+        file="service/outbound/wanted.py",
+        scope="unwanted",
+        find='elif message.kind == "new_post" and person not in following_blog:',
+        replace="elif False:",
+        tests=(
+            "tests/test_new_posts.py::TestStopping"
+            "::test_mail_queued_before_an_unsubscribe_is_cancelled_at_sending",
         ),
     ),
 ]
