@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -26,6 +27,7 @@ from tests.conftest import (
     Blog,
     RunningServer,
     SinkHandler,
+    make_settings,
     reply_message,
     send,
     wait_for,
@@ -485,3 +487,51 @@ class TestFollowForm:
 
         row = wait_for(following, what="the follow of new posts")
         assert row.active and row.digest == "weekly"
+
+
+class TestOnPostgres:
+    @pytest.fixture
+    def settings(
+        self, tmp_path: Path, postgres_url: str, sink: tuple[SinkHandler, int]
+    ) -> Settings:
+        """Settings whose database is the run's (emptied) PostgreSQL database."""
+        var_dir = tmp_path / "var"
+        var_dir.mkdir()
+        return make_settings(
+            var_dir,
+            REPLYD_DATABASE_URL=postgres_url,
+            REPLYD_OUTBOUND=f"smtp://127.0.0.1:{sink[1]}",
+        )
+
+    @pytest.fixture
+    def env(self, settings: Settings, postgres_url: str) -> dict[str, str]:
+        """A `replyd` process's environment for the PostgreSQL database."""
+        return {
+            **cli_env(settings),
+            "REPLYD_DATABASE_URL": postgres_url,
+            "REPLYD_SITE_NAME": "Example Blog",
+            "REPLYD_BASE_URL": BASE,
+        }
+
+    def test_mail_digest_and_reply_on_postgresql(
+        self,
+        env: dict[str, str],
+        server: RunningServer,
+        blog: Blog,
+        sink: tuple[SinkHandler, int],
+    ) -> None:
+        """The same flow on PostgreSQL: the mail and the digest (both checked at sending)
+        arrive, and a reply to the mail becomes a comment."""
+        follow_all(env, FAN)
+        follow_all(env, DIGESTER, "--digest", "weekly")
+        add_post(env, "news", "Postgres news")
+        mail = wait_for_post_mail(sink[0], FAN, "Postgres news")
+        run(env, "digest", "send", "--period", "weekly")
+        [digest] = wait_for(lambda: sink[0].to(DIGESTER), what="the digest")
+        assert "Postgres news, by Ann Author" in text_of(digest)
+        address, raw = reply_to(mail, FAN, "Hello from PostgreSQL")
+        send(blog.parts.settings.smtp_port, FAN, [address], raw)
+        wait_for(
+            lambda: [m for m in sink[0].to(AUTHOR) if "Hello from PostgreSQL" in text_of(m)],
+            what="the comment mailed to the author",
+        )

@@ -15,8 +15,8 @@ def follow_blog(
 
     Someone who starts taking them as a digest counts as having had one just now: their
     first digest goes out at the next digest time, as for a post followed by digest. A
-    subscription switched off forgets the posts its digest still owed (they were announced
-    while it was on; coming back later starts afresh).
+    subscription switched off, or to a mail per post, forgets the posts its digest still
+    owed (coming back later starts afresh, with the posts announced from then on).
     """
     sub = session.scalar(select(BlogSubscription).where(BlogSubscription.person_id == person_id))
     if sub is None:
