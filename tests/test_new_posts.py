@@ -317,6 +317,62 @@ class TestReplies:
             assert session.scalars(select(Comment)).all() == []
 
 
+class TestThreading:
+    def test_a_new_post_message_id_names_the_post_only_when_signed_for_it(self, blog: Blog) -> None:
+        """`<pPOST.token@domain>` routes to the post and person its token names; the token
+        of a comment's notification, a token under another post's number, or a tampered one
+        route nowhere."""
+        book, keyring = blog.parts.book, blog.parts.keyring
+        target = ReplyTarget(7, None, 3)
+        message_id = book.new_post_id(target, keyring)
+        assert message_id.startswith("<p7.") and message_id.endswith("@replies.example.org>")
+        assert book.thread_target(message_id, keyring) == target
+        token = message_id[4:].split("@")[0]
+        notification = book.notification_id(ReplyTarget(7, 9, 3), keyring)
+        refused = [
+            message_id.replace("<p7.", "<p8."),
+            message_id.replace("<p7.", "<c7."),
+            notification.replace("<c9.", "<p7."),
+            message_id.replace(token, token[:-1] + ("a" if token[-1] != "a" else "b")),
+        ]
+        for forged in refused:
+            assert book.thread_target(forged, keyring) is None, forged
+
+    def test_a_reply_to_the_bare_address_routes_by_in_reply_to_and_mailto_stops(
+        self,
+        env: dict[str, str],
+        server: RunningServer,
+        blog: Blog,
+        sink: tuple[SinkHandler, int],
+    ) -> None:
+        """A forwarder that drops the token: the reply to the bare reply@ address still
+        becomes a comment on the post, through the signed Message-ID it answers; mail to the
+        List-Unsubscribe mailto: address ends the follow of new posts."""
+        follow_all(env, FAN)
+        add_post(env, "news", "Threaded news")
+        mail = wait_for_post_mail(sink[0], FAN, "Threaded news")
+        bare = f"reply@{blog.parts.settings.domain}"
+        _, raw = reply_to(mail, FAN, "Routed by threading")
+        send(blog.parts.settings.smtp_port, FAN, [bare], raw)
+        pid = post_id(blog, "news")
+
+        def published() -> list[Comment]:
+            with blog.parts.session_factory() as session:
+                return list(session.scalars(select(Comment).where(Comment.post_id == pid)))
+
+        [comment] = wait_for(published, what="the comment routed by In-Reply-To")
+        assert comment.body == "Routed by threading"
+        [mailto] = re.findall(r"<mailto:([^?>]+)", str(mail["List-Unsubscribe"]))
+        address = unquote(mailto)
+        send(blog.parts.settings.smtp_port, FAN, [address], reply_message(FAN, address, "stop"))
+
+        def stopped() -> bool:
+            with blog.parts.session_factory() as session:
+                return session.scalar(select(BlogSubscription.active)) is False
+
+        wait_for(stopped, what="the follow of new posts ended by mail")
+
+
 class TestStopping:
     def test_one_click_unsubscribe_stops_the_next_posts(
         self,
