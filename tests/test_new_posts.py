@@ -435,10 +435,12 @@ class TestDigests:
         server: RunningServer,
         blog: Blog,
         sink: tuple[SinkHandler, int],
+        http: HttpClient,
     ) -> None:
         """With --digest daily a new post waits for the digest (no mail of its own, while a
         follower by mail has theirs); `digest send` lists it with a reply address that
-        comments on it, once: a second run sends nothing."""
+        comments on it, once: a second run sends nothing. The digest's one-click link stops
+        the new posts in it too."""
         follow_all(env, DIGESTER, "--digest", "daily")
         follow_all(env, FAN)
         printed = add_post(env, "news", "Digest-worthy post")
@@ -466,6 +468,9 @@ class TestDigests:
             lambda: [m for m in sink[0].to(AUTHOR) if "Commented from my digest" in text_of(m)],
             what="the comment from the digest, mailed to the author",
         )
+        assert "You are unsubscribed" in http.post(one_click(digest), auth=False).text
+        with blog.parts.session_factory() as session:
+            assert session.scalar(select(BlogSubscription.active)) is False
 
 
 class TestFollowForm:
