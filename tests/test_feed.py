@@ -20,7 +20,7 @@ from service.feed.poll import PollResult, poll_feed
 from service.runtime.components import Components
 from service.runtime.settings import ConfigError, Settings
 from service.store.models import FeedState, Post
-from tests.conftest import RunningServer, make_settings, wait_for
+from tests.conftest import RunningServer, SinkHandler, make_settings, wait_for
 from tests.feed_helpers import BLOG, Entry, FeedServer, atom, rss, serve_feed
 from tests.test_cli import REPLYD, cli_env
 from tests.test_cli_imports import PROBE, heavy_modules
@@ -309,6 +309,56 @@ class TestDaemon:
         feed.publish(rss([Entry(f"{BLOG}/?p=131", "Frost", f"{BLOG}/2026/12/frost/"),
                           GRUESSE, TOMATEN]), "v2")  # fmt: skip
         wait_for(lambda: len(posts(parts)) == 3, timeout=5, what="the new entry's post")
+
+
+class TestNewPostsByEmail:
+    """A post the feed adds is mailed to whoever follows the blog; the backlog a feed lists
+    when it is first connected is not news, and is mailed to nobody."""
+
+    FAN = "fan@example.org"
+
+    @pytest.fixture
+    def settings_overrides(self, feed: FeedServer) -> dict[str, str]:
+        return {
+            "REPLYD_FEED_URL": feed.url,
+            "REPLYD_FEED_AUTHOR_EMAIL": OWNER,
+            "REPLYD_FEED_SECONDS": "1",
+        }
+
+    @pytest.fixture
+    def fan(self, settings: Settings) -> str:
+        """A reader who follows the whole blog, from before the daemon's first poll."""
+        done = subprocess.run(
+            [*REPLYD, "subscribe", "--all", "--email", self.FAN],
+            env={**os.environ, **cli_env(settings)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return self.FAN
+
+    def test_a_new_entry_is_mailed_to_the_blogs_followers_but_not_the_backlog(
+        self,
+        parts: Components,
+        fan: str,
+        feed: FeedServer,
+        sink: tuple[SinkHandler, int],
+        server: RunningServer,
+    ) -> None:
+        """The first poll adds the two listed posts and mails nobody; a later entry is
+        mailed to the follower, with a reply address of their own, and to nobody else. The
+        mail of the later entry is the barrier: the backlog's would have been queued, and
+        delivered, before it."""
+        wait_for(lambda: len(posts(parts)) == 2, what="the feed's backlog as posts")
+        feed.publish(rss([Entry(f"{BLOG}/?p=131", "Frost", f"{BLOG}/2026/12/frost/"),
+                          GRUESSE, TOMATEN]), "v2")  # fmt: skip
+        [mail] = wait_for(lambda: sink[0].to(fan), what="the new entry mailed to the follower")
+        assert mail["Subject"] == "Frost"
+        assert mail["Reply-To"] and mail["Reply-To"] != mail["From"]
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert len(sink[0].to(fan)) == 1
+        assert [rcpts for _, rcpts, _ in sink[0].messages] == [[fan]]
 
 
 def test_two_nodes_polling_at_once_add_each_post_once(

@@ -13,6 +13,7 @@ def cmd_feed_poll(args: argparse.Namespace) -> int:
     """Poll REPLYD_FEED_URL once, as `serve` does every REPLYD_FEED_SECONDS."""
     from service.feed.fetch import FeedError
     from service.feed.poll import poll_feed
+    from service.outbound.new_posts import announce_post
 
     parts = components()
     if not parts.settings.feed_url:
@@ -21,7 +22,13 @@ def cmd_feed_poll(args: argparse.Namespace) -> int:
             "feed), and REPLYD_FEED_AUTHOR_EMAIL for entries that name no author address."
         )
     try:
-        result = poll_feed(parts.session_factory, parts.settings)
+        result = poll_feed(
+            parts.session_factory,
+            parts.settings,
+            announce=lambda session, post: announce_post(
+                session, post, parts.book, parts.keyring
+            ),
+        )
     except FeedError as exc:
         raise CommandError(f"{exc}.") from None
     finally:

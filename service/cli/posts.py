@@ -20,6 +20,7 @@ from service.controls import escape_controls, escape_controls_line
 def cmd_post_add(args: argparse.Namespace) -> int:
     """Create a post, or update it if the blog's id is already known."""
     from service.controls import strip_controls_line
+    from service.outbound.new_posts import announce_post
     from service.store.posts import PostInvalid, check_post
     from service.store.subscriptions import save_post
 
@@ -44,7 +45,17 @@ def cmd_post_add(args: argparse.Namespace) -> int:
             closed=args.closed,
         )
         slug = post.slug
-    print(f"{'added' if created else 'updated'} post {slug!r}")
+        # A new post goes to the blog's followers (queued with it); an update to nobody.
+        announced = announce_post(session, post, parts.book, parts.keyring) if created else None
+    if announced is None:
+        print(f"updated post {slug!r}")
+    elif any(announced):
+        print(
+            f"added post {slug!r}; its mail is queued for {announced.mailed} of the blog's "
+            f"followers, and {announced.in_digests} more get it in their next digest"
+        )
+    else:
+        print(f"added post {slug!r}")
     return 0
 
 
@@ -88,7 +99,9 @@ def cmd_post_list(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    """Make someone follow a post, per comment or by digest."""
+    """Make someone follow a post, per comment or by digest; or, with --all, the blog's new
+    posts, each by mail or in a digest."""
+    from service.store.blog_following import follow_blog
     from service.store.subscriptions import (
         AskedToBeForgotten,
         check_subscribable,
@@ -97,7 +110,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     parts = components()
     with parts.session_factory.begin() as session:
-        post = post_named(session, args.post)
+        post = post_named(session, args.post) if args.post is not None else None
         try:
             check_subscribable(
                 session, args.email.strip().lower(), asked_by_person=args.asked_by_person
@@ -107,24 +120,38 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 f"{exc}; if they did, run this again with --asked-by-person."
             ) from None
         person = person_at(session, args.email)
-        set_following(session, post.id, person.id, active=True, digest=args.digest)
+        if post is None:
+            follow_blog(session, person.id, active=True, digest=args.digest)
+        else:
+            set_following(session, post.id, person.id, active=True, digest=args.digest)
         # Asking for mail again is consent to try the address again after bounces.
         person.suspended_at, person.bounce_score = None, 0.0
-    print(f"{args.email} follows {args.post!r} ({args.digest or 'each comment'})")
+    if post is None:
+        print(f"{args.email} follows every new post ({args.digest or 'a mail for each'})")
+    else:
+        print(f"{args.email} follows {args.post!r} ({args.digest or 'each comment'})")
     return 0
 
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
-    """Stop someone's mail about a post (and keep them from being re-subscribed by commenting)."""
+    """Stop someone's mail about a post (and keep them from being re-subscribed by commenting);
+    with --all, about the blog's new posts."""
+    from service.store.blog_following import follow_blog
     from service.store.subscriptions import set_following
 
     parts = components()
     with parts.session_factory.begin() as session:
-        post = post_named(session, args.post)
+        post = post_named(session, args.post) if args.post is not None else None
         # Anyone known can be switched off, whatever their address.
         person = person_at(session, args.email, following=False)
-        set_following(session, post.id, person.id, active=False)
-    print(f"{args.email} no longer gets mail about {args.post!r}")
+        if post is None:
+            follow_blog(session, person.id, active=False)
+        else:
+            set_following(session, post.id, person.id, active=False)
+    if post is None:
+        print(f"{args.email} no longer gets mail about new posts")
+    else:
+        print(f"{args.email} no longer gets mail about {args.post!r}")
     return 0
 
 
@@ -222,14 +249,21 @@ def register(add: AddCommand, commands: Any) -> None:
     listing = add("list", cmd_post_list, "list posts", post)
     listing.add_argument("--json", action="store_true", help="one JSON array instead of lines")
 
-    sub = add("subscribe", cmd_subscribe, "make someone follow a post")
-    sub.add_argument("--post", required=True, help="the post's id on the blog")
+    sub = add("subscribe", cmd_subscribe, "make someone follow a post, or every new post")
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("--post", help="the post's id on the blog")
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every new post on the blog instead: each is mailed when it is added, and a "
+        "reply to that mail comments on it",
+    )
     sub.add_argument("--email", required=True, help="the follower's email address")
     sub.add_argument(
         "--digest",
         choices=["daily", "weekly"],
         default=None,
-        help="one mail a day or week instead of one per comment",
+        help="one mail a day or week instead of one per comment (with --all, per new post)",
     )
     sub.add_argument(
         "--asked-by-person",
@@ -237,8 +271,12 @@ def register(add: AddCommand, commands: Any) -> None:
         help="the person asked for this themselves: needed for an address that asked to be "
         "forgotten, which is otherwise never subscribed or mailed again",
     )
-    unsub = add("unsubscribe", cmd_unsubscribe, "stop someone's mail about a post")
-    unsub.add_argument("--post", required=True, help="the post's id on the blog")
+    unsub = add("unsubscribe", cmd_unsubscribe, "stop someone's mail about a post, or new posts")
+    unsub_which = unsub.add_mutually_exclusive_group(required=True)
+    unsub_which.add_argument("--post", help="the post's id on the blog")
+    unsub_which.add_argument(
+        "--all", action="store_true", help="stop the mail about the blog's new posts instead"
+    )
     unsub.add_argument("--email", required=True, help="the follower's email address")
 
     address = add("address", cmd_address, "print a person's reply address for a post or comment")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 # Two nodes that poll at once may both insert the same new post: the one that commits second
 # hits the unique post id, and its next try finds the post there.
 SAVE_ATTEMPTS = 3
+
+# What tells the blog's followers of a new post, in the poll's transaction (announce_post).
+Announce = Callable[[Session, Post], object]
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,19 @@ class PollResult:
 
 
 def poll_feed(
-    session_factory: sessionmaker[Session], settings: Settings, *, max_bytes: int = MAX_FEED_BYTES
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    announce: Announce | None = None,
+    max_bytes: int = MAX_FEED_BYTES,
 ) -> PollResult:
     """Fetch REPLYD_FEED_URL (conditional GET) and save its entries as posts in one
     transaction with the feed's new validators; a 304 changes nothing. FeedError when the
-    feed is unset, unreachable, too large or malformed, and then nothing changes either."""
+    feed is unset, unreachable, too large or malformed, and then nothing changes either.
+
+    `announce` is called for each post added, in the same transaction, except on the feed's
+    first poll: what a feed lists when it is first connected is the blog's backlog, not news.
+    """
     url = settings.feed_url
     if not url:
         raise FeedError("no feed is configured; set REPLYD_FEED_URL=https://your.blog/feed/")
@@ -76,7 +88,13 @@ def poll_feed(
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:
             with session_factory.begin() as session:
-                return _save(session, key, url, fetched, entries, settings.feed_author_email)
+                result = _save(session, key, url, fetched, entries, settings.feed_author_email)
+                if announce is not None and not result.first_poll:
+                    for added in result.added:
+                        post = session.get(Post, added.id)
+                        assert post is not None  # added in this transaction
+                        announce(session, post)
+                return result
         except IntegrityError:
             if attempt == SAVE_ATTEMPTS:
                 raise
@@ -147,7 +165,6 @@ def _save_entry(
         return
     post, _ = save_post(session, checked.slug, title=checked.title, url=checked.url,
                         author=author, closed=False)  # fmt: skip
-    # Announcing a new post (mail to the blog's subscribers) belongs here, in this transaction.
     result.added.append(FeedPost(post.id, post.slug, post.title, post.url))
 
 

@@ -125,7 +125,8 @@ def unsign(token: str, keyring: Keyring, purpose: str, count: int) -> list[int] 
 THREAD = "thread"
 # Every purpose replyd signs tokens for: text scrubbed of our tokens looks for all of them.
 PURPOSES = ("reply", "unsubscribe", "bounce", "digest", THREAD)
-_NOTIFICATION_ID = re.compile(r"^<c([0-9]{1,19})\.([a-z2-7]{1,100})@([^<>@\s]+)>$")
+# c<comment id>: a notification about a comment; p<post id>: the mail announcing a new post.
+_NOTIFICATION_ID = re.compile(r"^<([cp])([0-9]{1,19})\.([a-z2-7]{1,100})@([^<>@\s]+)>$")
 
 
 def carries_our_mac(token: str, keyring: Keyring, purposes: Sequence[str]) -> bool:
@@ -147,6 +148,8 @@ def carries_our_mac(token: str, keyring: Keyring, purposes: Sequence[str]) -> bo
 
 # In an unsubscribe token, this post id stands for every post the person follows (digests).
 ALL_POSTS = 0
+# ...and with this in the comment's place, for the blog's new posts (the mail announcing each).
+NEW_POSTS = 1
 
 
 def make_token(target: ReplyTarget, keyring: Keyring, purpose: str = "reply") -> str:
@@ -274,14 +277,27 @@ class AddressBook:
         token = make_token(target, keyring, THREAD)
         return f"<c{target.comment_id}.{token}@{self.domain}>"
 
+    def new_post_id(self, target: ReplyTarget, keyring: Keyring) -> str:
+        """The Message-ID of the mail announcing the new post `target.post_id` to its person:
+        signed like a notification's, so a reply to it routes by In-Reply-To to the post."""
+        if target.comment_id:
+            raise ValueError("a new post's mail is about the post, not a comment")
+        token = make_token(target, keyring, THREAD)
+        return f"<p{target.post_id}.{token}@{self.domain}>"
+
     def thread_target(self, message_id: str, keyring: Keyring) -> ReplyTarget | None:
-        """What a notification Message-ID of ours names, verified by its HMAC; None for any
-        other id (a client's, an unsigned old one, a guess, one with a token tampered)."""
+        """What a notification (or new post) Message-ID of ours names, verified by its HMAC;
+        None for any other id (a client's, an unsigned old one, a guess, a tampered token)."""
         match = _NOTIFICATION_ID.match(message_id.strip().lower())
-        if match is None or match.group(3) != self.domain:
+        if match is None or match.group(4) != self.domain:
             return None
-        target = verify_token(match.group(2), keyring, THREAD)
-        if target is None or target.comment_id != int(match.group(1)):
+        target = verify_token(match.group(3), keyring, THREAD)
+        if target is None:
+            return None
+        named = int(match.group(2))
+        if match.group(1) == "c" and target.comment_id != named:
+            return None
+        if match.group(1) == "p" and (target.comment_id is not None or target.post_id != named):
             return None
         return target
 

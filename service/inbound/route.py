@@ -50,7 +50,7 @@ def route_reply(
         sent = session.scalars(
             select(OutboundEmail).where(
                 OutboundEmail.message_id.in_(candidates),
-                OutboundEmail.kind == "notification",
+                OutboundEmail.kind.in_(("notification", "new_post")),
                 OutboundEmail.recipient == message.from_address,
             )
         ).all()

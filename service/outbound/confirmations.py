@@ -25,6 +25,7 @@ from service.outbound.compose import (
     render_line,
 )
 from service.outbound.writer import MailWriter
+from service.store.blog_following import follow_blog
 from service.store.models import (
     Comment,
     FollowRequest,
@@ -68,6 +69,7 @@ class Request:
     follow: str = "each"
     person_id: int | None = None
     comment_id: int | None = None
+    all_posts: bool = False  # a follow of every new post on the blog, not of this post
 
 
 class Confirmations(MailWriter):
@@ -104,9 +106,17 @@ class Confirmations(MailWriter):
         return pending
 
     def request_follow(
-        self, session: Session, post: Post, *, email: str, digest: str | None, now: datetime
+        self,
+        session: Session,
+        post: Post,
+        *,
+        email: str,
+        digest: str | None,
+        now: datetime,
+        all_posts: bool = False,
     ) -> bool:
-        """Ask `email` to confirm following `post`; False (and nothing mailed) when a request
+        """Ask `email` to confirm following `post` (with `all_posts`, every new post on the
+        blog, asked on this post's page); False (and nothing mailed) when the same request
         for this address and post was mailed within the hour."""
         forget_expired(session, now)
         # On PostgreSQL, requests for one post wait for each other here, so two at once
@@ -117,6 +127,7 @@ class Confirmations(MailWriter):
             .where(
                 FollowRequest.post_id == post.id,
                 FollowRequest.email == email,
+                FollowRequest.all_posts == all_posts,
                 FollowRequest.created_at > now - FOLLOW_MAIL_EVERY,
             )
             .limit(1)
@@ -124,11 +135,15 @@ class Confirmations(MailWriter):
         if recent is not None:
             return False
         request = FollowRequest(
-            post_id=post.id, email=email, digest=digest, created_at=now.replace(microsecond=0)
+            post_id=post.id,
+            email=email,
+            digest=digest,
+            all_posts=all_posts,
+            created_at=now.replace(microsecond=0),
         )
         session.add(request)
         session.flush()
-        context = {"follow": digest or "each"}
+        context = {"follow": digest or "each", "all_posts": all_posts}
         self._queue(session, CONFIRM_FOLLOW, request.id, request.created_at, post, email, context)
         return True
 
@@ -229,6 +244,7 @@ def look_up(session: Session, confirmation: Confirmation, now: datetime) -> Requ
             post.url,
             row.email,
             follow=row.digest or "each",
+            all_posts=row.all_posts,
         )
     if found.state == "pending" and row.created_at <= now - timedelta(days=CONFIRM_DAYS):
         return replace(found, state="expired")
@@ -288,6 +304,8 @@ def carry_out(
         intake.submit(session, comment, post, person, audience)  # or held for a moderator
         row.comment_id = comment_id = comment.id
         follow(session, post, person, row.follow)
+    elif row.all_posts:
+        follow_blog(session, person.id, active=True, digest=row.digest)
     else:
         follow(session, post, person, row.digest or "each")
     audience.forget()  # subscriptions changed outside what it follows itself

@@ -21,8 +21,17 @@ from service.outbound.compose import (
     render_line,
 )
 from service.outbound.digest_backlog import take_backlog
+from service.outbound.new_posts import take_new_posts
 from service.outbound.notify import Notifier
-from service.store.models import Comment, OutboundEmail, Person, Post, Subscription, utcnow
+from service.store.models import (
+    BlogSubscription,
+    Comment,
+    OutboundEmail,
+    Person,
+    Post,
+    Subscription,
+    utcnow,
+)
 from service.store.visibility import PUBLISHED, is_published
 
 log = logging.getLogger(__name__)
@@ -45,10 +54,11 @@ def latest_slot(kind: str, now: datetime, hour: int) -> datetime:
     raise ValueError(f"unknown digest period {kind!r}; use daily or weekly")
 
 
-def digest_id(kind: str, through: int, person_id: int, domain: str) -> str:
+def digest_id(kind: str, through: int, person_id: int, domain: str, of: str = "") -> str:
     """The Message-ID of the digest to one person whose newest comment is `through` (each
-    comment goes into one digest per person, so this is unique: the exactly-once key)."""
-    return f"<digest-{kind}-through-{through}.to-{person_id}@{domain}>"
+    comment goes into one digest per person, so this is unique: the exactly-once key); with
+    `of="posts-"`, of one holding new posts only, the newest of them `through`."""
+    return f"<digest-{kind}-{of}through-{through}.to-{person_id}@{domain}>"
 
 
 def comment_horizon(session_factory: sessionmaker[Session]) -> int:
@@ -107,12 +117,20 @@ class Digests:
             .where(Subscription.active.is_(True), Subscription.digest == kind)
             .distinct()
         )
+        # Those who take the blog's new posts as a digest too (new_posts.take_new_posts).
+        blog_wanted = select(BlogSubscription.person_id).where(
+            BlogSubscription.active.is_(True), BlogSubscription.digest == kind
+        )
         if due_before is not None:
             wanted = wanted.where(
                 Subscription.digest_sent_at.is_(None) | (Subscription.digest_sent_at < due_before)
             )
+            blog_wanted = blog_wanted.where(
+                BlogSubscription.digest_sent_at.is_(None)
+                | (BlogSubscription.digest_sent_at < due_before)
+            )
         with session_factory() as session:
-            people = session.scalars(wanted).all()
+            people = sorted({*session.scalars(wanted), *session.scalars(blog_wanted)})
         if not people:
             return 0
         horizon = comment_horizon(session_factory)
@@ -141,8 +159,18 @@ class Digests:
             )
         ).all()
         person = session.get(Person, person_id)
-        if not subscriptions or person is None:
+        blog = session.scalar(
+            select(BlogSubscription).where(
+                BlogSubscription.person_id == person_id,
+                BlogSubscription.active.is_(True),
+                BlogSubscription.digest == kind,
+            )
+        )
+        if (not subscriptions and blog is None) or person is None:
             return 0
+        posts = take_new_posts(session, person_id) if blog is not None else []
+        if posts is None:
+            raise _Superseded  # another run took this person's new posts: it sends them
         comments: Sequence[Comment] = []
         if person.suspended_at is not None:
             pass  # mail to them stopped; what they missed meanwhile is not kept for later
@@ -178,8 +206,14 @@ class Digests:
             seen = {c.id for c in comments}
             extra = [c for c in owed if c.id not in seen]
             comments = sorted([*comments, *extra], key=lambda c: c.id) if extra else comments
-        # (A suspended person's or an undeliverable address's backlog goes like their range.)
+        # (A suspended person's or an undeliverable address's backlog goes like their range,
+        # and so do their new posts.) A post closed since its announcement takes no replies.
+        if person.suspended_at is not None or not deliverable_address(person.email):
+            posts = []
+        posts = [post for post in posts if not post.closed]
         now = utcnow()
+        if blog is not None:
+            blog.digest_sent_at = now
         for subscription in subscriptions:
             # Compare and set: should another run have moved the watermark since we read it,
             # it has sent these comments, and this transaction is undone.
@@ -203,25 +237,37 @@ class Digests:
             comments[start : start + MAX_COMMENTS_PER_DIGEST]
             for start in range(0, len(comments), MAX_COMMENTS_PER_DIGEST)
         ]
-        for part in parts:
-            self._queue_one(session, kind, person, part)
+        if posts and not parts:
+            parts = [[]]
+        for number, part in enumerate(parts):
+            # The new posts open the first message.
+            self._queue_one(session, kind, person, part, posts if number == 0 else [])
         return len(parts)
 
     def _queue_one(
-        self, session: Session, kind: str, person: Person, comments: Sequence[Comment]
+        self,
+        session: Session,
+        kind: str,
+        person: Person,
+        comments: Sequence[Comment],
+        posts: Sequence[Post] = (),
     ) -> None:
-        """Queue one digest message holding `comments` (in id order)."""
+        """Queue one digest message holding `comments` (in id order) after new `posts`."""
+        if comments:
+            message_id = digest_id(kind, comments[-1].id, person.id, self.book.domain)
+        else:  # each new post, too, goes into one digest per person
+            message_id = digest_id(kind, posts[-1].id, person.id, self.book.domain, "posts-")
         # The row first: its id goes into the digest's own Reply-To and bounce addresses.
         row = OutboundEmail(
             kind="digest",
-            message_id=digest_id(kind, comments[-1].id, person.id, self.book.domain),
+            message_id=message_id,
             recipient_id=person.id,
             recipient=person.email,
             raw=b"",
         )
         session.add(row)
         session.flush()
-        row.raw = self._render(session, kind, person, comments, row)
+        row.raw = self._render(session, kind, person, comments, row, posts)
 
     def _render(
         self,
@@ -230,6 +276,7 @@ class Digests:
         person: Person,
         comments: Sequence[Comment],
         row: OutboundEmail,
+        posts: Sequence[Post] = (),
     ) -> bytes:
         sections: list[dict[str, object]] = []
         for comment in sorted(comments, key=lambda c: (c.post_id, c.id)):
@@ -254,13 +301,21 @@ class Digests:
                     ),
                 }
             )
+        new_posts = [
+            {
+                "title": post.title,
+                "url": post.url,
+                "author": public_name(post.author),
+                "reply_address": self.book.reply_address(
+                    ReplyTarget(post.id, None, person.id), self.keyring
+                ),
+            }
+            for post in posts
+        ]
         everything = ReplyTarget(ALL_POSTS, None, person.id)
         # The templates word the dates the digest covers in their own language.
-        when = {
-            "period": kind,
-            "first": min(c.created_at for c in comments).date(),
-            "last": max(c.created_at for c in comments).date(),
-        }
+        times = [c.created_at for c in comments] + [p.created_at for p in posts]
+        when = {"period": kind, "first": min(times).date(), "last": max(times).date()}
         message = new_message(
             sender_name=self.site_name,
             sender_address=self.from_address,
@@ -268,7 +323,12 @@ class Digests:
             subject=render_line(
                 self.templates,
                 "digest.subject",
-                {"site_name": self.site_name, "count": len(comments), **when},
+                {
+                    "site_name": self.site_name,
+                    "count": len(comments),
+                    "posts": len(posts),
+                    **when,
+                },
             ),
             message_id=row.message_id,
             date=utcnow(),
@@ -281,6 +341,7 @@ class Digests:
             {
                 "site_name": self.site_name,
                 "sections": sections,
+                "new_posts": new_posts,
                 "unsubscribe_url": self.notifier.unsubscribe_url(everything),
                 "forget_url": self.notifier.erasure_mail.request_url(person.id),
                 **when,

@@ -54,6 +54,8 @@ class Unrendered(NamedTuple):
     recipient: str
     # As queued: every delivery attempt writes the same Message-ID, even after a key rotation.
     message_id: str | None = None
+    kind: str = "notification"
+    post_id: int | None = None
 
 
 # Statements on the publishing path are built once, with bound parameters: building and

@@ -100,6 +100,22 @@ _HOLDERS = (
 Renderer = Callable[[Session, list[Unrendered]], dict[int, bytes | str]]
 
 
+def by_kind(default: Renderer, **renderers: Renderer) -> Renderer:
+    """One renderer that hands each kind of queued mail to its own (a notification's is
+    `default`), a batch at a time per kind."""
+
+    def render(session: Session, queued: list[Unrendered]) -> dict[int, bytes | str]:
+        groups: dict[str, list[Unrendered]] = {}
+        for item in queued:
+            groups.setdefault(item.kind if item.kind in renderers else "", []).append(item)
+        written: dict[int, bytes | str] = {}
+        for kind, items in groups.items():
+            written.update(renderers.get(kind, default)(session, items))
+        return written
+
+    return render
+
+
 @dataclass(frozen=True)
 class Parcel:
     """A claimed outbound message, detached from its database session."""
@@ -200,7 +216,9 @@ class Outbox:
             session.connection(execution_options={READ_ONLY: True})
             cancelled = unwanted(session, parcels)
             unrendered = [
-                Unrendered(p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id)
+                Unrendered(
+                    p.id, p.comment_id, p.recipient_id, p.recipient, p.message_id, p.kind, p.post_id
+                )
                 for p in parcels
                 if p.raw is None and p.id not in cancelled
             ]

@@ -208,8 +208,11 @@ class Components:
 
     def outbox(self) -> Outbox:
         """The outbox delivering this deployment's queued mail."""
-        from service.outbound.outbox import Outbox
+        from service.outbound.new_posts import KIND, NewPostMail
+        from service.outbound.outbox import Outbox, by_kind
 
+        notifier = self.notifier()
+        render = by_kind(notifier.render_queued, **{KIND: NewPostMail(notifier).render_queued})
         return Outbox(
             self.session_factory,
             self.settings.outbound,
@@ -217,5 +220,5 @@ class Components:
             max_attempts=self.settings.outbound_max_attempts,
             local_hostname=self.settings.domain,
             lease=timedelta(seconds=self.settings.lease_seconds),
-            render=self.notifier().render_queued,
+            render=render,
         )

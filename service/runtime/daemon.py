@@ -9,6 +9,8 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from service.inbound.connections import ConnectionCaps, ThrottledLog
 from service.inbound.edge import ReplyHandler
 from service.inbound.intake import Intake
@@ -23,7 +25,7 @@ from service.runtime.limits import AcceptErrors, fit_caps, raise_file_limit
 from service.runtime.settings import Settings, report_deprecations
 from service.runtime.workers import InboundLoad, WorkerProcesses, inbound_loop, outbound_loop
 from service.store.engine import make_engine
-from service.store.models import utcnow
+from service.store.models import Post, utcnow
 from service.store.retention import purge_notices, purge_raw
 from service.store.schema import check_schema
 from service.web.app import HttpServer
@@ -242,11 +244,15 @@ class ReplydServer:
         and a post two nodes add at once is saved once."""
         from service.feed.fetch import FeedError
         from service.feed.poll import poll_feed
+        from service.outbound.new_posts import announce_post
+
+        def announce(session: Session, post: Post) -> object:
+            return announce_post(session, post, self.parts.book, self.parts.keyring)
 
         while not self._stopping.is_set():
             try:
                 result = await asyncio.to_thread(
-                    poll_feed, self.parts.session_factory, self.settings
+                    poll_feed, self.parts.session_factory, self.settings, announce=announce
                 )
             except FeedError as exc:
                 log.warning("feed poll failed, nothing changed: %s", exc)
@@ -257,6 +263,8 @@ class ReplydServer:
                     log.info("feed: added post %r", post.slug)
                 for skipped in result.skipped:
                     log.warning("feed: skipped entry %r: %s", skipped.guid, skipped.reason)
+                if result.added:
+                    self._wake_outbound()  # the new posts' mail to the blog's followers
                 if result.added or result.updated:
                     log.info(
                         "feed: %s post(s) added, %s title(s) updated",

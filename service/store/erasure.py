@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.identity.addresses import AddressBook, Keyring
 from service.store.engine import READ_ONLY
 from service.store.models import (
+    BlogSubscription,
     Comment,
+    DigestNewPost,
     FollowRequest,
     IdempotencyKey,
     InboundEmail,
@@ -281,8 +283,10 @@ def forget(
     person = holdings.person
     subscriptions = 0
     if person is not None:
-        subscriptions = len(holdings.subscriptions)
+        subscriptions = len(holdings.subscriptions) + (holdings.blog_subscription is not None)
         session.execute(delete(Subscription).where(Subscription.person_id == person.id))
+        session.execute(delete(DigestNewPost).where(DigestNewPost.person_id == person.id))
+        session.execute(delete(BlogSubscription).where(BlogSubscription.person_id == person.id))
         person.email = f"erased-person-{person.id}"  # no door takes an address without "@"
         person.display_name = FORMER_READER
         person.bounce_score, person.suspended_at, person.erased_at = 0.0, now, now

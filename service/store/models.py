@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy.engine import Dialect
@@ -449,6 +450,8 @@ class FollowRequest(Base):
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
     email: Mapped[str] = mapped_column(String(320))
     digest: Mapped[str | None] = mapped_column(String(16), default=None)  # None, daily, weekly
+    # Asked on this post's page to follow every new post on the blog, not this post.
+    all_posts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, confirmed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -520,3 +523,30 @@ class WebhookEvent(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BlogSubscription(Base):
+    """A person following the whole blog: each new post mailed to them, or put in their daily
+    or weekly digest (`digest`); `active` False records that they stopped."""
+
+    __tablename__ = "blog_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest: Mapped[str | None] = mapped_column(String(16), default=None)  # None, daily, weekly
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When a digest last went out to them (or found nothing new): the scheduler's due check.
+    digest_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class DigestNewPost(Base):
+    """A new post owed to the next digest of someone who takes the blog's new posts as a
+    digest: queued when the post is announced, taken (deleted) by the digest that holds it."""
+
+    __tablename__ = "digest_new_posts"
+    __table_args__ = (UniqueConstraint("person_id", "post_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.identity.addresses import AddressBook, Keyring
 from service.store.models import (
     Block,
+    BlogSubscription,
     Comment,
     FollowRequest,
     IdempotencyKey,
@@ -68,6 +69,7 @@ class Holdings:
     mentioned_in: list[Comment] = field(default_factory=list)  # others' comments naming them
     outbound: list[OutboundEmail] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
+    blog_subscription: BlogSubscription | None = None  # following the blog's new posts
     notices: list[RejectionNotice] = field(default_factory=list)
     requests: list[IdempotencyKey] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
@@ -202,6 +204,9 @@ def find_holdings(
     if pid is not None:
         holdings.subscriptions = list(
             session.scalars(select(Subscription).where(Subscription.person_id == pid))
+        )
+        holdings.blog_subscription = session.scalar(
+            select(BlogSubscription).where(BlogSubscription.person_id == pid)
         )
         holdings.posts = list(session.scalars(select(Post).where(Post.author_id == pid)))
     return holdings

@@ -111,6 +111,13 @@ def export_document(session: Session, holdings: Holdings, *, raw: bool = False) 
             }
             for s in holdings.subscriptions
         ],
+        "new_posts_subscription": None
+        if holdings.blog_subscription is None
+        else {
+            "active": holdings.blog_subscription.active,
+            "digest": holdings.blog_subscription.digest,
+            "created_at": _iso(holdings.blog_subscription.created_at),
+        },
         "bounces": {
             "score": person.bounce_score if person is not None else 0.0,
             "suspended_at": _iso(person.suspended_at) if person is not None else None,

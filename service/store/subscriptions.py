@@ -7,7 +7,8 @@ import re
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.identity.addresses import ALL_POSTS, ReplyTarget
+from service.identity.addresses import ALL_POSTS, NEW_POSTS, ReplyTarget
+from service.store.blog_following import follow_blog, follows_blog, stop_blog_digests
 from service.store.models import Comment, Person, Post, Subscription, utcnow
 from service.store.posts import check_post
 from service.store.suppression import is_suppressed, lift_suppression
@@ -159,8 +160,13 @@ def set_following(
 
 def unsubscribed(session: Session, target: ReplyTarget) -> bool:
     """Whether the mail an unsubscribe token names has stopped already: the person switched
-    the post off (or, for a digest's token, takes no digest any more)."""
+    the post off (or, for a digest's token, takes no digest any more; for a new post's
+    token, no longer follows the blog)."""
+    if target.post_id == ALL_POSTS and target.comment_id == NEW_POSTS:
+        return not follows_blog(session, target.person_id)
     if target.post_id == ALL_POSTS:
+        if follows_blog(session, target.person_id, digests=True):
+            return False
         taking = select(Subscription.id).where(
             Subscription.person_id == target.person_id,
             Subscription.active.is_(True),
@@ -204,12 +210,16 @@ def unsubscribe(session: Session, target: ReplyTarget) -> str:
     person = session.get(Person, target.person_id)
     if person is None:
         return "nothing to stop: the person is unknown"
+    if target.post_id == ALL_POSTS and target.comment_id == NEW_POSTS:
+        follow_blog(session, person.id, active=False)
+        return f"{person.email} no longer gets the blog's new posts"
     if target.post_id == ALL_POSTS:
         session.execute(
             update(Subscription)
             .where(Subscription.person_id == person.id, Subscription.digest.is_not(None))
             .values(active=False)
         )
+        stop_blog_digests(session, person.id)
         return f"{person.email} no longer gets digests"
     post = session.get(Post, target.post_id)
     if post is None:

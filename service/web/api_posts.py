@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.outbound.new_posts import announce_post
 from service.store.models import Comment, Post
 from service.store.posts import check_post
 from service.store.subscriptions import person_for, save_post
@@ -82,10 +83,14 @@ async def put_post(request: Request) -> Response:
                 author=author,
                 closed=closed,
             )
+            if created:  # the blog's followers are mailed about a new post, not an update
+                announce_post(session, post, web.parts.book, web.parts.keyring)
             session.refresh(post)
             return created, post_json(session, post, private=True)
 
     created, body = await run_in_threadpool(store)
+    if created:
+        web.wake_outbound()
     return JSONResponse(body, status_code=201 if created else 200)
 
 

@@ -49,6 +49,7 @@ _LABELS = {
     "body": "Comment",
     "follow": "Email me new comments",
     "digest": "How often",
+    "scope": "Follow",
     "parent_id": "Reply to",
 }
 
@@ -138,7 +139,7 @@ async def _take_follow(web: WebContext, slug: str, values: dict[str, str]) -> st
     new = reader_follow(slug, values)
     await run_in_threadpool(submit_follow, web, new)
     web.wake_outbound()
-    return pending_answer(new.email, "follow")["message"]
+    return pending_answer(new.email, "all posts" if new.all_posts else "follow")["message"]
 
 
 async def comment_form(request: Request) -> Response:

@@ -228,6 +228,11 @@ def openapi(base_url: str) -> dict[str, Any]:
             "properties": {
                 "email": {"type": "string", "format": "email"},
                 "digest": {"enum": [None, "daily", "weekly"]},
+                "scope": {
+                    "enum": ["post", "all"],
+                    "description": "post (default): this post's comments; all: every new post "
+                    "on the blog, each mailed with a reply address that comments on it",
+                },
             },
         },
         "Subscription": {

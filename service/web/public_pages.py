@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.identity.addresses import ALL_POSTS, verify_token
+from service.identity.addresses import ALL_POSTS, NEW_POSTS, verify_token
 from service.identity.web_tokens import make_form_token
 from service.outbound.confirmations import epoch
 from service.store.models import MAX_COMMENT_CHARS, Comment, Person, Post, utcnow
@@ -154,6 +154,7 @@ class Unsubscription:
     post_url: str
     email: str
     already: bool  # the link was used before (or the mail stopped some other way)
+    new_posts: bool = False  # the link stops the blog's new posts (post_title names the blog)
 
 
 def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscription | None:
@@ -167,7 +168,10 @@ def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscripti
         person = session.get(Person, target.person_id)
         if person is None or person.erased_at is not None:
             return None  # a forgotten person's links name nobody any more
-        if target.post_id == ALL_POSTS:  # a digest's link: every digest the person takes
+        new_posts = target.post_id == ALL_POSTS and target.comment_id == NEW_POSTS
+        if new_posts:  # a new post's link: the blog's new posts
+            title, url = web.parts.settings.site_name, web.parts.settings.base_url
+        elif target.post_id == ALL_POSTS:  # a digest's link: every digest the person takes
             title, url = f"your {web.parts.settings.site_name} digests", web.parts.settings.base_url
         else:
             post = session.get(Post, target.post_id)
@@ -178,7 +182,7 @@ def _unsubscription(web: WebContext, token: str, *, apply: bool) -> Unsubscripti
         if apply and not already:
             # Inactive, not deleted: commenting again must not make them follow it again.
             unsubscribe(session, target)
-        return Unsubscription(title, url, mask_email(person.email), already)
+        return Unsubscription(title, url, mask_email(person.email), already, new_posts)
 
 
 async def unsubscribe_page(request: Request) -> Response:

@@ -30,6 +30,8 @@ PUBLIC_BODY_BYTES = 64 * 1024  # a comment of MAX_COMMENT_CHARS and its fields, 
 HONEYPOT = "website"  # hidden from people by the forms; only robots fill it in
 MAX_NAME_CHARS = 200
 DIGESTS = {"": None, "each": None, "daily": "daily", "weekly": "weekly"}
+# What a follow request asks for: this post's comments, or every new post on the blog.
+SCOPES = {"": False, "post": False, "all": True}
 
 
 class FieldError(ApiError):
@@ -61,6 +63,7 @@ class ReaderFollow:
     slug: str
     email: str
     digest: str | None
+    all_posts: bool = False  # every new post on the blog, not this post's comments
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:
@@ -129,7 +132,11 @@ def reader_follow(slug: str, data: Mapping[str, Any]) -> ReaderFollow:
     digest = data.get("digest")
     if digest is not None and (not isinstance(digest, str) or digest.strip() not in DIGESTS):
         raise FieldError("digest", 'choose null (each comment), "daily" or "weekly"')
-    return ReaderFollow(slug, email, DIGESTS[digest.strip()] if digest else None)
+    scope = data.get("scope")
+    if scope is not None and (not isinstance(scope, str) or scope.strip() not in SCOPES):
+        raise FieldError("scope", 'choose "post" (its comments) or "all" (every new post)')
+    all_posts = SCOPES[scope.strip()] if scope else False
+    return ReaderFollow(slug, email, DIGESTS[digest.strip()] if digest else None, all_posts)
 
 
 def filled_honeypot(data: Mapping[str, Any]) -> bool:
@@ -144,6 +151,11 @@ def pending_answer(email: str, what: str) -> dict[str, str]:
         text = (
             f"We sent a link to {mask_email(email)}. Your comment appears once you open it "
             "(or reply to that email)."
+        )
+    elif what == "all posts":
+        text = (
+            f"We sent a link to {mask_email(email)}. You get the blog's new posts once you "
+            "open it (or reply to that email)."
         )
     else:
         text = (
@@ -233,5 +245,8 @@ def submit_follow(web: WebContext, new: ReaderFollow) -> Answer:
     with web.parts.session_factory.begin() as session:
         post = _open_post(session, new.slug)
         within_limit(web, "email", new.email, "to this email address", "confirmation mails")
-        web.confirmations.request_follow(session, post, email=new.email, digest=new.digest, now=now)
-    return Answer(202, json_text(pending_answer(new.email, "follow")))
+        web.confirmations.request_follow(
+            session, post, email=new.email, digest=new.digest, now=now, all_posts=new.all_posts
+        )
+    what = "all posts" if new.all_posts else "follow"
+    return Answer(202, json_text(pending_answer(new.email, what)))

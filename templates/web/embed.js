@@ -235,14 +235,17 @@
     var email = field(form, "email", "Email", {
       hint: "We send you a link to confirm.", type: "email", required: true, autocomplete: "email", max: "320"
     });
+    var scope = field(form, "scope", "Follow", { choices: [
+      ["post", "new comments on this post"], ["all", "every new post on this blog"]
+    ] });
     var digest = field(form, "digest", "How often", { choices: [
-      ["", "an email for each new comment"], ["daily", "a daily digest"], ["weekly", "a weekly digest"]
+      ["", "an email for each one"], ["daily", "a daily digest"], ["weekly", "a weekly digest"]
     ] });
     email.value = saved().email || "";
     honeypot(form);
     submitter(form, "Follow", function () {
       var request = {
-        email: email.value.trim().toLowerCase(), digest: digest.value || null,
+        email: email.value.trim().toLowerCase(), digest: digest.value || null, scope: scope.value,
         website: form.querySelector("[name=website]").value
       };
       return call("POST", postPath + "/follow", request).then(function (result) {

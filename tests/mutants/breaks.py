@@ -74,6 +74,8 @@ PROMISES: dict[str, str] = {
     "webhooks": "webhook events are signed as Standard Webhooks says, queued with their cause, "
     "retried after a 500 or a timeout, in order per post, and carry nothing a moderator kept "
     "back",
+    "new-posts": "a new post is mailed to the blog's followers (never its author, nobody who "
+    "stopped), a reply to it becomes a comment, and unsubscribing stops the next one",
 }
 
 
@@ -595,5 +597,50 @@ BREAKS: list[Break] = [
             "tests/test_webhooks.py::TestModeration"
             "::test_a_publication_queued_before_a_hide_is_not_sent",
         ),
+    ),
+    # --- new posts by email ---------------------------------------------------------------
+    Break(
+        name="new-post-mailed-to-its-author",
+        promise="new-posts",
+        file="service/outbound/new_posts.py",
+        scope="_FOLLOWERS",
+        find='Person.id != bindparam("author_id"),',
+        replace='Person.id >= bindparam("author_id") * 0,',
+        tests=(
+            "tests/test_new_posts.py::TestAnnounced"
+            "::test_each_follower_gets_the_new_post_with_their_own_reply_address",
+        ),
+    ),
+    Break(
+        name="one-click-leaves-new-posts-on",
+        promise="new-posts",
+        file="service/store/subscriptions.py",
+        scope="unsubscribe",
+        find="follow_blog(session, person.id, active=False)",
+        replace="pass",
+        tests=(
+            "tests/test_new_posts.py::TestStopping::test_one_click_unsubscribe_stops_the_next_posts",
+        ),
+    ),
+    Break(
+        name="queued-new-post-sent-after-unsubscribe",
+        promise="new-posts",
+        file="service/outbound/wanted.py",
+        scope="unwanted",
+        find='elif message.kind == "new_post" and person not in following_blog:',
+        replace="elif False:",
+        tests=(
+            "tests/test_new_posts.py::TestStopping"
+            "::test_mail_queued_before_an_unsubscribe_is_cancelled_at_sending",
+        ),
+    ),
+    Break(
+        name="feed-announces-its-backlog",
+        promise="new-posts",
+        file="service/feed/poll.py",
+        scope="poll_feed",
+        find="if announce is not None and not result.first_poll:",
+        replace="if announce is not None:",
+        tests=("tests/test_feed.py::TestNewPostsByEmail",),
     ),
 ]
