@@ -1,7 +1,7 @@
 """Applies each break of tests/mutants/breaks.py to a fresh copy of the tree and runs its tests.
 
     python -m tests.mutants.run            every break (what `make mutants` runs)
-    python -m tests.mutants.run NAME ...   only these breaks
+    python -m tests.mutants.run NAME ...   only these breaks (or --only NAME, repeatable)
     python -m tests.mutants.run --list     the breaks by promise, without running anything
 
 First the untouched copy must be the code that runs (a copy's `service` shadows the checkout's
@@ -204,12 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the breaks; 0 when every one was caught."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only these breaks")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="only this break"
+    )
     parser.add_argument("--list", action="store_true", help="list the breaks and stop")
     parser.add_argument("--keep", action="store_true", help="keep the copies (their paths print)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the untouched run")
     parser.add_argument("--show", action="store_true", help="print the output of survivors")
     parser.add_argument("--why", action="store_true", help="print how each break was caught")
     options = parser.parse_args(argv)
+    options.names = [*options.names, *options.only]
 
     problems = check_list(BREAKS)
     for problem in problems:
