@@ -37,9 +37,9 @@ def sample_break(scope: str, find: str, replace: str = "pass") -> Break:
 
 class TestTheList:
     def test_names_promises_and_tests_are_in_order(self) -> None:
-        """Unique names, known promises, each promise broken at least once, 25 breaks or more."""
+        """Unique names, known promises, each promise broken at least once, 60 breaks or more."""
         assert check_list(BREAKS) == []
-        assert len(BREAKS) >= 25
+        assert len(BREAKS) >= 60
         assert {item.promise for item in BREAKS} == set(PROMISES)
 
     @pytest.mark.parametrize("item", BREAKS, ids=lambda item: item.name)
@@ -54,6 +54,51 @@ class TestTheList:
         """The files its tests are in exist (the run would otherwise find nothing to run)."""
         for test in item.tests:
             assert (ROOT / test.split("::")[0]).is_file(), test
+
+
+def guarantees_rows() -> list[list[str]]:
+    """The cells of each row of the README's Guarantees table (promise, tests, mutants)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[0].replace(" ", "") == "|promise|tests|mutants|", rows[0]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def named_breaks(cell: str) -> list[str]:
+    """The break names a table cell lists, comma-separated, with or without backquotes."""
+    return [name.strip().strip("`") for name in cell.split(",") if name.strip()]
+
+
+class TestTheTables:
+    def test_every_readme_row_names_breaks_that_exist(self) -> None:
+        """Each row of the README's Guarantees table names at least one break, each one in
+        BREAKS, and test files that exist: the table cannot name what is gone."""
+        known = {item.name for item in BREAKS}
+        rows = guarantees_rows()
+        assert len(rows) >= 13
+        for promise, tests, mutants in rows:
+            names = named_breaks(mutants)
+            assert names, f"no break named for: {promise}"
+            assert set(names) <= known, f"{promise}: no such break {set(names) - known}"
+            for test in named_breaks(tests):
+                assert (ROOT / "tests" / f"{test}.py").is_file(), test
+
+    def test_every_break_is_in_a_readme_row_and_in_docs(self) -> None:
+        """No break is left out of the README's table nor of docs/guarantees.md, so a break
+        added for a promise says which row it proves."""
+        in_readme = {name for row in guarantees_rows() for name in named_breaks(row[2])}
+        docs = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
+        for item in BREAKS:
+            assert item.name in in_readme, f"{item.name} is in no row of README's Guarantees"
+            assert f"`{item.name}`" in docs, f"{item.name} is not in docs/guarantees.md"
+
+    def test_breaks_needing_postgresql_are_marked_in_the_readme(self) -> None:
+        """A row proven by a break that runs only on PostgreSQL says so."""
+        for promise, _tests, mutants in guarantees_rows():
+            needs = [i for i in BREAKS if i.name in named_breaks(mutants) and i.needs]
+            if needs:
+                assert "*PostgreSQL*" in promise, f"{needs[0].name}: say so in: {promise}"
 
 
 class TestLocating:

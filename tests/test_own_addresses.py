@@ -8,7 +8,12 @@ from email.message import EmailMessage
 from sqlalchemy import select
 
 from service.identity.addresses import ReplyTarget, make_token
-from service.identity.scrub import ADDRESS_REMOVED, LINK_REMOVED, remove_own_addresses
+from service.identity.scrub import (
+    ADDRESS_REMOVED,
+    LINK_REMOVED,
+    TOKEN_REMOVED,
+    remove_own_addresses,
+)
 from service.store.models import Person, Subscription
 from tests.conftest import DOMAIN, Blog, RunningServer, SinkHandler, reply_message, send
 from tests.http_fixtures import HttpClient, http, settings_overrides
@@ -124,6 +129,21 @@ class TestOwnAddressesNeverPublished:
             name = session.scalars(select(Person.display_name).where(Person.email == READER))
             assert list(name) == [f"Rita {ADDRESS_REMOVED}"]
         assert comment.body == f"Olga can be reached at {ADDRESS_REMOVED} and {LINK_REMOVED}"
+
+    def test_a_link_or_token_without_any_address_is_cut_too(
+        self, server: RunningServer, blog: Blog, http: HttpClient
+    ) -> None:
+        """Text that holds no "@" at all still loses our tokened links and bare tokens."""
+        post = blog.post()
+        hers = secrets_of(blog, post, OTHER)
+        body = f"Her link {hers['link']} and her token {hers['token']} here"
+        assert "@" not in body
+        reply = http.post(
+            "/api/posts/hello/comments", json_body={"author_email": READER, "body": body}
+        )
+        assert reply.status == 201, reply.text
+        [comment] = comments(blog)
+        assert comment.body == f"Her link {LINK_REMOVED} and her token {TOKEN_REMOVED} here"
 
     def test_what_is_not_ours_stays(self, blog: Blog) -> None:
         """Other people's addresses, our plain sender address and ordinary links are kept;

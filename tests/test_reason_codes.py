@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from service.store.engine import make_engine
-from service.store.models import ReasonCode
+from service.store.models import InboundEmail, ReasonCode
 from service.store.schema import alembic_config
 from tests.conftest import DOMAIN, Blog, RunningServer, send
 from tests.http_fixtures import HttpClient, http, settings_overrides
@@ -55,6 +55,14 @@ class TestMetricsLabels:
         assert not any("attacker" in reason for _, reason in after)
         # Three different hostile senders, no more than the codes they ended with.
         assert len(after - before) <= 2
+
+        # A row finished before reasons had codes (its wording matched none when they were
+        # given): its text is still no label, only "other".
+        with blog.parts.session_factory.begin() as session:
+            session.execute(update(InboundEmail).values(reason_code=None))
+        old = inbound_series(http)
+        assert {reason for _, reason in old} <= {"", "other"}, old
+        assert any(reason == "other" for _, reason in old)
 
 
 class TestBackfill:

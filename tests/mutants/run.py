@@ -1,8 +1,9 @@
 """Applies each break of tests/mutants/breaks.py to a fresh copy of the tree and runs its tests.
 
     python -m tests.mutants.run            every break (what `make mutants` runs)
-    python -m tests.mutants.run NAME ...   only these breaks
+    python -m tests.mutants.run NAME ...   only these breaks (or --only NAME, repeatable)
     python -m tests.mutants.run --list     the breaks by promise, without running anything
+    python -m tests.mutants.run --jobs 2   two breaks at once (on a machine with cores to spare)
 
 First the untouched copy must be the code that runs (a copy's `service` shadows the checkout's
 only when its folder comes first on PYTHONPATH, which is checked), and the breaks' tests must
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,12 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the breaks; 0 when every one was caught."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only these breaks")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="only this break"
+    )
     parser.add_argument("--list", action="store_true", help="list the breaks and stop")
     parser.add_argument("--keep", action="store_true", help="keep the copies (their paths print)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the untouched run")
     parser.add_argument("--show", action="store_true", help="print the output of survivors")
     parser.add_argument("--why", action="store_true", help="print how each break was caught")
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="try N breaks at once (default 1)"
+    )
     options = parser.parse_args(argv)
+    options.names = [*options.names, *options.only]
 
     problems = check_list(BREAKS)
     for problem in problems:
@@ -257,32 +266,36 @@ def _run_all(chosen: list[Break], work: Path, options: argparse.Namespace) -> in
             return 2
         print(f"without a break: {baseline.summary}")
 
-    caught = 0
-    for number, item in enumerate(chosen):
+    def attempt(numbered: tuple[int, Break]) -> tuple[bool, str]:
+        number, item = numbered
         lacking = missing_needs(item)
         if lacking:
-            print(f"{item.name}: NOT RUN ({lacking})", flush=True)
-            continue
-        target = pristine / item.file
+            return False, f"{item.name}: NOT RUN ({lacking})"
         try:
-            source = broken_source(target.read_text(encoding="utf-8"), item)
+            source = broken_source((pristine / item.file).read_text(encoding="utf-8"), item)
         except (BreakError, OSError) as error:
-            print(f"{item.name}: NO LONGER APPLIES ({error})", flush=True)
-            continue
+            return False, f"{item.name}: NO LONGER APPLIES ({error})"
         copy = work / f"{number:03d}-{item.name}"
         shutil.copytree(pristine, copy)
         (copy / item.file).write_text(source, encoding="utf-8")
         run = run_tests(copy, item.tests, item.timeout)
         ok, line = verdict(item, run)
-        caught += ok
-        print(line, flush=True)
         if not ok and options.show:
-            print(run.output[-4000:])
+            line += "\n" + run.output[-4000:]
         if ok and options.why:
-            reasons = [line for line in run.output.splitlines() if line.startswith("E ")]
-            print("\n".join(f"    {line}" for line in reasons[:4]))
+            reasons = [text for text in run.output.splitlines() if text.startswith("E ")]
+            line += "".join(f"\n    {text}" for text in reasons[:4])
         if ok and not options.keep:
             shutil.rmtree(copy, ignore_errors=True)
+        return ok, line
+
+    caught = 0
+    # Each break has a copy of its own and its tests take free ports: several may run at once
+    # (--jobs), their lines still printed in the list's order.
+    with ThreadPoolExecutor(max_workers=max(options.jobs, 1)) as pool:
+        for ok, line in pool.map(attempt, enumerate(chosen)):
+            caught += ok
+            print(line, flush=True)
     print(f"{len(chosen)} breaks tried in {time.monotonic() - started:.0f}s")
     print(f"caught {caught} of {len(chosen)}")
     return 0 if caught == len(chosen) else 1
