@@ -5,7 +5,19 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.store.models import BlogSubscription, DigestNewPost, utcnow
+from service.store.models import BlogSubscription, DigestNewPost, Subscription, utcnow
+
+
+def switch_following(
+    sub: BlogSubscription | Subscription, *, active: bool, digest: str | None
+) -> bool:
+    """Switch an existing subscription (to the blog or to one post) on or off and set how it
+    is taken; True when it starts taking digests now (it had none, or was off)."""
+    starts_digest = active and digest is not None and not (sub.active and sub.digest)
+    sub.active = active
+    if active:
+        sub.digest = digest
+    return starts_digest
 
 
 def follow_blog(
@@ -24,10 +36,7 @@ def follow_blog(
         session.add(sub)
         starts_digest = active and digest is not None
     else:
-        starts_digest = active and digest is not None and not (sub.active and sub.digest)
-        sub.active = active
-        if active:
-            sub.digest = digest
+        starts_digest = switch_following(sub, active=active, digest=digest)
     if starts_digest:
         sub.digest_sent_at = utcnow()
     if not active or digest is None:

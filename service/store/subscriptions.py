@@ -8,7 +8,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.identity.addresses import ALL_POSTS, NEW_POSTS, ReplyTarget
-from service.store.blog_following import follow_blog, follows_blog, stop_blog_digests
+from service.store.blog_following import (
+    follow_blog,
+    follows_blog,
+    stop_blog_digests,
+    switch_following,
+)
 from service.store.models import Comment, Person, Post, Subscription, utcnow
 from service.store.posts import check_post
 from service.store.suppression import is_suppressed, lift_suppression
@@ -149,10 +154,7 @@ def set_following(
         session.add(sub)
         starts_digest = active and digest is not None
     else:
-        starts_digest = active and digest is not None and not (sub.active and sub.digest)
-        sub.active = active
-        if active:
-            sub.digest = digest
+        starts_digest = switch_following(sub, active=active, digest=digest)
     if starts_digest:
         newest = session.scalar(select(func.max(Comment.id)).where(Comment.post_id == post_id))
         sub.digest_through, sub.digest_sent_at = newest or 0, utcnow()
