@@ -147,6 +147,21 @@ def settings(
     return make_settings(var_dir, **overrides)
 
 
+def postgres_settings(
+    tmp_path: Path, postgres_url: str, sink: tuple[SinkHandler, int], overrides: dict[str, str]
+) -> Settings:
+    """Settings like the `settings` fixture's, on the run's (emptied) PostgreSQL database: what a
+    module whose tests all run on PostgreSQL returns from its own `settings` fixture."""
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    return make_settings(
+        var_dir,
+        REPLYD_DATABASE_URL=postgres_url,
+        REPLYD_OUTBOUND=f"smtp://127.0.0.1:{sink[1]}",
+        **overrides,
+    )
+
+
 @pytest.fixture
 def parts(settings: Settings) -> Iterator[Components]:
     """Engine, sessions, address book and keyring for the test's database."""

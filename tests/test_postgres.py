@@ -28,7 +28,7 @@ from tests.conftest import (
     Blog,
     RunningServer,
     SinkHandler,
-    make_settings,
+    postgres_settings,
     reply_message,
     send,
 )
@@ -47,14 +47,7 @@ def settings(
     settings_overrides: dict[str, str],
 ) -> Settings:
     """Settings whose database is the run's (emptied) PostgreSQL database."""
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    overrides = {
-        "REPLYD_DATABASE_URL": postgres_url,
-        "REPLYD_OUTBOUND": f"smtp://127.0.0.1:{sink[1]}",
-        **settings_overrides,
-    }
-    return make_settings(var_dir, **overrides)
+    return postgres_settings(tmp_path, postgres_url, sink, settings_overrides)
 
 
 def all_at_once(count: int, work: Callable[[int], T]) -> list[T]:

@@ -9,7 +9,7 @@ import pytest
 
 from service.runtime.settings import Settings
 from tests import test_reader_comments as readers
-from tests.conftest import Blog, SinkHandler, make_settings
+from tests.conftest import Blog, SinkHandler, postgres_settings
 from tests.http_fixtures import API_TOKEN, HttpClient, http
 from tests.reader_helpers import (
     BLOG_ORIGIN,
@@ -44,14 +44,7 @@ def settings(
     settings_overrides: dict[str, str],
 ) -> Settings:
     """Settings whose database is the run's (emptied) PostgreSQL database."""
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    overrides = {
-        "REPLYD_DATABASE_URL": postgres_url,
-        "REPLYD_OUTBOUND": f"smtp://127.0.0.1:{sink[1]}",
-        **settings_overrides,
-    }
-    return make_settings(var_dir, **overrides)
+    return postgres_settings(tmp_path, postgres_url, sink, settings_overrides)
 
 
 class TestConfirmedByLinkOnPostgres(readers.TestConfirmedByLink):

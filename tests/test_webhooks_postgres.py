@@ -12,7 +12,7 @@ from service.outbound.webhooks import WebhookSender
 from service.runtime.components import Components
 from service.runtime.settings import Settings
 from tests import test_webhooks as webhooks
-from tests.conftest import Blog, SinkHandler, make_settings
+from tests.conftest import Blog, SinkHandler, postgres_settings
 
 # The SQLite tests' fixtures: the receiver, and settings pointing replyd at it.
 receiver = webhooks.receiver
@@ -27,14 +27,7 @@ def settings(
     settings_overrides: dict[str, str],
 ) -> Settings:
     """Settings whose database is the run's (emptied) PostgreSQL database."""
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    overrides = {
-        "REPLYD_DATABASE_URL": postgres_url,
-        "REPLYD_OUTBOUND": f"smtp://127.0.0.1:{sink[1]}",
-        **settings_overrides,
-    }
-    return make_settings(var_dir, **overrides)
+    return postgres_settings(tmp_path, postgres_url, sink, settings_overrides)
 
 
 class TestRetriesOnPostgres(webhooks.TestRetries):
